@@ -1,0 +1,85 @@
+# Ferry's Makefile. `make demo` and `make test` are the two commands a newcomer needs;
+# both build every tool they use from Go modules into .tools/ first.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+include hack/versions.mk
+
+GO        ?= go
+TOOLS_DIR := $(CURDIR)/.tools
+TOOLS_BIN := $(TOOLS_DIR)/bin
+TOOLS_SRC := $(TOOLS_DIR)/src
+STAMPS    := $(TOOLS_DIR)/stamps
+BIN       := $(CURDIR)/bin
+export TOOLS_BIN TOOLS_SRC
+# Tests find the real servers here (see internal/testenv).
+export FERRY_TOOLS_BIN := $(TOOLS_BIN)
+
+PKGS        := ./...
+TEST_FLAGS  ?= -count=1 -timeout 30m
+FUZZ_TIME   ?= 60s
+
+# tool NAME MODULE VERSION [EXTRA]: a stamp named after the version, so a changed pin rebuilds
+# and an unchanged one costs nothing.
+define tool
+$(STAMPS)/$(1)@$(3):
+	@echo "tools: building $(1) $(3)"
+	@hack/build-tool.sh $(1) $(2) $(3) $(4)
+	@mkdir -p $(STAMPS) && rm -f $(STAMPS)/$(1)@* && touch $$@
+TOOL_STAMPS += $(STAMPS)/$(1)@$(3)
+endef
+$(eval $(call tool,registry,$(REGISTRY_MODULE),$(REGISTRY_VERSION)))
+$(eval $(call tool,minio,$(MINIO_MODULE),$(MINIO_VERSION)))
+$(eval $(call tool,etcd,$(ETCD_MODULE),$(ETCD_VERSION)))
+$(eval $(call tool,kube-apiserver,$(KUBERNETES_MODULE),$(KUBERNETES_VERSION),$(KUBERNETES_STAGING)))
+$(eval $(call tool,crane,$(CRANE_MODULE),$(CRANE_VERSION)))
+$(eval $(call tool,oras,$(ORAS_MODULE),$(ORAS_VERSION)))
+$(eval $(call tool,cosign,$(COSIGN_MODULE),$(COSIGN_VERSION)))
+$(eval $(call tool,helm,$(HELM_MODULE),$(HELM_VERSION)))
+$(eval $(call tool,staticcheck,$(STATICCHECK_MODULE),$(STATICCHECK_VERSION)))
+
+.PHONY: tools
+tools: $(TOOL_STAMPS) ## build every server and CLI the tests use into .tools/bin
+
+.PHONY: build
+build: ## build the mirror and sync binaries into bin/
+	$(GO) build -o $(BIN)/ ./cmd/mirror ./cmd/sync
+
+.PHONY: test
+test: tools ## run every test, against real servers
+	$(GO) test $(TEST_FLAGS) -v $(PKGS) 2>&1 | hack/test-summary.sh
+
+.PHONY: e2e
+e2e: tools ## run only the end-to-end tests
+	$(GO) test $(TEST_FLAGS) -v ./e2e/... 2>&1 | hack/test-summary.sh
+
+.PHONY: demo
+demo: tools build ## run the whole flow on an embedded default
+	$(GO) run ./hack/demo
+
+.PHONY: bench
+bench: tools ## benchmarks: ratios against peer tools and the machine's floors
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZ_TIME each
+	@hack/fuzz-all.sh $(FUZZ_TIME)
+
+.PHONY: lint
+lint: $(STAMPS)/staticcheck@$(STATICCHECK_VERSION) ## gofmt, go vet and staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(TOOLS_BIN)/staticcheck $(PKGS)
+
+.PHONY: clean
+clean: ## remove build outputs (keeps the tools)
+	rm -rf $(BIN)
+
+.PHONY: clean-tools
+clean-tools: ## remove every built tool
+	rm -rf $(TOOLS_DIR)
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort

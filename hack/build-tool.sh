@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# build-tool.sh NAME MODULE VERSION [EXTRA]: builds one tool of hack/versions.mk into $TOOLS_BIN.
+# Called by the Makefile, which skips it when the tool's stamp for that version exists.
+# Everything comes from the Go module proxy; nothing is downloaded any other way.
+set -euo pipefail
+
+name=$1 module=$2 version=$3 extra=${4:-}
+bin=${TOOLS_BIN:?TOOLS_BIN must be set}
+src=${TOOLS_SRC:?TOOLS_SRC must be set}
+mkdir -p "$bin" "$src"
+start=$(date +%s)
+
+# A scratch module for tools that `go install pkg@version` refuses (their go.mod has replace directives).
+scratch() {
+  local dir=$src/$name
+  rm -rf "$dir" && mkdir -p "$dir" && cd "$dir"
+  go mod init "ferry.local/tools/$name" >/dev/null 2>&1
+}
+
+case $name in
+  registry)    GOBIN=$bin go install "$module/cmd/registry@$version" ;;
+  minio)       GOBIN=$bin go install "$module@$version" ;;
+  crane)       GOBIN=$bin go install "$module/cmd/crane@$version" ;;
+  oras)        GOBIN=$bin go install "$module/cmd/oras@$version" ;;
+  cosign)      GOBIN=$bin go install "$module/cmd/cosign@$version" ;;
+  helm)        GOBIN=$bin go install "$module/cmd/helm@$version" ;;
+  staticcheck) GOBIN=$bin go install "$module/cmd/staticcheck@$version" ;;
+  etcd)
+    scratch
+    go get "$module@$version"
+    go build -o "$bin/etcd" "$module"
+    ;;
+  kube-apiserver)
+    # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with local
+    # paths; a consumer replaces each with the published module at the matching v0.x version.
+    staging=$extra
+    scratch
+    gomod=$(go mod download -json "$module@$version" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
+    go mod edit -require="$module@$version"
+    for m in $(awk '/^require/,/^\)/ { if ($2 == "v0.0.0") print $1 }' "$gomod"); do
+      go mod edit -replace="$m=$m@$staging"
+    done
+    go get "$module/cmd/kube-apiserver@$version"
+    minor=$(echo "$version" | cut -d. -f2)
+    go build -o "$bin/kube-apiserver" -ldflags "-X k8s.io/component-base/version.gitVersion=$version \
+      -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
+      "$module/cmd/kube-apiserver"
+    ;;
+  *) echo "build-tool.sh: unknown tool $name" >&2; exit 2 ;;
+esac
+echo "tools: built $name $version in $(( $(date +%s) - start ))s" >&2

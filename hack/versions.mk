@@ -1,0 +1,23 @@
+# The one place where every tool version Ferry builds is pinned.
+# Library versions live in go.mod; everything the Makefile builds into .tools/bin lives here.
+# Changing a line here makes `make tools` rebuild that tool (the stamp file records the version).
+
+REGISTRY_MODULE       := github.com/distribution/distribution/v3
+REGISTRY_VERSION      := v3.1.2
+MINIO_MODULE          := github.com/minio/minio
+MINIO_VERSION         := v0.0.0-20260212201848-7aac2a2c5b7c
+ETCD_MODULE           := go.etcd.io/etcd/server/v3
+ETCD_VERSION          := v3.6.16
+KUBERNETES_MODULE     := k8s.io/kubernetes
+KUBERNETES_VERSION    := v1.37.2
+KUBERNETES_STAGING    := v0.37.2
+CRANE_MODULE          := github.com/google/go-containerregistry
+CRANE_VERSION         := v0.22.1
+ORAS_MODULE           := oras.land/oras
+ORAS_VERSION          := v1.3.6
+COSIGN_MODULE         := github.com/sigstore/cosign/v3
+COSIGN_VERSION        := v3.1.3
+HELM_MODULE           := helm.sh/helm/v4
+HELM_VERSION          := v4.3.1
+STATICCHECK_MODULE    := honnef.co/go/tools
+STATICCHECK_VERSION   := v0.8.2
