@@ -1,0 +1,57 @@
+package bundle
+
+// Limits bound what a reader accepts. Each is checked before the thing it bounds is parsed or
+// hashed. Zero fields take the default.
+type Limits struct {
+	// MaxManifestSize bounds index.json, the root, and every manifest and index.
+	MaxManifestSize int64
+	// MaxBlobs bounds the distinct blobs in the graph.
+	MaxBlobs int
+	// MaxBlobSize bounds any one blob.
+	MaxBlobSize int64
+	// MaxTotalSize bounds the sum of all blob sizes.
+	MaxTotalSize int64
+	// MaxAttachments bounds the attachments (signatures) in index.json.
+	MaxAttachments int
+	// MaxPartListSize bounds a part list file.
+	MaxPartListSize int64
+	// MaxParts bounds the parts in a part list.
+	MaxParts int
+}
+
+// Default limits.
+const (
+	DefaultMaxManifestSize = 4 << 20
+	DefaultMaxBlobs        = 100_000
+	DefaultMaxBlobSize     = 64 << 30
+	DefaultMaxTotalSize    = 1 << 40
+	DefaultMaxAttachments  = 16
+	DefaultMaxPartListSize = 1 << 20
+	DefaultMaxParts        = 100_000
+	maxLayoutFileSize      = 1 << 10
+)
+
+// withDefaults returns l with every zero field set to its default.
+func (l Limits) withDefaults() Limits {
+	set := func(v *int64, d int64) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	seti := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	set(&l.MaxManifestSize, DefaultMaxManifestSize)
+	seti(&l.MaxBlobs, DefaultMaxBlobs)
+	set(&l.MaxBlobSize, DefaultMaxBlobSize)
+	set(&l.MaxTotalSize, DefaultMaxTotalSize)
+	seti(&l.MaxAttachments, DefaultMaxAttachments)
+	set(&l.MaxPartListSize, DefaultMaxPartListSize)
+	seti(&l.MaxParts, DefaultMaxParts)
+	return l
+}
+
+// maxTarEntries bounds the entries of a tar: every blob plus oci-layout, index.json and two folders.
+func (l Limits) maxTarEntries() int { return l.MaxBlobs + 4 }
