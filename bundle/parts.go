@@ -280,5 +280,18 @@ func ReadParts(ctx context.Context, fsys fs.FS, listName string, opts ...ReadOpt
 	if err != nil {
 		return nil, err
 	}
-	return ReadTar(ctx, r, opts...)
+	res, err := ReadTar(ctx, r, opts...)
+	if err != nil {
+		// A damaged part shows first as a bad blob or header inside it; read on to the end of
+		// that part so the error names the part, which is what the operator must copy again.
+		if e, ok := AsError(err); !ok || e.Check != CheckPart {
+			if _, perr := io.Copy(io.Discard, r); perr != nil {
+				if pe, ok := AsError(perr); ok && pe.Check == CheckPart {
+					return nil, fmt.Errorf("%w (found while reading: %v)", pe, err)
+				}
+			}
+		}
+		return nil, err
+	}
+	return res, nil
 }

@@ -137,6 +137,9 @@ func ReadTar(ctx context.Context, r io.Reader, opts ...ReadOption) (*Result, err
 			break
 		}
 		if err != nil {
+			if e, ok := AsError(err); ok { // the medium's own check (a part) failed
+				return nil, e
+			}
 			return nil, errorf("", "", CheckTruncated, fixRecopy, "tar entry %d: %v", entries+1, err)
 		}
 		if entries >= g.lim.maxTarEntries() {
