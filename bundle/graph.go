@@ -327,7 +327,9 @@ func deref(p *[]ocispec.Descriptor) []ocispec.Descriptor {
 	return *p
 }
 
-func isOCI(mt string) bool { return mt == ocispec.MediaTypeImageManifest || mt == ocispec.MediaTypeImageIndex }
+func isOCI(mt string) bool {
+	return mt == ocispec.MediaTypeImageManifest || mt == ocispec.MediaTypeImageIndex
+}
 
 func (g *graph) taggedSig(d digest.Digest) bool {
 	for _, e := range g.entries {

@@ -133,7 +133,6 @@ func flip(t testing.TB, path string, at int) {
 	}
 }
 
-
 // source is a bundle in one of its forms, damaged by a test case, and how to read it.
 type source func(t *testing.T, f *fixture) error
 

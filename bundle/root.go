@@ -145,7 +145,9 @@ func (b *Bundle) index() (*ocispec.Index, error) {
 		}
 		entries = append(entries, d)
 		refs := slices.Clone(it.Referrers)
-		slices.SortFunc(refs, func(x, y Referrer) int { return strings.Compare(string(x.Descriptor.Digest), string(y.Descriptor.Digest)) })
+		slices.SortFunc(refs, func(x, y Referrer) int {
+			return strings.Compare(string(x.Descriptor.Digest), string(y.Descriptor.Digest))
+		})
 		for j, r := range refs {
 			if j > 0 && refs[j-1].Descriptor.Digest == r.Descriptor.Digest {
 				return nil, invalid("item %s: referrer %s listed twice", it.Name, r.Descriptor.Digest)
