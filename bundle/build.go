@@ -14,8 +14,9 @@ import (
 
 // Write finishes a bundle in l, whose blobs (every item's graph and the attachments' graphs)
 // have been pushed: it pushes b's root, writes index.json (attachments, root, items), and then
-// reads the whole layout back to prove it complete. It returns the root's descriptor.
-func Write(ctx context.Context, l *Layout, b *Bundle, attachments ...ocispec.Descriptor) (ocispec.Descriptor, error) {
+// reads the whole layout back to prove it complete (a delta needs WithHave for what its base
+// holds). It returns the root's descriptor.
+func Write(ctx context.Context, l *Layout, b *Bundle, attachments []ocispec.Descriptor, opts ...ReadOption) (ocispec.Descriptor, error) {
 	root, data, err := b.Descriptor()
 	if err != nil {
 		return ocispec.Descriptor{}, err
@@ -30,7 +31,7 @@ func Write(ctx context.Context, l *Layout, b *Bundle, attachments ...ocispec.Des
 	if err := l.WriteIndex(index); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("write index.json: %w", err)
 	}
-	if _, err := ReadLayout(ctx, l.dir); err != nil {
+	if _, err := ReadLayout(ctx, l.dir, opts...); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("bundle written to %s is not complete: %w", l.dir, err)
 	}
 	return root, nil

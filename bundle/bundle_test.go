@@ -116,7 +116,7 @@ func TestSameBundleSameBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := bundle.Write(context.Background(), l, f.bundle, res.Attachments...)
+	root, err := bundle.Write(context.Background(), l, f.bundle, res.Attachments)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -86,6 +88,23 @@ func randomImage(t testing.TB, size int64, layers int64) v1.Image {
 	return mutate.MediaType(mutate.ConfigMediaType(img, "application/vnd.oci.image.config.v1+json"), "application/vnd.oci.image.manifest.v1+json")
 }
 
+// platformImage is a random image whose config names its platform, as real images' do.
+func platformImage(t testing.TB, arch string) v1.Image {
+	t.Helper()
+	img := randomImage(t, 16<<10, 1)
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", arch
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
 // artifact pushes an OCI artifact manifest with one layer, and returns the manifest descriptor.
 func artifact(t testing.TB, l *bundle.Layout, configType, layerType string, content []byte, subject *ocispec.Descriptor) ocispec.Descriptor {
 	t.Helper()
@@ -128,8 +147,8 @@ func newFixture(t testing.TB, seq uint64) *fixture {
 
 	// A multi-platform index: two images, the index as upstream would write it.
 	idx := mutate.AppendManifests(empty.Index,
-		mutate.IndexAddendum{Add: randomImage(t, 16<<10, 1), Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
-		mutate.IndexAddendum{Add: randomImage(t, 16<<10, 1), Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}},
+		mutate.IndexAddendum{Add: platformImage(t, "amd64"), Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
+		mutate.IndexAddendum{Add: platformImage(t, "arm64"), Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}},
 	)
 	idxManifest, err := idx.IndexManifest()
 	if err != nil {
@@ -169,7 +188,7 @@ func newFixture(t testing.TB, seq uint64) *fixture {
 		t.Fatal(err)
 	}
 	sig := artifact(t, l, "application/vnd.oci.empty.v1+json", "application/vnd.dev.sigstore.bundle.v0.3+json", []byte(`{"signature":"test"}`), &root)
-	f.root, err = bundle.Write(context.Background(), l, f.bundle, sig)
+	f.root, err = bundle.Write(context.Background(), l, f.bundle, []ocispec.Descriptor{sig})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,4 +196,12 @@ func newFixture(t testing.TB, seq uint64) *fixture {
 		t.Fatalf("written root %s, computed %s", f.root.Digest, root.Digest)
 	}
 	return f
+}
+
+func statBlob(dir string, d digest.Digest) (int64, error) {
+	fi, err := os.Stat(filepath.Join(dir, "blobs", "sha256", d.Encoded()))
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
 }
