@@ -62,7 +62,7 @@ func TestRoundTripDirTarPartsDir(t *testing.T) {
 	if len(list.Parts) < 3 || list.Size != int64(len(tar1)) {
 		t.Fatalf("split %d bytes into %d parts (list size %d)", len(tar1), len(list.Parts), list.Size)
 	}
-	joined, _, err := bundle.OpenParts(os.DirFS(partsDir), bundle.PartListName("bundle.tar"), bundle.Limits{})
+	joined, _, err := bundle.OpenParts(dirFS(t, partsDir), bundle.PartListName("bundle.tar"), bundle.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -204,4 +205,15 @@ func statBlob(dir string, d digest.Digest) (int64, error) {
 		return 0, err
 	}
 	return fi.Size(), nil
+}
+
+// dirFS opens dir as the parts reader should see a medium: no name or link leaves it.
+func dirFS(t testing.TB, dir string) fs.FS {
+	t.Helper()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	return root.FS()
 }

@@ -271,6 +271,7 @@ func (p *partsReader) Read(b []byte) (int, error) {
 }
 
 // ReadParts reads a bundle split into parts: the part list listName and its parts in fsys.
+// For a directory, pass os.Root's FS, so that no part name or symbolic link leads out of it.
 func ReadParts(ctx context.Context, fsys fs.FS, listName string, opts ...ReadOption) (*Result, error) {
 	var o readOptions
 	for _, opt := range opts {

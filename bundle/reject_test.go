@@ -133,9 +133,6 @@ func flip(t testing.TB, path string, at int) {
 	}
 }
 
-// source is a bundle in one of its forms, damaged by a test case, and how to read it.
-type source func(t *testing.T, f *fixture) error
-
 func readDir(opts ...bundle.ReadOption) func(t *testing.T, f *fixture) error {
 	return func(t *testing.T, f *fixture) error {
 		_, err := bundle.ReadLayout(context.Background(), f.dir, opts...)
@@ -178,7 +175,7 @@ func TestRejects(t *testing.T) {
 				t.Fatal(err)
 			}
 			edit(t, dir, list)
-			_, err = bundle.ReadParts(context.Background(), os.DirFS(dir), bundle.PartListName("bundle.tar"))
+			_, err = bundle.ReadParts(context.Background(), dirFS(t, dir), bundle.PartListName("bundle.tar"))
 			return err
 		}
 	}
