@@ -93,6 +93,11 @@ func run(ctx context.Context) error {
 	}
 	fmt.Printf("    helm      %s serves chart demo 0.1.0\n", helm.URL)
 
+	step("packing the image into a bundle, across the gap as parts, and back (the bundle format)")
+	if err := demoBundle(ctx, dir, ref); err != nil {
+		return err
+	}
+
 	step("starting the disconnected cluster (etcd + kube-apiserver)")
 	cluster, err := testenv.StartCluster(ctx, filepath.Join(dir, "cluster"))
 	if err != nil {
@@ -122,7 +127,7 @@ func run(ctx context.Context) error {
 	}
 	fmt.Println("ConfigMap default/ferry-demo-probe written and readable")
 
-	step("not yet implemented: mirror pack → bundle → sync verify/import → serve → reconcile")
+	step("not yet implemented: mirror pack from a spec, signing, sync verify/import → serve → reconcile")
 	fmt.Println("    each arrives with its own issue; this demo grows with them")
 
 	step("stopping everything (%.1fs)", time.Since(start).Seconds())

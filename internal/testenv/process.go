@@ -25,6 +25,9 @@ type process struct {
 
 // startProcess runs bin with args in its own process group, its output going to dir/name.log.
 func startProcess(name, bin string, args, env []string, dir string) (*process, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
 	logPath := filepath.Join(dir, name+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
