@@ -319,6 +319,29 @@ func TestRejects(t *testing.T) {
 			i := findEntry(t, es, blobPath(f.appLayer.Digest))
 			return append(es[:i], es[i+1:]...)
 		}), bundle.CheckTruncated, "item app"},
+		{"tar: truncated mid-blob", func(t *testing.T, f *fixture) error {
+			b := writeTar(t, f.dir)
+			return readTarBytes(b[:len(b)/2])
+		}, bundle.CheckTruncated, ""},
+		{"tar: truncated inside the last blob", func(t *testing.T, f *fixture) error {
+			b := writeTar(t, f.dir)
+			es := splitTar(t, b)
+			last := es[len(es)-1].data
+			at := bytes.LastIndex(b, last)
+			return readTarBytes(b[:at+len(last)/2])
+		}, bundle.CheckTruncated, ""},
+		{"tar: truncated at an entry boundary", func(t *testing.T, f *fixture) error {
+			es := splitTar(t, writeTar(t, f.dir))
+			var buf bytes.Buffer
+			tw := tar.NewWriter(&buf)
+			for _, e := range es[:len(es)-3] {
+				h := e.hdr
+				tw.WriteHeader(&h)
+				tw.Write(e.data)
+			}
+			tw.Flush() // no end-of-archive blocks: the stream just stops
+			return readTarBytes(buf.Bytes())
+		}, bundle.CheckTruncated, ""},
 		{"tar: plain tar -c order", tarCase(func(t *testing.T, f *fixture, es []tarEntry) []tarEntry {
 			sort.Slice(es, func(i, j int) bool { return es[i].hdr.Name < es[j].hdr.Name })
 			return es
