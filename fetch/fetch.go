@@ -1,0 +1,43 @@
+package fetch
+
+import (
+	"context"
+	"io"
+	"log/slog"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Store receives fetched content. *bundle.Layout satisfies it, as do oras-go's stores.
+type Store interface {
+	Exists(ctx context.Context, desc ocispec.Descriptor) (bool, error)
+	Push(ctx context.Context, desc ocispec.Descriptor, r io.Reader) error
+}
+
+// Options are shared by every fetcher. The zero value is usable.
+type Options struct {
+	// PlainHTTP lists registry hosts (host:port) reached over plain HTTP instead of HTTPS,
+	// such as a registry on loopback.
+	PlainHTTP []string
+	// Logger receives one line per resolved source; nil discards.
+	Logger *slog.Logger
+}
+
+func (o *Options) plainHTTP(host string) bool {
+	if o == nil {
+		return false
+	}
+	for _, h := range o.PlainHTTP {
+		if h == host {
+			return true
+		}
+	}
+	return false
+}
+
+func (o *Options) logger() *slog.Logger {
+	if o == nil || o.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return o.Logger
+}
