@@ -3,12 +3,14 @@ package bundle_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ferry-gitops/ferry/bundle"
 )
@@ -146,5 +148,48 @@ func TestUpstreamBytesKept(t *testing.T) {
 		if got := digest.FromBytes(b); got != want {
 			t.Fatalf("item %s: stored manifest hashes to %s, upstream %s", name, got, want)
 		}
+	}
+}
+
+// An image restricted to some platforms carries the upstream index byte for byte and only the
+// children for those platforms; without the restriction the same layout is incomplete.
+func TestPlatformFilteredImage(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 1)
+	multi := f.bundle.Item("multi")
+	raw, err := os.ReadFile(filepath.Join(f.dir, "blobs", "sha256", multi.Descriptor.Digest.Encoded()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		t.Fatal(err)
+	}
+	// Drop the arm64 image's manifest from the layout.
+	for _, m := range idx.Manifests {
+		if m.Platform.Architecture == "arm64" {
+			os.Remove(filepath.Join(f.dir, "blobs", "sha256", m.Digest.Encoded()))
+		}
+	}
+	if _, err := bundle.ReadLayout(ctx, f.dir); err == nil {
+		t.Fatal("an index missing a platform was accepted without a platform restriction")
+	}
+	b := *f.bundle
+	b.Items = append([]bundle.Item{}, f.bundle.Items...)
+	for i := range b.Items {
+		if b.Items[i].Name == "multi" {
+			b.Items[i].Platforms = []string{"linux/amd64"}
+		}
+	}
+	root, err := bundle.Write(ctx, f.layout, &b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := bundle.ReadLayout(ctx, f.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Bundle.Item("multi"); res.Root.Digest != root.Digest || got.Descriptor.Digest != f.images["multi"] || len(got.Platforms) != 1 {
+		t.Fatalf("item multi read back as %+v", got)
 	}
 }

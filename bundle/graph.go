@@ -312,6 +312,18 @@ func (g *graph) parse(n *node, data []byte) ([]ocispec.Descriptor, error) {
 	if n.item == "attachment" && (m.Subject == nil || m.Subject.Digest != g.rootDesc.Digest) && !g.taggedSig(d.Digest) {
 		return nil, errorf("attachment", d.Digest, CheckFormat, fixRepack, "neither refers to the root nor is tagged %s", sigTag(g.rootDesc.Digest))
 	}
+	if isIndexType(d.MediaType) && g.root != nil {
+		// An image restricted to some platforms carries only those children of its indexes.
+		if it := g.root.Item(n.item); it != nil && len(it.Platforms) > 0 {
+			kept := children[:0:0]
+			for _, c := range children {
+				if carries(it.Platforms, c.Platform) {
+					kept = append(kept, c)
+				}
+			}
+			children = kept
+		}
+	}
 	for _, c := range children {
 		if err := g.learn(c, n.item); err != nil {
 			return nil, err

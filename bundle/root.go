@@ -41,6 +41,9 @@ type Item struct {
 	Descriptor ocispec.Descriptor
 	// Referrers are upstream signatures, attestations and SBOMs of the item's manifests.
 	Referrers []Referrer
+	// Platforms, when set, are the only platforms carried of a multi-platform image: the index
+	// is kept byte for byte, and only its children for these platforms are in the bundle.
+	Platforms []string
 }
 
 // Referrer is a manifest that refers to one of an item's manifests.
@@ -142,6 +145,16 @@ func (b *Bundle) index() (*ocispec.Index, error) {
 			AnnotationItemKind:     string(it.Kind),
 			AnnotationItemSource:   it.Source,
 			AnnotationItemRevision: it.Revision,
+		}
+		if len(it.Platforms) > 0 {
+			ps := slices.Clone(it.Platforms)
+			slices.Sort(ps)
+			for j, p := range ps {
+				if !validPlatform(p) || (j > 0 && ps[j-1] == p) {
+					return nil, invalid("item %s: platform %q: want os/arch or os/arch/variant, each once", it.Name, p)
+				}
+			}
+			d.Annotations[AnnotationItemPlatforms] = strings.Join(ps, ",")
 		}
 		entries = append(entries, d)
 		refs := slices.Clone(it.Referrers)
@@ -257,7 +270,7 @@ func ParseRoot(data []byte) (*Bundle, error) {
 		}
 		for k := range e.Annotations {
 			switch k {
-			case AnnotationItemName, AnnotationItemKind, AnnotationItemSource, AnnotationItemRevision, AnnotationReferrerSubject, AnnotationReferrerTag:
+			case AnnotationItemName, AnnotationItemKind, AnnotationItemSource, AnnotationItemRevision, AnnotationItemPlatforms, AnnotationReferrerSubject, AnnotationReferrerTag:
 			default:
 				if strings.HasPrefix(k, "dev.ferry.") {
 					return nil, invalid("entry %d (%s): unknown annotation %q", i, e.Digest, k)
@@ -274,10 +287,14 @@ func ParseRoot(data []byte) (*Bundle, error) {
 			})
 			continue
 		}
-		b.Items = append(b.Items, Item{
+		it := Item{
 			Name: name, Kind: kind, Descriptor: e,
 			Source: e.Annotations[AnnotationItemSource], Revision: e.Annotations[AnnotationItemRevision],
-		})
+		}
+		if ps, ok := e.Annotations[AnnotationItemPlatforms]; ok {
+			it.Platforms = strings.Split(ps, ",")
+		}
+		b.Items = append(b.Items, it)
 	}
 	// One bundle, one encoding: the bytes must be exactly what Marshal writes for what was read.
 	again, err := b.Marshal()
@@ -305,4 +322,38 @@ func plain(d ocispec.Descriptor) ocispec.Descriptor {
 // String summarises the bundle on one line.
 func (b *Bundle) String() string {
 	return fmt.Sprintf("bundle %d (%d items, created %s, expires %s)", b.Sequence, len(b.Items), b.Created.Format(time.RFC3339), b.Expires.Format(time.RFC3339))
+}
+
+// validPlatform reports whether p is os/arch or os/arch/variant, each part a plain word.
+func validPlatform(p string) bool {
+	parts := strings.Split(p, "/")
+	if len(parts) < 2 || len(parts) > 3 {
+		return false
+	}
+	for _, x := range parts {
+		if x == "" || strings.ContainsAny(x, ", ") {
+			return false
+		}
+	}
+	return true
+}
+
+// PlatformString returns a descriptor's platform as os/arch[/variant], or "" when it has none.
+func PlatformString(p *ocispec.Platform) string {
+	if p == nil || p.OS == "" || p.Architecture == "" {
+		return ""
+	}
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}
+
+// carries reports whether an item restricted to platforms carries an index child of platform p.
+func carries(platforms []string, p *ocispec.Platform) bool {
+	if len(platforms) == 0 {
+		return true
+	}
+	return slices.Contains(platforms, PlatformString(p))
 }

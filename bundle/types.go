@@ -27,6 +27,7 @@ const (
 	AnnotationItemKind        = "dev.ferry.item.kind"
 	AnnotationItemSource      = "dev.ferry.item.source"
 	AnnotationItemRevision    = "dev.ferry.item.revision"
+	AnnotationItemPlatforms   = "dev.ferry.item.platforms"
 	AnnotationReferrerSubject = "dev.ferry.referrer.subject"
 	AnnotationReferrerTag     = "dev.ferry.referrer.tag"
 )
