@@ -8,8 +8,10 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// Store receives fetched content. *bundle.Layout satisfies it, as do oras-go's stores.
+// Store receives fetched content: the three verbs of oras-go's content.Storage, so oras-go can
+// copy graphs into it. *bundle.Layout satisfies it.
 type Store interface {
+	Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error)
 	Exists(ctx context.Context, desc ocispec.Descriptor) (bool, error)
 	Push(ctx context.Context, desc ocispec.Descriptor, r io.Reader) error
 }
