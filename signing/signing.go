@@ -1,0 +1,134 @@
+package signing
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/sigstore/cosign/v2/pkg/cosign"
+	"github.com/sigstore/cosign/v2/pkg/oci/empty"
+	"github.com/sigstore/cosign/v2/pkg/oci/mutate"
+	"github.com/sigstore/cosign/v2/pkg/oci/static"
+	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/sigstore/sigstore/pkg/signature/payload"
+)
+
+// PasswordEnv names the environment variable holding a cosign key's password, as cosign's own.
+const PasswordEnv = "COSIGN_PASSWORD"
+
+// Identity is the docker-reference a bundle signature's payload names. cosign checks the
+// payload's digest, not this name, so a bundle verifies wherever it is pushed.
+const Identity = "ferry.local/bundle"
+
+// LoadKey reads an encrypted cosign private key (cosign generate-key-pair) with its password.
+func LoadKey(path string, password []byte) (signature.SignerVerifier, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", path, err)
+	}
+	sv, err := cosign.LoadPrivateKey(pem, password, nil)
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w (is %s set to its password?)", path, err, PasswordEnv)
+	}
+	return sv, nil
+}
+
+// Pusher is where the signature goes: a bundle layout.
+type Pusher interface {
+	Push(ctx context.Context, desc ocispec.Descriptor, r io.Reader) error
+}
+
+// Sign signs root's digest with signer and pushes the signature manifest, its config and its
+// layer into dst. It returns the manifest's descriptor, named sha256-<root hex>.sig for the
+// layout index, ready to pass to bundle.Write as an attachment.
+func Sign(ctx context.Context, dst Pusher, root ocispec.Descriptor, signer signature.Signer) (ocispec.Descriptor, error) {
+	ref, err := name.NewDigest(Identity + "@" + string(root.Digest))
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	body, err := (&payload.Cosign{Image: ref}).MarshalJSON()
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	sig, err := signer.SignMessage(bytes.NewReader(body))
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("sign bundle %s: %w", root.Digest, err)
+	}
+	ociSig, err := static.NewSignature(body, base64.StdEncoding.EncodeToString(sig))
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	sigs, err := mutate.AppendSignatures(empty.Signatures(), false, ociSig)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	// Push the signature image exactly as cosign would lay it out in a registry.
+	layers, err := sigs.Layers()
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	for _, l := range layers {
+		if err := pushLayer(ctx, dst, l); err != nil {
+			return ocispec.Descriptor{}, err
+		}
+	}
+	cfg, err := sigs.RawConfigFile()
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	m, err := sigs.Manifest()
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	if err := push(ctx, dst, string(m.Config.MediaType), cfg); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	raw, err := sigs.RawManifest()
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	mt, err := sigs.MediaType()
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	if err := push(ctx, dst, string(mt), raw); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	return ocispec.Descriptor{
+		MediaType:   string(mt),
+		Digest:      digest.FromBytes(raw),
+		Size:        int64(len(raw)),
+		Annotations: map[string]string{ocispec.AnnotationRefName: SignatureTag(root.Digest)},
+	}, nil
+}
+
+// SignatureTag is the tag cosign gives the signature of d.
+func SignatureTag(d digest.Digest) string { return "sha256-" + d.Encoded() + ".sig" }
+
+func pushLayer(ctx context.Context, dst Pusher, l v1.Layer) error {
+	mt, err := l.MediaType()
+	if err != nil {
+		return err
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return err
+	}
+	return push(ctx, dst, string(mt), b)
+}
+
+func push(ctx context.Context, dst Pusher, mt string, b []byte) error {
+	return dst.Push(ctx, ocispec.Descriptor{MediaType: mt, Digest: digest.FromBytes(b), Size: int64(len(b))}, bytes.NewReader(b))
+}
