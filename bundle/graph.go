@@ -189,8 +189,8 @@ func (g *graph) acceptIndex(ctx context.Context, size int64, r io.Reader) error 
 		return errorf(IndexFile, "", CheckLimit, fixLimit, "%d attachments exceed the limit of %d", rootAt, g.lim.MaxAttachments)
 	}
 	for _, e := range idx.Manifests[:rootAt] {
-		if tag, ok := e.Annotations[ocispec.AnnotationRefName]; ok && tag != sigTag(g.rootDesc.Digest) {
-			return errorf("attachment", e.Digest, CheckFormat, fixRepack, "named %q: an attachment is unnamed or named %s", tag, sigTag(g.rootDesc.Digest))
+		if tag, ok := e.Annotations[ocispec.AnnotationRefName]; ok && tag != SignatureTag(g.rootDesc.Digest) {
+			return errorf("attachment", e.Digest, CheckFormat, fixRepack, "named %q: an attachment is unnamed or named %s", tag, SignatureTag(g.rootDesc.Digest))
 		}
 		if !isManifestType(e.MediaType) {
 			return errorf("attachment", e.Digest, CheckMediaType, fixRepack, "media type %q is not a manifest", e.MediaType)
@@ -218,8 +218,9 @@ func (g *graph) acceptIndex(ctx context.Context, size int64, r io.Reader) error 
 	return g.visit(ctx, Entry{Path: IndexFile, Item: IndexFile, Descriptor: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: digestOf(b), Size: int64(len(b))}}, bytes.NewReader(b))
 }
 
-// sigTag is the tag cosign's tag-based scheme gives a signature of d.
-func sigTag(d digest.Digest) string { return "sha256-" + d.Encoded() + ".sig" }
+// SignatureTag is the tag cosign's tag-based scheme gives a signature of d: the name a root's
+// signature has in index.json and in a registry.
+func SignatureTag(d digest.Digest) string { return "sha256-" + d.Encoded() + ".sig" }
 
 // blob checks one blob against what the graph expects and passes it to the visitor. It
 // returns the blob's children when it is a manifest or index.
@@ -310,7 +311,7 @@ func (g *graph) parse(n *node, data []byte) ([]ocispec.Descriptor, error) {
 		return children, nil
 	}
 	if n.item == "attachment" && (m.Subject == nil || m.Subject.Digest != g.rootDesc.Digest) && !g.taggedSig(d.Digest) {
-		return nil, errorf("attachment", d.Digest, CheckFormat, fixRepack, "neither refers to the root nor is tagged %s", sigTag(g.rootDesc.Digest))
+		return nil, errorf("attachment", d.Digest, CheckFormat, fixRepack, "neither refers to the root nor is tagged %s", SignatureTag(g.rootDesc.Digest))
 	}
 	if isIndexType(d.MediaType) && g.root != nil {
 		// An image restricted to some platforms carries only those children of its indexes.
@@ -345,7 +346,7 @@ func isOCI(mt string) bool {
 
 func (g *graph) taggedSig(d digest.Digest) bool {
 	for _, e := range g.entries {
-		if e.Digest == d && e.Annotations[ocispec.AnnotationRefName] == sigTag(g.rootDesc.Digest) {
+		if e.Digest == d && e.Annotations[ocispec.AnnotationRefName] == SignatureTag(g.rootDesc.Digest) {
 			return true
 		}
 	}

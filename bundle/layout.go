@@ -35,6 +35,14 @@ func NewLayout(dir string) (*Layout, error) {
 	return &Layout{dir: dir}, nil
 }
 
+// OpenLayout opens an existing layout directory as a store, for reading and adding blobs.
+func OpenLayout(dir string) (*Layout, error) {
+	if _, err := os.Stat(filepath.Join(dir, LayoutFile)); err != nil {
+		return nil, fmt.Errorf("bundle layout %s: %w", dir, err)
+	}
+	return &Layout{dir: dir}, nil
+}
+
 // Dir returns the layout's directory.
 func (l *Layout) Dir() string { return l.dir }
 

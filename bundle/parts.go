@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -46,13 +47,27 @@ func PartName(name string, i int) string { return fmt.Sprintf("%s.part-%05d", na
 
 var partNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,255}$`)
 
+// ValidPartName reports whether name is a plain file name a part list may use.
+func ValidPartName(name string) bool {
+	return partNameRE.MatchString(name) && name != "." && name != ".." && !strings.Contains(name, "..")
+}
+
+// Marshal encodes the part list as Split writes it: indented by two spaces, ending in a newline.
+func (l *PartList) Marshal() ([]byte, error) {
+	data, err := json.MarshalIndent(l, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(data, '\n'), nil
+}
+
 // Split reads a tar from r and writes it into dir as parts of partSize bytes named after name,
 // then the part list (last, so a folder with a part list has every part). It returns the list.
 func Split(ctx context.Context, r io.Reader, dir, name string, partSize int64) (*PartList, error) {
 	if partSize <= 0 {
 		return nil, fmt.Errorf("split %s: part size %d must be positive", name, partSize)
 	}
-	if !partNameRE.MatchString(name) || name == "." || name == ".." {
+	if !ValidPartName(name) {
 		return nil, fmt.Errorf("split: %q is not a plain file name", name)
 	}
 	list := &PartList{Format: PartsFormat, PartSize: partSize}
@@ -79,11 +94,11 @@ func Split(ctx context.Context, r io.Reader, dir, name string, partSize int64) (
 		return nil, fmt.Errorf("split %s: empty input", name)
 	}
 	list.Digest = digest.Digest("sha256:" + hex.EncodeToString(whole.Sum(nil)))
-	data, err := json.MarshalIndent(list, "", "  ")
+	data, err := list.Marshal()
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileSync(filepath.Join(dir, PartListName(name)), append(data, '\n')); err != nil {
+	if err := writeFileSync(filepath.Join(dir, PartListName(name)), data); err != nil {
 		return nil, fmt.Errorf("split %s: write part list: %w", name, err)
 	}
 	return list, nil
@@ -155,7 +170,7 @@ func ParsePartList(data []byte, lim Limits) (*PartList, error) {
 	names := map[string]bool{}
 	var sum int64
 	for i, p := range l.Parts {
-		if !partNameRE.MatchString(p.Name) || p.Name == "." || p.Name == ".." {
+		if !ValidPartName(p.Name) {
 			return nil, partErrorf(p.Name, CheckPath, fixRecopy, "part %d: %q is not a plain file name", i+1, p.Name)
 		}
 		if names[p.Name] {
