@@ -131,6 +131,22 @@ func (g *GitServer) Tag(ctx context.Context, name, tag string) error {
 	return err
 }
 
+// AnnotatedTag creates an annotated tag with message at the current head of main and pushes it.
+func (g *GitServer) AnnotatedTag(ctx context.Context, name, tag, message string) error {
+	work := filepath.Join(g.work, name)
+	if _, err := g.run(ctx, work, "tag", "--annotate", "--message", message, tag); err != nil {
+		return err
+	}
+	_, err := g.run(ctx, work, "push", "--quiet", "origin", tag)
+	return err
+}
+
+// Branch creates branch at the current head of main and pushes it; main moves on without it.
+func (g *GitServer) Branch(ctx context.Context, name, branch string) error {
+	_, err := g.run(ctx, filepath.Join(g.work, name), "push", "--quiet", "origin", "main:refs/heads/"+branch)
+	return err
+}
+
 func (g *GitServer) run(ctx context.Context, dir string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, g.git, append([]string{"-c", "commit.gpgsign=false", "-c", "core.hooksPath=/dev/null"}, args...)...)
 	cmd.Dir = dir

@@ -1,0 +1,315 @@
+package fetch
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
+	"helm.sh/helm/v4/pkg/getter"
+	"helm.sh/helm/v4/pkg/registry"
+	repo "helm.sh/helm/v4/pkg/repo/v1"
+	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/errdef"
+
+	"github.com/ferry-gitops/ferry/spec"
+)
+
+// chartMaxProvenanceSize bounds a chart's .prov file; real ones are a few kilobytes.
+const chartMaxProvenanceSize = 1 << 20
+
+// chartProvenanceHeader starts every Helm provenance file: a PGP clear-signed message.
+const chartProvenanceHeader = "-----BEGIN PGP SIGNED MESSAGE-----"
+
+// chartFromHTTP downloads a chart from an HTTP(S) chart repository and publishes it in dst.
+func chartFromHTTP(ctx context.Context, dst Store, src spec.Chart) (chartResult, error) {
+	repoURL, user, pass, err := chartSplitCredentials(src.Repository)
+	if err != nil {
+		return chartResult{}, err
+	}
+	tr := chartTransport(ctx)
+	defer tr.CloseIdleConnections()
+
+	cache, err := os.MkdirTemp("", "ferry-chart-index-")
+	if err != nil {
+		return chartResult{}, fmt.Errorf("index cache: %w", err)
+	}
+	defer os.RemoveAll(cache)
+	r, err := repo.NewChartRepository(&repo.Entry{Name: "ferry", URL: repoURL, Username: user, Password: pass}, getter.Getters(getter.WithTransport(tr)))
+	if err != nil {
+		return chartResult{}, err
+	}
+	r.CachePath = cache
+	indexPath, err := r.DownloadIndexFile()
+	if err != nil {
+		return chartResult{}, fmt.Errorf("download index.yaml: %w", chartCtxErr(ctx, err))
+	}
+	index, err := repo.LoadIndexFile(indexPath)
+	if err != nil {
+		return chartResult{}, fmt.Errorf("read index.yaml: %w", err)
+	}
+
+	name := src.ChartName()
+	entries := index.Entries[name]
+	if len(entries) == 0 {
+		return chartResult{}, fmt.Errorf("the repository's index.yaml has no chart named %q", name)
+	}
+	versions := make([]string, 0, len(entries))
+	for _, e := range entries {
+		if e != nil && e.Metadata != nil {
+			versions = append(versions, e.Version)
+		}
+	}
+	version, err := chartPickVersion(src.Version, versions)
+	if err != nil {
+		return chartResult{}, err
+	}
+	cv := entries[slices.IndexFunc(entries, func(e *repo.ChartVersion) bool { return e != nil && e.Metadata != nil && e.Version == version })]
+	if len(cv.URLs) == 0 {
+		return chartResult{}, fmt.Errorf("version %s: index.yaml gives no URL to download it from", version)
+	}
+	chartURL, err := repo.ResolveReferenceURL(repoURL, cv.URLs[0])
+	if err != nil {
+		return chartResult{}, fmt.Errorf("version %s: %w", version, err)
+	}
+	buf, err := r.Client.Get(chartURL, getter.WithURL(repoURL), getter.WithBasicAuth(user, pass))
+	if err != nil {
+		return chartResult{}, fmt.Errorf("version %s: download %s: %w", version, chartRedactURL(chartURL), chartCtxErr(ctx, err))
+	}
+	archive := buf.Bytes()
+	sum := sha256.Sum256(archive)
+	got := hex.EncodeToString(sum[:])
+	if cv.Digest != "" {
+		if want := strings.TrimPrefix(strings.ToLower(cv.Digest), "sha256:"); want != got {
+			return chartResult{}, fmt.Errorf("version %s: %s hashes to sha256:%s, index.yaml says sha256:%s; fix: the repository's index and archive disagree, ask its owner to re-index it", version, chartRedactURL(chartURL), got, want)
+		}
+	}
+	ch, err := chartLoad(archive, name, version)
+	if err != nil {
+		return chartResult{}, fmt.Errorf("version %s: %w", version, err)
+	}
+	prov, err := chartFetchProvenance(ctx, tr, chartURL, repoURL, user, pass, got)
+	if err != nil {
+		return chartResult{}, fmt.Errorf("version %s: %w", version, err)
+	}
+	desc, err := chartPublish(ctx, dst, archive, prov, ch.Metadata)
+	if err != nil {
+		return chartResult{}, fmt.Errorf("version %s: %w", version, err)
+	}
+	return chartResult{version: ch.Metadata.Version, manifest: desc}, nil
+}
+
+// chartSplitCredentials returns a repository URL without its user information, and that user
+// information, which Helm's getter then sends only to the repository's own host.
+func chartSplitCredentials(raw string) (clean, user, pass string, err error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", "", "", fmt.Errorf("repository URL is not valid: %w", errors.Unwrap(err))
+	}
+	if u.User != nil {
+		user = u.User.Username()
+		pass, _ = u.User.Password()
+		u.User = nil
+	}
+	return u.String(), user, pass, nil
+}
+
+// chartFetchProvenance downloads the .prov file published beside a chart archive, if there is
+// one. A repository without one answers 404 (410, or 403 for object stores that hide missing
+// keys); a file that is not a PGP-signed message is not a provenance file. A provenance file
+// must name the archive's digest.
+func chartFetchProvenance(ctx context.Context, tr *http.Transport, chartURL, repoURL, user, pass, archiveSum string) ([]byte, error) {
+	u, err := url.Parse(chartURL)
+	if err != nil {
+		return nil, err
+	}
+	u.Path += ".prov"
+	if u.RawPath != "" {
+		u.RawPath += ".prov"
+	}
+	shown := chartRedactURL(u.String())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), http.NoBody)
+	if err != nil {
+		return nil, err
+	}
+	if base, err := url.Parse(repoURL); err == nil && user != "" && base.Scheme == u.Scheme && base.Host == u.Host {
+		req.SetBasicAuth(user, pass)
+	}
+	client := &http.Client{Transport: tr, Timeout: getter.DefaultHTTPTimeout * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("download provenance %s: %w", shown, chartCtxErr(ctx, err))
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound, http.StatusGone, http.StatusForbidden:
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("download provenance %s: %s", shown, resp.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, chartMaxProvenanceSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("download provenance %s: %w", shown, chartCtxErr(ctx, err))
+	}
+	if len(b) > chartMaxProvenanceSize {
+		return nil, fmt.Errorf("provenance %s is larger than %d bytes", shown, chartMaxProvenanceSize)
+	}
+	if !bytes.HasPrefix(b, []byte(chartProvenanceHeader)) {
+		return nil, nil
+	}
+	if !bytes.Contains(b, []byte("sha256:"+archiveSum)) {
+		return nil, fmt.Errorf("provenance %s does not name the archive's digest sha256:%s; fix: the repository's .prov file belongs to another archive, ask its owner to sign the chart again", shown, archiveSum)
+	}
+	return b, nil
+}
+
+// chartPublish pushes a chart to dst as `helm push` lays it out in a registry: the chart's
+// metadata as the config, the archive (and provenance) as layers sorted by digest, and Helm's
+// annotations on the manifest, without a creation time. It returns the manifest's descriptor.
+func chartPublish(ctx context.Context, dst Store, archive, prov []byte, meta *chart.Metadata) (ocispec.Descriptor, error) {
+	config, err := json.Marshal(meta)
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("chart metadata: %w", err)
+	}
+	configDesc := content.NewDescriptorFromBytes(registry.ConfigMediaType, config)
+	blobs := map[digest.Digest][]byte{configDesc.Digest: config}
+	layers := []ocispec.Descriptor{content.NewDescriptorFromBytes(registry.ChartLayerMediaType, archive)}
+	blobs[layers[0].Digest] = archive
+	if prov != nil {
+		d := content.NewDescriptorFromBytes(registry.ProvLayerMediaType, prov)
+		layers = append(layers, d)
+		blobs[d.Digest] = prov
+	}
+	slices.SortFunc(layers, func(a, b ocispec.Descriptor) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
+	manifest, err := json.Marshal(ocispec.Manifest{
+		Versioned:   specs.Versioned{SchemaVersion: 2},
+		Config:      configDesc,
+		Layers:      layers,
+		Annotations: chartAnnotations(meta),
+	})
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("chart manifest: %w", err)
+	}
+	manifestDesc := content.NewDescriptorFromBytes(ocispec.MediaTypeImageManifest, manifest)
+	for _, d := range append([]ocispec.Descriptor{configDesc}, layers...) {
+		if err := chartPushBlob(ctx, dst, d, blobs[d.Digest]); err != nil {
+			return ocispec.Descriptor{}, err
+		}
+	}
+	if err := chartPushBlob(ctx, dst, manifestDesc, manifest); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	return manifestDesc, nil
+}
+
+// chartAnnotations returns the manifest annotations Helm's registry client writes for a chart,
+// less any creation time: description, title, version, URL, source and authors from Chart.yaml,
+// then the chart's own annotations, which never replace the title or the version.
+func chartAnnotations(meta *chart.Metadata) map[string]string {
+	a := map[string]string{}
+	add := func(k, v string) {
+		if strings.TrimSpace(v) != "" {
+			a[k] = v
+		}
+	}
+	add(ocispec.AnnotationDescription, meta.Description)
+	add(ocispec.AnnotationTitle, meta.Name)
+	add(ocispec.AnnotationVersion, meta.Version)
+	add(ocispec.AnnotationURL, meta.Home)
+	if len(meta.Sources) > 0 {
+		add(ocispec.AnnotationSource, meta.Sources[0])
+	}
+	if len(meta.Maintainers) > 0 {
+		var sb strings.Builder
+		for i, m := range meta.Maintainers {
+			if m == nil {
+				continue
+			}
+			sb.WriteString(m.Name)
+			if m.Email != "" {
+				sb.WriteString(" (" + m.Email + ")")
+			}
+			if i < len(meta.Maintainers)-1 {
+				sb.WriteString(", ")
+			}
+		}
+		add(ocispec.AnnotationAuthors, sb.String())
+	}
+	for k, v := range meta.Annotations {
+		if k != ocispec.AnnotationTitle && k != ocispec.AnnotationVersion {
+			a[k] = v
+		}
+	}
+	delete(a, ocispec.AnnotationCreated)
+	return a
+}
+
+// chartPushBlob pushes data to dst unless dst already holds it.
+func chartPushBlob(ctx context.Context, dst Store, d ocispec.Descriptor, data []byte) error {
+	if ok, err := dst.Exists(ctx, d); err != nil {
+		return fmt.Errorf("store blob %s: %w", d.Digest, err)
+	} else if ok {
+		return nil
+	}
+	if err := dst.Push(ctx, d, bytes.NewReader(data)); err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
+		return fmt.Errorf("store blob %s: %w", d.Digest, err)
+	}
+	return nil
+}
+
+// chartTransport returns an HTTP transport, as Helm's getter would use, whose connections
+// close when ctx ends: Helm's getter takes no context, so this is how a cancelled fetch stops.
+func chartTransport(ctx context.Context) *http.Transport {
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DisableCompression:  true,
+		TLSHandshakeTimeout: 10 * time.Second,
+		DialContext: func(dctx context.Context, network, addr string) (net.Conn, error) {
+			dctx, cancel := context.WithCancel(dctx)
+			defer cancel()
+			stop := context.AfterFunc(ctx, cancel)
+			defer stop()
+			c, err := d.DialContext(dctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &chartConn{Conn: c, stop: context.AfterFunc(ctx, func() { c.Close() })}, nil
+		},
+	}
+}
+
+// chartConn is a connection closed when its context ends.
+type chartConn struct {
+	net.Conn
+	stop func() bool
+}
+
+func (c *chartConn) Close() error {
+	c.stop()
+	return c.Conn.Close()
+}
+
+// chartCtxErr puts ctx's error in front of err when ctx has ended, so errors.Is finds it.
+func chartCtxErr(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("%w: %v", cerr, err)
+	}
+	return err
+}

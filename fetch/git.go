@@ -1,0 +1,220 @@
+package fetch
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ferry-gitops/ferry/bundle"
+	"github.com/ferry-gitops/ferry/spec"
+)
+
+// Media types, artifact type and annotations of a Git item; docs/git-artifacts.md describes them.
+const (
+	// GitArtifactType is the artifactType of a Git item's root index and of its pack manifest.
+	GitArtifactType = "application/vnd.ferry.git.v1"
+	// GitPackMediaType is the media type of the packfile layer.
+	GitPackMediaType = "application/vnd.ferry.git.pack.v1"
+	// GitConfigMediaType is the media type of the pack manifest's config, a GitConfig.
+	GitConfigMediaType = "application/vnd.ferry.git.config.v1+json"
+	// GitFluxConfigMediaType is the config media type of the Flux artifact of the tree.
+	GitFluxConfigMediaType = "application/vnd.cncf.flux.config.v1+json"
+	// GitFluxContentMediaType is the layer media type of the Flux artifact: the tree as a tar.gz.
+	GitFluxContentMediaType = "application/vnd.cncf.flux.content.v1.tar+gzip"
+	// GitRoleAnnotation says what each manifest of a Git item's root index is: GitRolePack or GitRoleFlux.
+	GitRoleAnnotation = "dev.ferry.git.role"
+	// GitRolePack marks the manifest that carries the packfile.
+	GitRolePack = "pack"
+	// GitRoleFlux marks the Flux artifact of the tree.
+	GitRoleFlux = "flux"
+)
+
+// GitConfig is the config blob of a Git item's pack manifest.
+type GitConfig struct {
+	// URL is the source's URL without credentials.
+	URL string `json:"url"`
+	// Ref is the ref as the spec gives it.
+	Ref spec.GitRef `json:"ref"`
+	// ResolvedRef is the full ref name the commit was found at; "" for a commit ref.
+	ResolvedRef string `json:"resolvedRef"`
+	// Commit is the resolved commit's hash in hex.
+	Commit string `json:"commit"`
+}
+
+// Git fetches a Git source: it resolves src.Ref, pushes the history of the commit as a packfile
+// and its tree as a Flux artifact into dst, and returns the item whose root index lists both.
+func Git(ctx context.Context, dst Store, src spec.Git, o *Options) (bundle.Item, error) {
+	s := &gitSource{Git: src, log: o.logger()}
+	if err := s.setURL(); err != nil {
+		return bundle.Item{}, err
+	}
+	if err := s.clone(ctx); err != nil {
+		return bundle.Item{}, err
+	}
+	s.log.Info("resolved git source", "name", src.Name, "url", s.redacted, "ref", gitRefString(src.Ref), "resolvedRef", s.resolvedRef, "commit", s.commit.Hash.String())
+
+	pack, err := s.pushPack(ctx, dst)
+	if err != nil {
+		return bundle.Item{}, err
+	}
+	flux, err := s.pushFlux(ctx, dst)
+	if err != nil {
+		return bundle.Item{}, err
+	}
+	pack.Annotations = map[string]string{GitRoleAnnotation: GitRolePack}
+	flux.Annotations = map[string]string{GitRoleAnnotation: GitRoleFlux}
+	root, err := gitPushJSON(ctx, dst, ocispec.MediaTypeImageIndex, ocispec.Index{
+		Versioned:    specs.Versioned{SchemaVersion: 2},
+		MediaType:    ocispec.MediaTypeImageIndex,
+		ArtifactType: GitArtifactType,
+		Manifests:    []ocispec.Descriptor{pack, flux},
+	})
+	if err != nil {
+		return bundle.Item{}, s.errorf("push root index: %w", err)
+	}
+	root.ArtifactType = GitArtifactType
+	return bundle.Item{
+		Name:       src.Name,
+		Kind:       bundle.KindGit,
+		Source:     s.redacted,
+		Revision:   s.commit.Hash.String(),
+		Descriptor: root,
+	}, nil
+}
+
+// pushPack pushes the packfile, its config and the manifest holding them; it returns the manifest's descriptor.
+func (s *gitSource) pushPack(ctx context.Context, dst Store) (ocispec.Descriptor, error) {
+	pack, err := s.encodePack(ctx)
+	if err != nil {
+		return ocispec.Descriptor{}, s.errorf("encode packfile of %s: %w", s.commit.Hash, err)
+	}
+	cfg, err := gitMarshal(GitConfig{URL: s.redacted, Ref: s.Ref, ResolvedRef: s.resolvedRef, Commit: s.commit.Hash.String()})
+	if err != nil {
+		return ocispec.Descriptor{}, s.errorf("marshal config: %w", err)
+	}
+	cfgDesc, err := gitPushBlob(ctx, dst, GitConfigMediaType, cfg)
+	if err != nil {
+		return ocispec.Descriptor{}, s.errorf("push config: %w", err)
+	}
+	packDesc, err := gitPushBlob(ctx, dst, GitPackMediaType, pack)
+	if err != nil {
+		return ocispec.Descriptor{}, s.errorf("push packfile: %w", err)
+	}
+	m, err := gitPushJSON(ctx, dst, ocispec.MediaTypeImageManifest, ocispec.Manifest{
+		Versioned:    specs.Versioned{SchemaVersion: 2},
+		MediaType:    ocispec.MediaTypeImageManifest,
+		ArtifactType: GitArtifactType,
+		Config:       cfgDesc,
+		Layers:       []ocispec.Descriptor{packDesc},
+	})
+	if err != nil {
+		return ocispec.Descriptor{}, s.errorf("push pack manifest: %w", err)
+	}
+	m.ArtifactType = GitArtifactType
+	return m, nil
+}
+
+// pushFlux pushes the tree as a Flux artifact, the way `flux push artifact` lays it out, and
+// returns the manifest's descriptor.
+func (s *gitSource) pushFlux(ctx context.Context, dst Store) (ocispec.Descriptor, error) {
+	tgz, err := s.treeArchive(ctx)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	cfgDesc, err := gitPushBlob(ctx, dst, GitFluxConfigMediaType, []byte("{}"))
+	if err != nil {
+		return ocispec.Descriptor{}, s.errorf("push flux config: %w", err)
+	}
+	layer, err := gitPushBlob(ctx, dst, GitFluxContentMediaType, tgz)
+	if err != nil {
+		return ocispec.Descriptor{}, s.errorf("push flux content: %w", err)
+	}
+	revision := "sha1:" + s.commit.Hash.String()
+	if short := gitShortRef(s.resolvedRef); short != "" {
+		revision = short + "@" + revision
+	}
+	m, err := gitPushJSON(ctx, dst, ocispec.MediaTypeImageManifest, ocispec.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: ocispec.MediaTypeImageManifest,
+		Config:    cfgDesc,
+		Layers:    []ocispec.Descriptor{layer},
+		Annotations: map[string]string{
+			ocispec.AnnotationSource:   s.redacted,
+			ocispec.AnnotationRevision: revision,
+			ocispec.AnnotationCreated:  s.commit.Committer.When.UTC().Format(time.RFC3339),
+		},
+	})
+	if err != nil {
+		return ocispec.Descriptor{}, s.errorf("push flux manifest: %w", err)
+	}
+	return m, nil
+}
+
+// gitShortRef returns a branch's or tag's name from its full ref name ("" for "").
+func gitShortRef(full string) string {
+	if name, ok := strings.CutPrefix(full, "refs/heads/"); ok {
+		return name
+	}
+	if name, ok := strings.CutPrefix(full, "refs/tags/"); ok {
+		return name
+	}
+	return full
+}
+
+// gitRefString describes a spec ref for logs and errors: `branch "main"`.
+func gitRefString(r spec.GitRef) string {
+	switch {
+	case r.Branch != "":
+		return fmt.Sprintf("branch %q", r.Branch)
+	case r.Tag != "":
+		return fmt.Sprintf("tag %q", r.Tag)
+	case r.SemVer != "":
+		return fmt.Sprintf("semver %q", r.SemVer)
+	case r.Commit != "":
+		return fmt.Sprintf("commit %s", r.Commit)
+	}
+	return "no ref"
+}
+
+// gitMarshal encodes v as compact JSON without HTML escaping (so ">=1.0.0" stays readable).
+func gitMarshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// gitPushJSON marshals a manifest or index with encoding/json and pushes it.
+func gitPushJSON(ctx context.Context, dst Store, mediaType string, v any) (ocispec.Descriptor, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	return gitPushBlob(ctx, dst, mediaType, data)
+}
+
+// gitPushBlob pushes data unless dst holds it already, and returns its descriptor.
+func gitPushBlob(ctx context.Context, dst Store, mediaType string, data []byte) (ocispec.Descriptor, error) {
+	d := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(data), Size: int64(len(data))}
+	ok, err := dst.Exists(ctx, d)
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("%s: %w", d.Digest, err)
+	}
+	if ok {
+		return d, nil
+	}
+	if err := dst.Push(ctx, d, bytes.NewReader(data)); err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("%s: %w", d.Digest, err)
+	}
+	return d, nil
+}
