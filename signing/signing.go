@@ -18,6 +18,8 @@ import (
 	"github.com/sigstore/cosign/v2/pkg/oci/static"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
+
+	"github.com/ferry-gitops/ferry/bundle"
 )
 
 // PasswordEnv names the environment variable holding a cosign key's password, as cosign's own.
@@ -105,12 +107,9 @@ func Sign(ctx context.Context, dst Pusher, root ocispec.Descriptor, signer signa
 		MediaType:   string(mt),
 		Digest:      digest.FromBytes(raw),
 		Size:        int64(len(raw)),
-		Annotations: map[string]string{ocispec.AnnotationRefName: SignatureTag(root.Digest)},
+		Annotations: map[string]string{ocispec.AnnotationRefName: bundle.SignatureTag(root.Digest)},
 	}, nil
 }
-
-// SignatureTag is the tag cosign gives the signature of d.
-func SignatureTag(d digest.Digest) string { return "sha256-" + d.Encoded() + ".sig" }
 
 func pushLayer(ctx context.Context, dst Pusher, l v1.Layer) error {
 	mt, err := l.MediaType()

@@ -20,7 +20,8 @@ upstream signatures, and packs them into one signed OCI bundle: a directory, a t
 an S3 bucket or an OCI registry. Carry the bundle across the gap; 'sync' takes it from there.`,
 		SilenceUsage: true,
 	}
-	root.AddCommand(cli.VersionCommand())
+	root.PersistentFlags().BoolP("verbose", "v", false, "log every step (structured, to stderr)")
+	root.AddCommand(cli.VersionCommand(), packCommand(), inspectCommand(), verifyCommand())
 	if err := root.Execute(); err != nil {
 		os.Exit(1)
 	}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/ferry-gitops/ferry/fetch"
+	"github.com/ferry-gitops/ferry/internal/cli"
+	"github.com/ferry-gitops/ferry/pack"
+	"github.com/ferry-gitops/ferry/signing"
+	"github.com/ferry-gitops/ferry/spec"
+)
+
+func packCommand() *cobra.Command {
+	var (
+		specPath, outDir, tarPath, split, key, previous, output string
+		s3                                                      s3Flags
+		registry                                                string
+		plainHTTP                                               []string
+		sequence                                                uint64
+		concurrency                                             int
+	)
+	cmd := &cobra.Command{
+		Use:   "pack",
+		Short: "Pull every source of a spec and pack them into one signed bundle",
+		Long: `pack reads a mirror spec (ferry.yaml), resolves each Git ref, chart version range and
+image tag policy to an exact revision, copies the content byte for byte with upstream
+signatures, and writes one bundle signed with your cosign key.
+
+The bundle is built as a directory (--out, or a temporary folder) and then written to every
+other output asked for: a tar file (--tar), its parts (--tar with --split), an S3 bucket (--s3)
+and an OCI registry (--registry).`,
+		Example: `  # Pack into a directory and a tar split into 4 GiB parts, signed
+  COSIGN_PASSWORD=… mirror pack -f ferry.yaml --key cosign.key --out bundle/ --tar /media/usb/bundle.tar --split 4GiB
+
+  # Pack straight to a bucket and a registry, with a summary for scripts
+  mirror pack --key cosign.key --s3 s3://transfer/ferry --s3-endpoint minio.example:9000 \
+      --registry registry.example/ferry/bundles:latest --output json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			s, err := spec.Load(specPath)
+			if err != nil {
+				return err
+			}
+			var partSize int64
+			if split != "" {
+				if tarPath == "" {
+					return fmt.Errorf("--split needs --tar: the parts are named after the tar file")
+				}
+				if partSize, err = cli.ParseSize(split); err != nil {
+					return fmt.Errorf("--split: %w", err)
+				}
+			}
+			if outDir == "" && tarPath == "" && s3.url == "" && registry == "" {
+				return fmt.Errorf("no output: give --out, --tar, --s3 or --registry")
+			}
+			dir := outDir
+			if dir == "" {
+				if dir, err = os.MkdirTemp("", "ferry-pack-"); err != nil {
+					return err
+				}
+				defer os.RemoveAll(dir)
+			}
+			o := pack.Options{Spec: s, Dir: dir, Sequence: sequence, Previous: digest.Digest(previous),
+				Fetch: &fetch.Options{PlainHTTP: plainHTTP}, Concurrency: concurrency, Logger: logger(cmd)}
+			if previous != "" {
+				if _, err := digest.Parse(previous); err != nil {
+					return fmt.Errorf("--previous %q: %w", previous, err)
+				}
+			}
+			if isTerminal(cmd) {
+				o.Progress = cmd.ErrOrStderr()
+			}
+			if key != "" {
+				if o.Signer, err = signing.LoadKey(key, []byte(os.Getenv(signing.PasswordEnv))); err != nil {
+					return err
+				}
+			}
+			res, err := pack.Pack(ctx, o)
+			if err != nil {
+				return err
+			}
+			outs := pack.Outputs{Tar: tarPath, PartSize: partSize, Registry: registry, PlainHTTP: plainHTTP}
+			if s3.url != "" {
+				if outs.S3, err = s3.target(); err != nil {
+					return err
+				}
+			}
+			written, err := pack.WriteOutputs(ctx, res, outs)
+			if err != nil {
+				return err
+			}
+			summary := struct {
+				*pack.Result
+				Sequence uint64   `json:"sequence"`
+				Items    int      `json:"items"`
+				Outputs  []string `json:"outputs"`
+			}{res, res.Bundle.Sequence, len(res.Bundle.Items), append(nonEmpty(outDir), written...)}
+			text := fmt.Sprintf("bundle %d packed: root %s, %d items, %d blobs (%s), signed: %v\n  %s",
+				res.Bundle.Sequence, res.Root.Digest, len(res.Bundle.Items), res.Blobs, human(res.Bytes), res.Signed, strings.Join(summary.Outputs, "\n  "))
+			return cli.Print(cmd.OutOrStdout(), output, summary, text)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&specPath, "spec", "f", "ferry.yaml", "the mirror spec to pack")
+	f.StringVar(&outDir, "out", "", "write the bundle as a directory (an OCI layout) here")
+	f.StringVar(&tarPath, "tar", "", "write the bundle as a tar file here")
+	f.StringVar(&split, "split", "", "with --tar: write the tar as parts of this size (4GiB, 700MB) and a part list, instead of one file")
+	f.StringVar(&registry, "registry", "", "push the bundle to this OCI repository and tag (registry.example/ferry/bundles:latest)")
+	s3.add(cmd)
+	f.StringVar(&key, "key", "", "cosign private key to sign the bundle with (password in $"+signing.PasswordEnv+")")
+	f.Uint64Var(&sequence, "sequence", 0, "the bundle's sequence number (default: the creation time in Unix seconds)")
+	f.StringVar(&previous, "previous", "", "root digest of the bundle packed before this one, to chain them")
+	f.StringSliceVar(&plainHTTP, "plain-http", nil, "registry hosts (host:port) to reach over plain HTTP, upstream or output")
+	f.IntVar(&concurrency, "concurrency", 4, "sources fetched at once")
+	cli.AddOutputFlag(cmd, &output)
+	return cmd
+}
+
+func nonEmpty(s ...string) []string {
+	var out []string
+	for _, x := range s {
+		if x != "" {
+			if abs, err := filepath.Abs(x); err == nil {
+				x = abs
+			}
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func isTerminal(cmd *cobra.Command) bool {
+	f, ok := cmd.ErrOrStderr().(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func human(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,157 @@
+package pack
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/sigstore/sigstore/pkg/signature"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ferry-gitops/ferry/bundle"
+	"github.com/ferry-gitops/ferry/fetch"
+	"github.com/ferry-gitops/ferry/signing"
+	"github.com/ferry-gitops/ferry/spec"
+)
+
+// Options say what to pack and how.
+type Options struct {
+	Spec *spec.Spec
+	// Dir is the folder the bundle layout is built in; it is created if missing.
+	Dir string
+	// Sequence is the bundle's sequence number; 0 takes the creation time in Unix seconds,
+	// which grows from one pack to the next on a host with a sane clock.
+	Sequence uint64
+	// Previous is the root digest of the bundle packed before this one, if known.
+	Previous digest.Digest
+	// Signer signs the root; nil packs an unsigned bundle, which sync refuses.
+	Signer signature.Signer
+	// Fetch configures the upstream fetchers.
+	Fetch *fetch.Options
+	// Concurrency bounds the sources fetched at once (default 4).
+	Concurrency int
+	// Now returns the creation time (default time.Now).
+	Now func() time.Time
+	// Progress receives one line per source fetched; nil is quiet.
+	Progress io.Writer
+	Logger   *slog.Logger
+}
+
+// Result describes a packed bundle.
+type Result struct {
+	Dir    string             `json:"dir"`
+	Root   ocispec.Descriptor `json:"root"`
+	Bundle *bundle.Bundle     `json:"-"`
+	Signed bool               `json:"signed"`
+	Blobs  int                `json:"blobs"`
+	Bytes  int64              `json:"bytes"`
+}
+
+// Pack fetches every source of the spec into a layout at o.Dir and writes a complete,
+// signed bundle there. On error the folder holds no index.json and must not be used.
+func Pack(ctx context.Context, o Options) (*Result, error) {
+	if o.Spec == nil {
+		return nil, fmt.Errorf("pack: no spec")
+	}
+	now := time.Now
+	if o.Now != nil {
+		now = o.Now
+	}
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	fo := &fetch.Options{}
+	if o.Fetch != nil {
+		c := *o.Fetch
+		fo = &c
+	}
+	if fo.Logger == nil {
+		fo.Logger = logger
+	}
+	l, err := bundle.NewLayout(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	created := now().UTC().Truncate(time.Second)
+
+	type job struct {
+		name string
+		run  func(context.Context) (bundle.Item, error)
+	}
+	var jobs []job
+	for _, g := range o.Spec.Git {
+		jobs = append(jobs, job{"git " + g.Name, func(ctx context.Context) (bundle.Item, error) { return fetch.Git(ctx, l, g, fo) }})
+	}
+	for _, c := range o.Spec.Charts {
+		jobs = append(jobs, job{"chart " + c.Name, func(ctx context.Context) (bundle.Item, error) { return fetch.Chart(ctx, l, c, fo) }})
+	}
+	for _, im := range o.Spec.Images {
+		jobs = append(jobs, job{"image " + im.Name, func(ctx context.Context) (bundle.Item, error) { return fetch.Image(ctx, l, im, fo) }})
+	}
+	items := make([]bundle.Item, len(jobs))
+	var done atomic.Int32
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	limit := o.Concurrency
+	if limit <= 0 {
+		limit = 4
+	}
+	g.SetLimit(limit)
+	for i, j := range jobs {
+		g.Go(func() error {
+			item, err := j.run(gctx)
+			if err != nil {
+				return err
+			}
+			items[i] = item
+			if o.Progress != nil {
+				mu.Lock()
+				fmt.Fprintf(o.Progress, "[%d/%d] %s: %s\n", done.Add(1), len(jobs), j.name, item.Revision)
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(items, func(a, b bundle.Item) int { return strings.Compare(a.Name, b.Name) })
+
+	seq := o.Sequence
+	if seq == 0 {
+		seq = uint64(created.Unix())
+	}
+	b := &bundle.Bundle{Sequence: seq, Created: created, Expires: created.Add(o.Spec.Bundle.Expires.Duration), Previous: o.Previous, Items: items}
+	root, _, err := b.Descriptor()
+	if err != nil {
+		return nil, err
+	}
+	var attachments []ocispec.Descriptor
+	if o.Signer != nil {
+		sig, err := signing.Sign(ctx, l, root, o.Signer)
+		if err != nil {
+			return nil, err
+		}
+		attachments = append(attachments, sig)
+	} else {
+		logger.Warn("bundle not signed: sync refuses unsigned bundles; pass a cosign key to sign it")
+	}
+	if _, err := bundle.Write(ctx, l, b, attachments); err != nil {
+		return nil, err
+	}
+	res, err := bundle.ReadLayout(ctx, o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("bundle packed", "dir", o.Dir, "root", root.Digest, "sequence", seq, "items", len(items), "blobs", res.Blobs, "bytes", res.Bytes, "signed", o.Signer != nil)
+	return &Result{Dir: o.Dir, Root: root, Bundle: b, Signed: o.Signer != nil, Blobs: res.Blobs, Bytes: res.Bytes}, nil
+}

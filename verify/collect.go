@@ -1,0 +1,57 @@
+package verify
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ferry-gitops/ferry/bundle"
+)
+
+// maxCollected bounds what a Collector keeps: signatures are a few KiB.
+const maxCollected = 4 << 20
+
+// Collector keeps the attachments' blobs (the root's signatures) as a bundle streams past, so
+// their signatures can be checked once the stream is verified, without reading anything twice.
+type Collector struct {
+	mu    sync.Mutex
+	blobs map[digest.Digest][]byte
+	total int
+}
+
+// NewCollector returns an empty Collector.
+func NewCollector() *Collector { return &Collector{blobs: map[digest.Digest][]byte{}} }
+
+// Visit is a bundle.Visitor: it keeps attachment blobs, reading them to the end (so they verify).
+func (c *Collector) Visit(_ context.Context, e bundle.Entry, r io.Reader) error {
+	if e.Item != "attachment" {
+		return nil
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxCollected+1))
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.total += len(b); c.total > maxCollected {
+		return fmt.Errorf("attachments exceed %d bytes; signatures are far smaller", maxCollected)
+	}
+	c.blobs[e.Descriptor.Digest] = b
+	return nil
+}
+
+// Fetch returns a kept blob.
+func (c *Collector) Fetch(_ context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.blobs[d.Digest]
+	if !ok {
+		return nil, fmt.Errorf("blob %s: not an attachment of this bundle", d.Digest)
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
