@@ -67,6 +67,13 @@ func TestImageResolvesCopiesAndCarriesSignatures(t *testing.T) {
 	signed := repo + "@" + digests["1.2.0"]
 	sign(t, keys, signed, false)
 	sign(t, keys, signed, true)
+	// An attestation in the tag-based form (sha256-<hex>.att).
+	if err := os.WriteFile(filepath.Join(keys, "predicate.json"), []byte(`{"built-by":"ferry tests"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tool(t, keys, "cosign", []string{"COSIGN_PASSWORD=ferry"}, "attest", "--yes", "--key", "cosign.key", "--type", "custom",
+		"--predicate", "predicate.json", "--use-signing-config=false", "--tlog-upload=false", "--allow-insecure-registry",
+		"--new-bundle-format=false", signed)
 	opts := &fetch.Options{PlainHTTP: []string{reg.Host}}
 
 	cases := []struct {
@@ -75,10 +82,10 @@ func TestImageResolvesCopiesAndCarriesSignatures(t *testing.T) {
 		want      string
 		referrers int
 	}{
-		{"semver range picks the highest match", spec.Image{Name: "app", Image: repo, SemVer: ">=1.0.0 <2.0.0"}, digests["1.2.0"], 2},
+		{"semver range picks the highest match", spec.Image{Name: "app", Image: repo, SemVer: ">=1.0.0 <2.0.0"}, digests["1.2.0"], 3},
 		{"tag", spec.Image{Name: "app", Image: repo, Tag: "2.0.0"}, digests["2.0.0"], 0},
 		{"digest", spec.Image{Name: "app", Image: repo, Digest: digests["1.0.0"]}, digests["1.0.0"], 0},
-		{"one platform of the index", spec.Image{Name: "app", Image: repo, Tag: "1.2.0", Platforms: []string{"linux/arm64"}}, digests["1.2.0"], 2},
+		{"one platform of the index", spec.Image{Name: "app", Image: repo, Tag: "1.2.0", Platforms: []string{"linux/arm64"}}, digests["1.2.0"], 3},
 		{"signatures off", spec.Image{Name: "app", Image: repo, Tag: "1.2.0", Signatures: new(bool)}, digests["1.2.0"], 0},
 	}
 	for _, c := range cases {
@@ -98,13 +105,14 @@ func TestImageResolvesCopiesAndCarriesSignatures(t *testing.T) {
 			if len(item.Referrers) != c.referrers {
 				t.Fatalf("carried %d referrers, want %d: %+v", len(item.Referrers), c.referrers, item.Referrers)
 			}
-			var legacy, referrer bool
+			var legacy, attestation, referrer bool
 			for _, r := range item.Referrers {
 				legacy = legacy || strings.HasSuffix(r.Tag, ".sig")
+				attestation = attestation || strings.HasSuffix(r.Tag, ".att")
 				referrer = referrer || (r.Tag == "" && r.Descriptor.ArtifactType == "application/vnd.dev.sigstore.bundle.v0.3+json")
 			}
-			if c.referrers > 0 && !(legacy && referrer) {
-				t.Fatalf("want the .sig tag form and the Sigstore bundle referrer, got %+v", item.Referrers)
+			if c.referrers > 0 && !(legacy && attestation && referrer) {
+				t.Fatalf("want the .sig and .att tag forms and the Sigstore bundle referrer, got %+v", item.Referrers)
 			}
 			now := time.Now()
 			if _, err := bundle.Write(ctx, l, &bundle.Bundle{Sequence: 1, Created: now, Expires: now.Add(time.Hour), Items: []bundle.Item{item}}, nil); err != nil {
