@@ -1,11 +1,8 @@
 package bundle_test
 
 import (
-	"context"
-	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ferry-gitops/ferry/internal/testenv"
 )
@@ -13,23 +10,7 @@ import (
 // run runs a stock CLI built by `make tools` and returns its standard output.
 func run(t *testing.T, tool string, args ...string) string {
 	t.Helper()
-	bin, err := testenv.ToolPath(tool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(cmd.Environ(), "HOME="+t.TempDir(), "DOCKER_CONFIG="+t.TempDir())
-	out, err := cmd.Output()
-	if err != nil {
-		stderr := ""
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = string(ee.Stderr)
-		}
-		t.Fatalf("%s %s: %v\n%s%s", tool, strings.Join(args, " "), err, out, stderr)
-	}
-	return string(out)
+	return testenv.Must(t, t.TempDir(), nil, tool, args...)
 }
 
 // Stock OCI tools read a bundle directory: they list its entries and copy images out of it

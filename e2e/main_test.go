@@ -1,15 +1,11 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/ferry-gitops/ferry/internal/testenv"
 )
@@ -36,39 +32,23 @@ func TestMain(m *testing.M) {
 }
 
 // result is what a command did.
-type result struct {
-	stdout, stderr string
-	err            error
-}
+type result = testenv.Result
 
 // run runs a Ferry binary ("mirror", "sync") or a tool built by `make tools` with a fresh
 // HOME, in dir, and returns what it printed.
 func run(t *testing.T, dir string, env []string, name string, args ...string) result {
 	t.Helper()
-	path := filepath.Join(bin, name)
-	if name != "mirror" && name != "sync" {
-		var err error
-		if path, err = testenv.ToolPath(name); err != nil {
-			t.Fatal(err)
-		}
+	if name == "mirror" || name == "sync" {
+		name = filepath.Join(bin, name)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), append([]string{"HOME=" + dir, "DOCKER_CONFIG=" + filepath.Join(dir, ".docker")}, env...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	return result{out.String(), errb.String(), err}
+	return testenv.Run(t, dir, env, name, args...)
 }
 
-// must is run that fails the test when the command fails.
+// must is run that fails the test when the command fails, and returns its standard output.
 func must(t *testing.T, dir string, env []string, name string, args ...string) string {
 	t.Helper()
-	r := run(t, dir, env, name, args...)
-	if r.err != nil {
-		t.Fatalf("%s %s: %v\n%s%s", name, strings.Join(args, " "), r.err, r.stdout, r.stderr)
+	if name == "mirror" || name == "sync" {
+		name = filepath.Join(bin, name)
 	}
-	return r.stdout
+	return testenv.Must(t, dir, env, name, args...)
 }

@@ -284,7 +284,7 @@ func TestMirroredImageVerifiesWithStockCosign(t *testing.T) {
 		}
 		t.Logf("cosign verify %s %s: verified with the upstream key, upstream unreachable", format, ref)
 	}
-	if r := run(t, u.dir, nil, "cosign", "verify", "--key", "mirror.pub", "--insecure-ignore-tlog=true", "--allow-insecure-registry", ref); r.err == nil {
+	if r := run(t, u.dir, nil, "cosign", "verify", "--key", "mirror.pub", "--insecure-ignore-tlog=true", "--allow-insecure-registry", ref); r.Err == nil {
 		t.Fatal("cosign verified the upstream image with an unrelated key")
 	}
 
@@ -327,14 +327,14 @@ func TestMirrorVerifyCatchesEveryFlippedByte(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := run(t, u.dir, nil, "mirror", "verify", "--key", "mirror.pub", dir)
-		if r.err == nil {
+		if r.Err == nil {
 			t.Fatalf("blob %s flipped and the bundle still verified", b.Name())
 		}
-		if !strings.Contains(r.stderr, b.Name()) || !strings.Contains(r.stderr, "(check: ") {
-			t.Fatalf("blob %s flipped: error does not name the blob and the check:\n%s", b.Name(), r.stderr)
+		if !strings.Contains(r.Stderr, b.Name()) || !strings.Contains(r.Stderr, "(check: ") {
+			t.Fatalf("blob %s flipped: error does not name the blob and the check:\n%s", b.Name(), r.Stderr)
 		}
 		if i == 0 {
-			t.Logf("flipped a byte of %s: %s", b.Name(), strings.TrimSpace(r.stderr))
+			t.Logf("flipped a byte of %s: %s", b.Name(), strings.TrimSpace(r.Stderr))
 		}
 		if err := os.WriteFile(path, orig, 0o644); err != nil {
 			t.Fatal(err)
@@ -360,16 +360,16 @@ func TestMirrorSpecErrorsNameTheFieldOrSource(t *testing.T) {
 			}
 			out := filepath.Join(dir, "out-"+strings.ReplaceAll(c.name, " ", "-"))
 			r := run(t, dir, nil, "mirror", "pack", "-f", path, "--out", out)
-			if r.err == nil {
+			if r.Err == nil {
 				t.Fatal("pack succeeded")
 			}
-			if !strings.Contains(r.stderr, c.want) {
-				t.Fatalf("error does not contain %q:\n%s", c.want, r.stderr)
+			if !strings.Contains(r.Stderr, c.want) {
+				t.Fatalf("error does not contain %q:\n%s", c.want, r.Stderr)
 			}
 			if _, err := os.Stat(filepath.Join(out, "index.json")); err == nil {
 				t.Fatal("a failed pack left an index.json: a bundle that looks complete")
 			}
-			t.Logf("%s: %s", c.name, strings.TrimSpace(r.stderr))
+			t.Logf("%s: %s", c.name, strings.TrimSpace(r.Stderr))
 		})
 	}
 }

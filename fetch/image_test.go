@@ -3,7 +3,6 @@ package fetch_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,20 +17,7 @@ import (
 // tool runs a CLI built by `make tools` in dir and returns its output.
 func tool(t *testing.T, dir, name string, env []string, args ...string) string {
 	t.Helper()
-	bin, err := testenv.ToolPath(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), append([]string{"HOME=" + dir, "DOCKER_CONFIG=" + filepath.Join(dir, ".docker")}, env...)...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return testenv.Must(t, dir, env, name, args...)
 }
 
 // cosignKeys makes a cosign key pair with the real CLI and returns its folder.

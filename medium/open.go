@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 	"oras.land/oras-go/v2/registry"
 
 	"github.com/ferry-gitops/ferry/bundle"
@@ -44,10 +42,7 @@ func Read(ctx context.Context, src string, o OpenOptions, opts ...bundle.ReadOpt
 		if err != nil || u.Host == "" || !strings.HasSuffix(u.Path, ".parts.json") {
 			return nil, fmt.Errorf("%s: want s3://bucket/prefix/NAME.parts.json", src)
 		}
-		client, err := minio.New(o.S3Endpoint, &minio.Options{
-			Creds:  credentials.NewChainCredentials([]credentials.Provider{&credentials.EnvAWS{}, &credentials.EnvMinio{}, &credentials.FileAWSCredentials{}}),
-			Secure: !o.S3Insecure,
-		})
+		client, err := NewS3Client(o.S3Endpoint, o.S3Insecure)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", src, err)
 		}

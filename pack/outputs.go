@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 	"oras.land/oras-go/v2/registry"
 
 	"github.com/ferry-gitops/ferry/bundle"
@@ -53,19 +51,16 @@ func WriteOutputs(ctx context.Context, res *Result, out Outputs) ([]string, erro
 			}
 			written = append(written, fmt.Sprintf("%s (%d parts)", filepath.Join(filepath.Dir(out.Tar), bundle.PartListName(filepath.Base(out.Tar))), len(list.Parts)))
 		} else {
-			if err := writeTarFile(ctx, res.Dir, out.Tar); err != nil {
+			if _, err := bundle.WriteTarFile(ctx, res.Dir, out.Tar); err != nil {
 				return nil, err
 			}
 			written = append(written, out.Tar)
 		}
 	}
 	if t := out.S3; t != nil {
-		client, err := minio.New(t.Endpoint, &minio.Options{
-			Creds:  credentials.NewChainCredentials([]credentials.Provider{&credentials.EnvAWS{}, &credentials.EnvMinio{}, &credentials.FileAWSCredentials{}}),
-			Secure: !t.Insecure,
-		})
+		client, err := medium.NewS3Client(t.Endpoint, t.Insecure)
 		if err != nil {
-			return nil, fmt.Errorf("s3 endpoint %s: %w", t.Endpoint, err)
+			return nil, err
 		}
 		size := t.PartSize
 		if size <= 0 {
@@ -101,27 +96,6 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// writeTarFile writes the bundle's tar through a temporary file, synced, then renamed.
-func writeTarFile(ctx context.Context, dir, path string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := bundle.WriteTar(ctx, tmp, dir); err != nil {
-		tmp.Close()
-		return fmt.Errorf("tar %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // splitTar streams the bundle's tar into parts next to path, never writing the whole tar.
