@@ -1,7 +1,8 @@
-// Command demo runs Ferry's flow on an embedded default, printing each step. It starts the
-// upstreams a platform team would have (a registry with an image, a Git repository of
-// manifests, a Helm repository) and a cluster, then runs as much of mirror → bundle → sync →
-// reconcile as Ferry implements today, and stops everything it started.
+// Command demo runs Ferry's flow on an embedded default, printing each step and the commands
+// it runs. It starts the upstreams a platform team would have (a registry with a multi-platform
+// image, a Git repository of manifests, a Helm repository), packs them with `mirror pack` into a
+// signed bundle split into parts as if for a USB stick, verifies it on the far side, shows a
+// damaged part refused, starts a cluster, and stops everything it started.
 package main
 
 import (
@@ -10,11 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/sigstore/cosign/v2/pkg/cosign"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -28,7 +28,21 @@ func main() {
 	}
 }
 
-func step(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
+func step(format string, args ...any) { fmt.Printf("\n==> "+format+"\n", args...) }
+
+// ferry runs a Ferry binary from bin/, echoing the command and indenting what it prints.
+func ferry(dir string, env []string, name string, args ...string) (string, error) {
+	bin, _ := filepath.Abs(filepath.Join("bin", name))
+	fmt.Printf("    $ %s %s\n", name, strings.Join(args, " "))
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		fmt.Println("      " + line)
+	}
+	return string(out), err
+}
 
 func run(ctx context.Context) error {
 	start := time.Now()
@@ -38,35 +52,17 @@ func run(ctx context.Context) error {
 	}
 	defer os.RemoveAll(dir)
 
-	step("Ferry binaries")
-	for _, bin := range []string{"mirror", "sync"} {
-		out, err := exec.CommandContext(ctx, filepath.Join("bin", bin), "version").CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%s version: %w: %s", bin, err, out)
-		}
-		fmt.Printf("    %s %s", bin, out)
-	}
-
 	step("starting upstreams on loopback (the connected side)")
 	reg, err := testenv.StartRegistry(ctx, filepath.Join(dir, "upstream"))
 	if err != nil {
 		return err
 	}
 	defer reg.Stop()
-	img, err := random.Image(512<<10, 2)
+	image, err := testenv.PushIndex(ctx, reg.Host+"/demo/app:1.0.0", "linux/amd64", "linux/arm64")
 	if err != nil {
 		return err
 	}
-	ref, err := name.ParseReference(reg.Host+"/demo/app:1.0.0", name.Insecure)
-	if err != nil {
-		return err
-	}
-	if err := remote.Write(ref, img, remote.WithContext(ctx)); err != nil {
-		return fmt.Errorf("push %s: %w", ref, err)
-	}
-	digest, _ := img.Digest()
-	fmt.Printf("    registry  %s holds %s@%s\n", reg.URL, ref, digest)
-
+	fmt.Printf("    registry  %s/demo/app:1.0.0 = %s (linux/amd64, linux/arm64)\n", reg.Host, image)
 	git, err := testenv.StartGitServer(ctx, filepath.Join(dir, "upstream"))
 	if err != nil {
 		return err
@@ -74,13 +70,12 @@ func run(ctx context.Context) error {
 	defer git.Stop()
 	commit, err := git.CreateRepo(ctx, "platform", map[string]string{
 		"apps/kustomization.yaml": "resources:\n- configmap.yaml\n",
-		"apps/configmap.yaml":     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\n  namespace: default\ndata:\n  image: " + ref.String() + "\n",
+		"apps/configmap.yaml":     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\n  namespace: default\ndata:\n  image: " + reg.Host + "/demo/app@" + image + "\n",
 	})
 	if err != nil {
 		return err
 	}
 	fmt.Printf("    git       %s at %s\n", git.RepoURL("platform"), commit)
-
 	helm, err := testenv.StartHelmRepo(ctx, filepath.Join(dir, "upstream"))
 	if err != nil {
 		return err
@@ -93,9 +88,70 @@ func run(ctx context.Context) error {
 	}
 	fmt.Printf("    helm      %s serves chart demo 0.1.0\n", helm.URL)
 
-	step("packing the image into a bundle, across the gap as parts, and back (the bundle format)")
-	if err := demoBundle(ctx, dir, ref); err != nil {
+	step("a signing key and a spec")
+	keys, err := cosign.GenerateKeyPair(func(bool) ([]byte, error) { return []byte("demo"), nil })
+	if err != nil {
 		return err
+	}
+	work := filepath.Join(dir, "work")
+	if err := os.MkdirAll(filepath.Join(work, "usb"), 0o755); err != nil {
+		return err
+	}
+	spec := fmt.Sprintf(`apiVersion: ferry.dev/v1alpha1
+kind: Mirror
+bundle:
+  expires: 720h
+git:
+  - name: platform
+    url: %s
+    ref: {branch: main}
+    paths: [apps]
+charts:
+  - name: demo
+    repository: %s
+    version: ">=0.1.0"
+images:
+  - name: app
+    image: %s/demo/app
+    semver: ">=1.0.0"
+    platforms: [linux/amd64]
+`, git.RepoURL("platform"), helm.URL, reg.Host)
+	for name, content := range map[string][]byte{"cosign.key": keys.PrivateBytes, "cosign.pub": keys.PublicBytes, "ferry.yaml": []byte(spec)} {
+		if err := os.WriteFile(filepath.Join(work, name), content, 0o600); err != nil {
+			return err
+		}
+	}
+	for _, line := range strings.Split(strings.TrimSpace(spec), "\n") {
+		fmt.Println("    " + line)
+	}
+
+	step("mirror pack: resolve, copy byte for byte, sign, split into parts for the USB stick")
+	env := []string{"COSIGN_PASSWORD=demo"}
+	if _, err := ferry(work, env, "mirror", "pack", "-f", "ferry.yaml", "--key", "cosign.key", "--plain-http", reg.Host,
+		"--out", "bundle", "--tar", "usb/bundle.tar", "--split", "4KiB"); err != nil {
+		return err
+	}
+
+	step("across the gap: the upstreams go away; verify the parts offline with the public key")
+	reg.Stop()
+	git.Stop()
+	helm.Stop()
+	if _, err := ferry(work, nil, "mirror", "verify", "usb/bundle.tar.parts.json", "--key", "cosign.pub"); err != nil {
+		return err
+	}
+
+	step("a damaged copy is refused, naming the part to copy again")
+	parts, _ := filepath.Glob(filepath.Join(work, "usb", "bundle.tar.part-*"))
+	data, err := os.ReadFile(parts[len(parts)/2])
+	if err != nil {
+		return err
+	}
+	data[len(data)/2] ^= 0xff
+	if err := os.WriteFile(parts[len(parts)/2], data, 0o644); err != nil {
+		return err
+	}
+	if _, err := ferry(work, nil, "mirror", "verify", "usb/bundle.tar.parts.json", "--key", "cosign.pub"); err == nil {
+		return fmt.Errorf("a damaged part was accepted")
 	}
 
 	step("starting the disconnected cluster (etcd + kube-apiserver)")
@@ -113,21 +169,14 @@ func run(ctx context.Context) error {
 		return err
 	}
 	fmt.Printf("    api server https://%s (%s), kubeconfig %s\n", cluster.Host, v.GitVersion, cluster.Kubeconfig)
-	nss, err := cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
-	if err != nil {
+	if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "ferry-demo-probe"}, Data: map[string]string{"written-by": "make demo"},
+	}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	fmt.Printf("    %d namespaces, ", len(nss.Items))
-	_, err = cs.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: "ferry-demo-probe"},
-		Data:       map[string]string{"written-by": "make demo"},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return err
-	}
-	fmt.Println("ConfigMap default/ferry-demo-probe written and readable")
+	fmt.Println("    ConfigMap default/ferry-demo-probe written and readable")
 
-	step("not yet implemented: mirror pack from a spec, signing, sync verify/import → serve → reconcile")
+	step("not yet implemented: sync import into the cache, serve, reconcile the cluster")
 	fmt.Println("    each arrives with its own issue; this demo grows with them")
 
 	step("stopping everything (%.1fs)", time.Since(start).Seconds())
