@@ -43,13 +43,16 @@ func (e *Error) Error() string {
 	if s == "" {
 		s = e.Item
 	}
-	if s == "" {
-		s = "bundle"
-	}
 	if e.Blob != "" {
-		s += ": blob " + string(e.Blob)
+		if s != "" {
+			s += ": "
+		}
+		s += "blob " + string(e.Blob)
 	}
-	s += ": " + e.Detail + " (check: " + string(e.Check) + ")"
+	if s != "" {
+		s += ": "
+	}
+	s += e.Detail + " (check: " + string(e.Check) + ")"
 	if e.Fix != "" {
 		s += "; fix: " + e.Fix
 	}

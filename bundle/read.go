@@ -18,9 +18,10 @@ import (
 type ReadOption func(*readOptions)
 
 type readOptions struct {
-	limits Limits
-	have   HaveFunc
-	visit  Visitor
+	limits  Limits
+	have    HaveFunc
+	visit   Visitor
+	observe func(Entry)
 }
 
 // WithLimits sets the limits a reader enforces (zero fields keep their defaults).
@@ -32,12 +33,27 @@ func WithHave(have HaveFunc) ReadOption { return func(o *readOptions) { o.have =
 // WithVisitor passes every file to v as it is read and verified.
 func WithVisitor(v Visitor) ReadOption { return func(o *readOptions) { o.visit = v } }
 
+// WithObserver calls observe with every file's entry before its bytes are read, for progress
+// reports. It sees no bytes and cannot refuse anything.
+func WithObserver(observe func(Entry)) ReadOption { return func(o *readOptions) { o.observe = observe } }
+
 func newReadGraph(opts []ReadOption) *graph {
 	var o readOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return newGraph(o.limits, o.have, o.visit)
+	visit := o.visit
+	if o.observe != nil {
+		next := visit
+		visit = func(ctx context.Context, e Entry, r io.Reader) error {
+			o.observe(e)
+			if next == nil {
+				return nil
+			}
+			return next(ctx, e, r)
+		}
+	}
+	return newGraph(o.limits, o.have, visit)
 }
 
 // ReadLayout reads the bundle in the layout directory dir in stream order, checking every

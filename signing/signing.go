@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
+	"github.com/sigstore/cosign/v2/pkg/oci"
 	"github.com/sigstore/cosign/v2/pkg/oci/empty"
 	"github.com/sigstore/cosign/v2/pkg/oci/mutate"
 	"github.com/sigstore/cosign/v2/pkg/oci/static"
@@ -47,10 +48,11 @@ type Pusher interface {
 	Push(ctx context.Context, desc ocispec.Descriptor, r io.Reader) error
 }
 
-// Sign signs root's digest with signer and pushes the signature manifest, its config and its
-// layer into dst. It returns the manifest's descriptor, named sha256-<root hex>.sig for the
-// layout index, ready to pass to bundle.Write as an attachment.
-func Sign(ctx context.Context, dst Pusher, root ocispec.Descriptor, signer signature.Signer) (ocispec.Descriptor, error) {
+// Sign signs root's digest with each signer and pushes the signature manifest (one layer per
+// signature, as cosign accumulates them), its config and its layers into dst. It returns the
+// manifest's descriptor, named sha256-<root hex>.sig for the layout index, ready to pass to
+// bundle.Write as an attachment.
+func Sign(ctx context.Context, dst Pusher, root ocispec.Descriptor, signers ...signature.Signer) (ocispec.Descriptor, error) {
 	ref, err := name.NewDigest(Identity + "@" + string(root.Digest))
 	if err != nil {
 		return ocispec.Descriptor{}, err
@@ -59,24 +61,31 @@ func Sign(ctx context.Context, dst Pusher, root ocispec.Descriptor, signer signa
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	sig, err := signer.SignMessage(bytes.NewReader(body))
-	if err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("sign bundle %s: %w", root.Digest, err)
+	if len(signers) == 0 {
+		return ocispec.Descriptor{}, fmt.Errorf("sign bundle %s: no key", root.Digest)
 	}
-	ociSig, err := static.NewSignature(body, base64.StdEncoding.EncodeToString(sig))
-	if err != nil {
-		return ocispec.Descriptor{}, err
+	var layers []oci.Signature
+	for _, signer := range signers {
+		sig, err := signer.SignMessage(bytes.NewReader(body))
+		if err != nil {
+			return ocispec.Descriptor{}, fmt.Errorf("sign bundle %s: %w", root.Digest, err)
+		}
+		ociSig, err := static.NewSignature(body, base64.StdEncoding.EncodeToString(sig))
+		if err != nil {
+			return ocispec.Descriptor{}, err
+		}
+		layers = append(layers, ociSig)
 	}
-	sigs, err := mutate.AppendSignatures(empty.Signatures(), false, ociSig)
+	sigs, err := mutate.AppendSignatures(empty.Signatures(), false, layers...)
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
 	// Push the signature image exactly as cosign would lay it out in a registry.
-	layers, err := sigs.Layers()
+	imgLayers, err := sigs.Layers()
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	for _, l := range layers {
+	for _, l := range imgLayers {
 		if err := pushLayer(ctx, dst, l); err != nil {
 			return ocispec.Descriptor{}, err
 		}

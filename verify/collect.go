@@ -19,9 +19,10 @@ const maxCollected = 4 << 20
 // Collector keeps the attachments' blobs (the root's signatures) as a bundle streams past, so
 // their signatures can be checked once the stream is verified, without reading anything twice.
 type Collector struct {
-	mu    sync.Mutex
-	blobs map[digest.Digest][]byte
-	total int
+	mu        sync.Mutex
+	blobs     map[digest.Digest][]byte
+	manifests []ocispec.Descriptor
+	total     int
 }
 
 // NewCollector returns an empty Collector.
@@ -42,7 +43,18 @@ func (c *Collector) Visit(_ context.Context, e bundle.Entry, r io.Reader) error 
 		return fmt.Errorf("attachments exceed %d bytes; signatures are far smaller", maxCollected)
 	}
 	c.blobs[e.Descriptor.Digest] = b
+	switch e.Descriptor.MediaType {
+	case ocispec.MediaTypeImageManifest, bundle.MediaTypeDockerManifest:
+		c.manifests = append(c.manifests, e.Descriptor)
+	}
 	return nil
+}
+
+// Attachments returns the descriptors of the attachment manifests seen so far.
+func (c *Collector) Attachments() []ocispec.Descriptor {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]ocispec.Descriptor(nil), c.manifests...)
 }
 
 // Fetch returns a kept blob.

@@ -1,0 +1,191 @@
+package verify
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ferry-gitops/ferry/bundle"
+)
+
+// TrustedKey is a key pinned in the agent's configuration, trusted within its validity window.
+type TrustedKey struct {
+	Key
+	// NotBefore and NotAfter bound when signatures by this key are accepted (zero: unbounded).
+	NotBefore, NotAfter time.Time
+}
+
+// validAt reports whether the key is trusted at t.
+func (k TrustedKey) validAt(t time.Time) bool {
+	return (k.NotBefore.IsZero() || !t.Before(k.NotBefore)) && (k.NotAfter.IsZero() || t.Before(k.NotAfter))
+}
+
+// Policy is what the agent trusts. Keys come only from its configuration (and statements
+// signed by those keys), never from a bundle.
+type Policy struct {
+	Keys []TrustedKey
+	// Threshold is how many distinct trusted keys must have signed a root (default 1).
+	Threshold int
+	// AllowGaps accepts a bundle whose previous-bundle digest is not the last one accepted,
+	// as long as its sequence is greater.
+	AllowGaps bool
+	// Limits bound what the reader accepts before parsing or hashing.
+	Limits bundle.Limits
+	// Now is the agent's clock (default time.Now).
+	Now func() time.Time
+}
+
+// State is what the agent last accepted. It lives where no bundle can write it; the agent
+// passes it in and stores the new state only after a bundle is accepted whole.
+type State struct {
+	Sequence uint64        `json:"sequence"`
+	Root     digest.Digest `json:"root"`
+}
+
+// Run checks one bundle as it is read: its signatures and lineage are decided as soon as the
+// root arrives (before any item's bytes), and its completeness when the read ends.
+type Run struct {
+	policy    Policy
+	state     State
+	sigs      *Collector
+	next      bundle.Visitor
+	root      ocispec.Descriptor
+	bundle    *bundle.Bundle
+	decided   error
+	decidedOK bool
+}
+
+// Begin starts checking a bundle against p, given the last accepted state. next receives
+// every verified file (for example, the cache's staging writer); it may be nil.
+func (p Policy) Begin(st State, next bundle.Visitor) *Run {
+	return &Run{policy: p, state: st, sigs: NewCollector(), next: next}
+}
+
+// Options returns the reader options that apply the policy's limits and this run's visitor.
+func (r *Run) Options(extra ...bundle.ReadOption) []bundle.ReadOption {
+	return append([]bundle.ReadOption{bundle.WithLimits(r.policy.Limits)}, append(extra, bundle.WithVisitor(r.visit))...)
+}
+
+func (r *Run) visit(ctx context.Context, e bundle.Entry, rd io.Reader) error {
+	if err := r.sigs.Visit(ctx, e, rd); err != nil {
+		return err
+	}
+	if e.Item == "root" && e.Descriptor.MediaType == ocispec.MediaTypeImageIndex && r.bundle == nil {
+		data, err := io.ReadAll(rd)
+		if err != nil {
+			return err
+		}
+		b, err := bundle.ParseRoot(data)
+		if err != nil {
+			return err
+		}
+		r.root, r.bundle = e.Descriptor, b
+		// Decide trust now: nothing of an untrusted bundle is read further.
+		if err := r.decide(ctx); err != nil {
+			return err
+		}
+		rd = bytes.NewReader(data)
+	}
+	if r.next != nil {
+		return r.next(ctx, e, rd)
+	}
+	return nil
+}
+
+// Finish turns the reader's outcome into the verdict: the Result of a bundle accepted whole, or
+// a Rejection naming the item and the check.
+func (r *Run) Finish(res *bundle.Result, err error) (*bundle.Result, error) {
+	seq, root := uint64(0), digest.Digest("")
+	if r.bundle != nil {
+		seq, root = r.bundle.Sequence, r.root.Digest
+	}
+	if err != nil {
+		return nil, reject(seq, root, err)
+	}
+	if !r.decidedOK || res.Root.Digest != r.root.Digest {
+		return nil, &Rejection{Sequence: seq, Root: root, Item: "root", Check: CheckSignature, Detail: "the root was never checked"}
+	}
+	return res, nil
+}
+
+// Accepted returns the state to store once the bundle is committed.
+func (r *Run) Accepted() State { return State{Sequence: r.bundle.Sequence, Root: r.root.Digest} }
+
+func (r *Run) now() time.Time {
+	if r.policy.Now != nil {
+		return r.policy.Now()
+	}
+	return time.Now()
+}
+
+func (r *Run) rejection(check, detail, fix string) error {
+	return &Rejection{Sequence: r.bundle.Sequence, Root: r.root.Digest, Item: "root", Check: check, Detail: detail, Fix: fix}
+}
+
+// decide applies the policy to the root: signatures, lifetime, order and lineage.
+func (r *Run) decide(ctx context.Context) error {
+	b, now := r.bundle, r.now()
+	if err := r.signatures(ctx, now); err != nil {
+		return err
+	}
+	if !now.Before(b.Expires) {
+		return r.rejection(CheckExpired, fmt.Sprintf("expired at %s (now %s)", b.Expires.Format(time.RFC3339), now.UTC().Format(time.RFC3339)),
+			"pack a fresh bundle; an expired one is never accepted (freeze protection)")
+	}
+	last := r.state
+	switch {
+	case last.Sequence == 0:
+	case b.Sequence < last.Sequence:
+		return r.rejection(CheckRollback, fmt.Sprintf("sequence %d < last accepted %d", b.Sequence, last.Sequence), "see 'sync status'")
+	case b.Sequence == last.Sequence && r.root.Digest == last.Root:
+		return ErrAlreadyAccepted
+	case b.Sequence == last.Sequence:
+		return r.rejection(CheckReplay, fmt.Sprintf("sequence %d was already accepted as %s", b.Sequence, last.Root), "see 'sync status'")
+	case !r.policy.AllowGaps && b.Previous != last.Root:
+		return r.rejection(CheckChain, fmt.Sprintf("previous bundle %q is not the last accepted %s", b.Previous, last.Root),
+			"import the bundles in between, or allow gaps in the agent's configuration")
+	}
+	if b.Base != "" && b.Base != last.Root && !r.policy.AllowGaps {
+		return r.rejection(CheckBase, fmt.Sprintf("delta against %s, but the last accepted bundle is %s", b.Base, last.Root), "import the base bundle first")
+	}
+	r.decidedOK = true
+	return nil
+}
+
+// signatures counts the distinct trusted keys whose signature over the root verifies.
+func (r *Run) signatures(ctx context.Context, now time.Time) error {
+	threshold := r.policy.Threshold
+	if threshold <= 0 {
+		threshold = 1
+	}
+	atts := r.sigs.Attachments()
+	if len(atts) == 0 {
+		return r.rejection(CheckSignature, "not signed", "sign it with 'mirror pack --key'")
+	}
+	var signers, outOfWindow []string
+	for _, k := range r.policy.Keys {
+		if RootSignature(ctx, r.sigs, r.root, atts, []Key{k.Key}) != nil {
+			continue
+		}
+		if !k.validAt(now) {
+			outOfWindow = append(outOfWindow, k.Name)
+			continue
+		}
+		signers = append(signers, k.Name)
+	}
+	switch {
+	case len(signers) >= threshold:
+		return nil
+	case len(signers) == 0 && len(outOfWindow) > 0:
+		return r.rejection(CheckKeyWindow, "signed by "+strings.Join(outOfWindow, ", ")+", outside its validity window", "sign with a current key, or introduce one with a key statement")
+	case len(signers) == 0:
+		return r.rejection(CheckSignature, "no signature by a trusted key", "sign with a key pinned in the agent's configuration")
+	}
+	return r.rejection(CheckSignature, fmt.Sprintf("signed by %d trusted key(s) (%s), %d required", len(signers), strings.Join(signers, ", "), threshold), "add signatures by more of the pinned keys")
+}
