@@ -35,7 +35,9 @@ func WithVisitor(v Visitor) ReadOption { return func(o *readOptions) { o.visit =
 
 // WithObserver calls observe with every file's entry before its bytes are read, for progress
 // reports. It sees no bytes and cannot refuse anything.
-func WithObserver(observe func(Entry)) ReadOption { return func(o *readOptions) { o.observe = observe } }
+func WithObserver(observe func(Entry)) ReadOption {
+	return func(o *readOptions) { o.observe = observe }
+}
 
 func newReadGraph(opts []ReadOption) *graph {
 	var o readOptions

@@ -302,7 +302,9 @@ func TestHostileCorpus(t *testing.T) {
 		}},
 		{"delta against a base that was never accepted", verify.CheckBase, "root", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			f := next(t, b, nil)
-			f.ForgeRoot(t, func(idx *ocispec.Index) { idx.Annotations[bundle.AnnotationBase] = string(digest.FromString("some other base")) }, by(a1))
+			f.ForgeRoot(t, func(idx *ocispec.Index) {
+				idx.Annotations[bundle.AnnotationBase] = string(digest.FromString("some other base"))
+			}, by(a1))
 			return fromDir(f.Dir)
 		}},
 		// Content: tampering, completeness, confusion.

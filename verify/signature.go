@@ -106,8 +106,28 @@ func readAll(ctx context.Context, f Fetcher, d ocispec.Descriptor) ([]byte, erro
 	return b, nil
 }
 
-// signatureBy checks one attachment: a manifest whose simple-signing layers carry signatures.
-func signatureBy(ctx context.Context, f Fetcher, root digest.Digest, att ocispec.Descriptor, keys []Key) error {
+// signatureBy checks one attachment: a manifest whose simple-signing layers carry signatures by
+// one of keys over a payload that names subject.
+func signatureBy(ctx context.Context, f Fetcher, subject digest.Digest, att ocispec.Descriptor, keys []Key) error {
+	return simpleSignatures(ctx, f, subject, att, func(_ ocispec.Descriptor, sig, body []byte) error {
+		return signedByKey(keys, sig, body)
+	})
+}
+
+// signedByKey checks that sig is a signature of body by one of keys.
+func signedByKey(keys []Key, sig, body []byte) error {
+	for _, k := range keys {
+		if k.Verifier.VerifySignature(bytes.NewReader(sig), bytes.NewReader(body)) == nil {
+			return nil
+		}
+	}
+	return errors.New("signature made by none of the keys")
+}
+
+// simpleSignatures reads a tag-based cosign signature manifest and hands each simple-signing layer
+// whose payload names subject to check, with its decoded signature and payload; it returns nil
+// as soon as check accepts one, and otherwise why each layer failed.
+func simpleSignatures(ctx context.Context, f Fetcher, subject digest.Digest, att ocispec.Descriptor, check func(layer ocispec.Descriptor, sig, body []byte) error) error {
 	raw, err := readAll(ctx, f, att)
 	if err != nil {
 		return err
@@ -135,16 +155,15 @@ func signatureBy(ctx context.Context, f Fetcher, root digest.Digest, att ocispec
 			reasons = append(reasons, "payload is not cosign's simple signing: "+err.Error())
 			continue
 		}
-		if p.Critical.Type != cosignSignatureType || p.Critical.Image.DockerManifestDigest != string(root) {
-			reasons = append(reasons, fmt.Sprintf("payload signs %q, not this bundle", p.Critical.Image.DockerManifestDigest))
+		if p.Critical.Type != cosignSignatureType || p.Critical.Image.DockerManifestDigest != string(subject) {
+			reasons = append(reasons, fmt.Sprintf("payload signs %q, not %s", p.Critical.Image.DockerManifestDigest, subject))
 			continue
 		}
-		for _, k := range keys {
-			if k.Verifier.VerifySignature(bytes.NewReader(sig), bytes.NewReader(body)) == nil {
-				return nil
-			}
+		if err := check(l, sig, body); err != nil {
+			reasons = append(reasons, err.Error())
+			continue
 		}
-		reasons = append(reasons, "signature made by none of the keys")
+		return nil
 	}
 	if len(reasons) == 0 {
 		return fmt.Errorf("no cosign signature layer")
