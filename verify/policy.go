@@ -57,7 +57,6 @@ type Run struct {
 	next      bundle.Visitor
 	root      ocispec.Descriptor
 	bundle    *bundle.Bundle
-	decided   error
 	decidedOK bool
 }
 

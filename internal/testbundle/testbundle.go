@@ -157,10 +157,7 @@ func (f *Fixture) ForgeRoot(t testing.TB, edit func(*ocispec.Index), sign SignFu
 	if sign != nil {
 		atts = sign(t, f.Layout, root)
 	}
-	var manifests []ocispec.Descriptor
-	for _, a := range atts {
-		manifests = append(manifests, a)
-	}
+	manifests := append([]ocispec.Descriptor(nil), atts...)
 	r := root
 	r.Annotations = map[string]string{ocispec.AnnotationRefName: bundle.RootRef}
 	manifests = append(manifests, r)
