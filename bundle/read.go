@@ -58,6 +58,27 @@ func newReadGraph(opts []ReadOption) *graph {
 	return newGraph(o.limits, o.have, visit)
 }
 
+// Files is the folder a layout reader reads: the layout's files by slash path ("oci-layout",
+// "index.json", "blobs/sha256/<hex>"). Stat reports a file's size and whether it is a regular
+// file (never following a link); Open opens it.
+type Files interface {
+	Stat(name string) (size int64, regular bool, err error)
+	Open(name string) (io.ReadCloser, error)
+}
+
+// dirFiles reads a layout directory through os.Root: no name or link leads out of it.
+type dirFiles struct{ root *os.Root }
+
+func (d dirFiles) Stat(name string) (int64, bool, error) {
+	fi, err := d.root.Lstat(name)
+	if err != nil {
+		return 0, false, err
+	}
+	return fi.Size(), fi.Mode().IsRegular(), nil
+}
+
+func (d dirFiles) Open(name string) (io.ReadCloser, error) { return d.root.Open(name) }
+
 // ReadLayout reads the bundle in the layout directory dir in stream order, checking every
 // blob's size and digest while it is read. It returns an error, naming the item, the blob and
 // the check, unless the bundle is complete.
@@ -67,44 +88,49 @@ func ReadLayout(ctx context.Context, dir string, opts ...ReadOption) (*Result, e
 		return nil, fmt.Errorf("bundle directory %s: %w", dir, err)
 	}
 	defer root.Close()
+	return ReadFiles(ctx, dirFiles{root}, opts...)
+}
+
+// ReadFiles reads a bundle laid out as files, as ReadLayout does for a directory.
+func ReadFiles(ctx context.Context, files Files, opts ...ReadOption) (*Result, error) {
 	g := newReadGraph(opts)
 	for _, f := range []struct {
 		name   string
 		accept func(context.Context, int64, io.Reader) error
 	}{{LayoutFile, g.acceptLayout}, {IndexFile, g.acceptIndex}} {
-		if err := readRootFile(ctx, root, f.name, f.accept); err != nil {
+		if err := readRootFile(ctx, files, f.name, f.accept); err != nil {
 			return nil, err
 		}
 	}
 	for _, e := range g.entries {
-		if err := walkLayout(ctx, g, root, plain(e)); err != nil {
+		if err := walkLayout(ctx, g, files, plain(e)); err != nil {
 			return nil, err
 		}
 	}
 	return g.finish(ctx, CheckMissing)
 }
 
-func readRootFile(ctx context.Context, root *os.Root, name string, accept func(context.Context, int64, io.Reader) error) error {
-	fi, err := root.Lstat(name)
+func readRootFile(ctx context.Context, files Files, name string, accept func(context.Context, int64, io.Reader) error) error {
+	size, regular, err := files.Stat(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return errorf(name, "", CheckMissing, "is this a Ferry bundle directory?", "missing")
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	if !fi.Mode().IsRegular() {
-		return errorf(name, "", CheckPath, fixRepack, "not a regular file (%s)", fi.Mode().Type())
+	if !regular {
+		return errorf(name, "", CheckPath, fixRepack, "not a regular file")
 	}
-	f, err := root.Open(name)
+	f, err := files.Open(name)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	defer f.Close()
-	return accept(ctx, fi.Size(), f)
+	return accept(ctx, size, f)
 }
 
 // walkLayout reads d and then its children, depth first: stream order.
-func walkLayout(ctx context.Context, g *graph, root *os.Root, d ocispec.Descriptor) error {
+func walkLayout(ctx context.Context, g *graph, files Files, d ocispec.Descriptor) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -113,27 +139,27 @@ func walkLayout(ctx context.Context, g *graph, root *os.Root, d ocispec.Descript
 		return nil
 	}
 	path := sha256Dir + "/" + d.Digest.Encoded()
-	fi, err := root.Lstat(path)
+	size, regular, err := files.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return g.missing(ctx, n, CheckMissing) // held by a delta's base, or an error
 	}
 	if err != nil {
 		return fmt.Errorf("item %s: blob %s: %w", n.item, d.Digest, err)
 	}
-	if !fi.Mode().IsRegular() {
-		return errorf(n.item, d.Digest, CheckPath, fixRepack, "not a regular file (%s)", fi.Mode().Type())
+	if !regular {
+		return errorf(n.item, d.Digest, CheckPath, fixRepack, "not a regular file")
 	}
-	f, err := root.Open(path)
+	f, err := files.Open(path)
 	if err != nil {
 		return fmt.Errorf("item %s: blob %s: %w", n.item, d.Digest, err)
 	}
-	children, err := g.blob(ctx, d.Digest, fi.Size(), f)
+	children, err := g.blob(ctx, d.Digest, size, f)
 	f.Close()
 	if err != nil {
 		return err
 	}
 	for _, c := range children {
-		if err := walkLayout(ctx, g, root, plain(c)); err != nil {
+		if err := walkLayout(ctx, g, files, plain(c)); err != nil {
 			return err
 		}
 	}
