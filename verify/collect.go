@@ -29,25 +29,31 @@ type Collector struct {
 func NewCollector() *Collector { return &Collector{blobs: map[digest.Digest][]byte{}} }
 
 // Visit is a bundle.Visitor: it keeps attachment blobs, reading them to the end (so they verify).
-func (c *Collector) Visit(_ context.Context, e bundle.Entry, r io.Reader) error {
+func (c *Collector) Visit(ctx context.Context, e bundle.Entry, r io.Reader) error {
+	_, err := c.keep(e, r)
+	return err
+}
+
+// keep reads and keeps an attachment blob and returns its bytes (nil for other entries).
+func (c *Collector) keep(e bundle.Entry, r io.Reader) ([]byte, error) {
 	if e.Item != "attachment" {
-		return nil
+		return nil, nil
 	}
 	b, err := io.ReadAll(io.LimitReader(r, maxCollected+1))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.total += len(b); c.total > maxCollected {
-		return fmt.Errorf("attachments exceed %d bytes; signatures are far smaller", maxCollected)
+		return nil, fmt.Errorf("attachments exceed %d bytes; signatures are far smaller", maxCollected)
 	}
 	c.blobs[e.Descriptor.Digest] = b
 	switch e.Descriptor.MediaType {
 	case ocispec.MediaTypeImageManifest, bundle.MediaTypeDockerManifest:
 		c.manifests = append(c.manifests, e.Descriptor)
 	}
-	return nil
+	return b, nil
 }
 
 // Attachments returns the descriptors of the attachment manifests seen so far.

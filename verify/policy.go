@@ -72,8 +72,12 @@ func (r *Run) Options(extra ...bundle.ReadOption) []bundle.ReadOption {
 }
 
 func (r *Run) visit(ctx context.Context, e bundle.Entry, rd io.Reader) error {
-	if err := r.sigs.Visit(ctx, e, rd); err != nil {
+	kept, err := r.sigs.keep(e, rd)
+	if err != nil {
 		return err
+	}
+	if kept != nil {
+		rd = bytes.NewReader(kept) // the collector read the attachment; pass its verified bytes on
 	}
 	if e.Item == "root" && e.Descriptor.MediaType == ocispec.MediaTypeImageIndex && r.bundle == nil {
 		data, err := io.ReadAll(rd)

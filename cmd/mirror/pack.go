@@ -10,7 +10,6 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/ferry-gitops/ferry/fetch"
 	"github.com/ferry-gitops/ferry/internal/cli"
@@ -78,7 +77,7 @@ and an OCI registry (--registry).`,
 					return fmt.Errorf("--previous %q: %w", previous, err)
 				}
 			}
-			if isTerminal(cmd) {
+			if cli.IsTerminal(cmd) {
 				o.Progress = cmd.ErrOrStderr()
 			}
 			if key != "" {
@@ -107,7 +106,7 @@ and an OCI registry (--registry).`,
 				Outputs  []string `json:"outputs"`
 			}{res, res.Bundle.Sequence, len(res.Bundle.Items), append(nonEmpty(outDir), written...)}
 			text := fmt.Sprintf("bundle %d packed: root %s, %d items, %d blobs (%s), signed: %v\n  %s",
-				res.Bundle.Sequence, res.Root.Digest, len(res.Bundle.Items), res.Blobs, human(res.Bytes), res.Signed, strings.Join(summary.Outputs, "\n  "))
+				res.Bundle.Sequence, res.Root.Digest, len(res.Bundle.Items), res.Blobs, cli.Human(res.Bytes), res.Signed, strings.Join(summary.Outputs, "\n  "))
 			return cli.Print(cmd.OutOrStdout(), output, summary, text)
 		},
 	}
@@ -138,22 +137,4 @@ func nonEmpty(s ...string) []string {
 		}
 	}
 	return out
-}
-
-func isTerminal(cmd *cobra.Command) bool {
-	f, ok := cmd.ErrOrStderr().(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
-}
-
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

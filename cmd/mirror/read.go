@@ -70,7 +70,7 @@ func (s summary) text() string {
 	if s.Base != "" {
 		fmt.Fprintf(&b, "delta against %s\n", s.Base)
 	}
-	fmt.Fprintf(&b, "%d blobs, %s, %d signature(s)", s.Blobs, human(s.Bytes), s.Signatures)
+	fmt.Fprintf(&b, "%d blobs, %s, %d signature(s)", s.Blobs, cli.Human(s.Bytes), s.Signatures)
 	if s.Verified != nil {
 		fmt.Fprintf(&b, ", verified: %v", *s.Verified)
 	}

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/ferry-gitops/ferry/internal/buildinfo"
 )
@@ -50,4 +52,25 @@ func VersionCommand() *cobra.Command {
 	}
 	AddOutputFlag(cmd, &output)
 	return cmd
+}
+
+// IsTerminal reports whether the command's standard error is a terminal: progress is shown
+// there, and nowhere else.
+func IsTerminal(cmd *cobra.Command) bool {
+	f, ok := cmd.ErrOrStderr().(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// Human writes a byte count for people: 1.5 GiB.
+func Human(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -1,0 +1,106 @@
+package cache
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Problem is one thing fsck found wrong.
+type Problem struct {
+	// What is a blob digest, a record name or the state file.
+	What  string `json:"what"`
+	Issue string `json:"issue"`
+	// Quarantined is where a damaged blob was moved, when fsck was asked to.
+	Quarantined string `json:"quarantined,omitempty"`
+}
+
+// FsckReport is what fsck checked and found.
+type FsckReport struct {
+	Blobs    int       `json:"blobs"`
+	Bytes    int64     `json:"bytes"`
+	Bundles  int       `json:"bundles"`
+	Problems []Problem `json:"problems"`
+}
+
+// OK reports whether the cache is whole.
+func (r *FsckReport) OK() bool { return len(r.Problems) == 0 }
+
+// Fsck proves the cache whole: it re-hashes every blob, walks every accepted bundle's graph
+// (every blob present, sized and hashed right), and checks the state names an accepted bundle.
+// With quarantineBad, a blob whose bytes do not match its name is moved to quarantine/.
+func (c *Cache) Fsck(ctx context.Context, quarantineBad bool) (*FsckReport, error) {
+	rep := &FsckReport{}
+	entries, err := os.ReadDir(filepath.Join(c.dir, blobsDir))
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		d := digest.Digest("sha256:" + e.Name())
+		if d.Validate() != nil {
+			rep.Problems = append(rep.Problems, Problem{What: e.Name(), Issue: "not a blob name"})
+			continue
+		}
+		got, n, err := hashFile(c.blobPath(d))
+		if err != nil {
+			rep.Problems = append(rep.Problems, Problem{What: string(d), Issue: err.Error()})
+			continue
+		}
+		rep.Blobs++
+		rep.Bytes += n
+		if got != d {
+			p := Problem{What: string(d), Issue: fmt.Sprintf("content hashes to %s", got)}
+			if quarantineBad {
+				dst := filepath.Join(c.dir, quarantine, e.Name())
+				if err := os.Rename(c.blobPath(d), dst); err != nil {
+					return nil, err
+				}
+				p.Quarantined = dst
+			}
+			rep.Problems = append(rep.Problems, p)
+		}
+	}
+	recs, err := c.Records()
+	if err != nil {
+		return nil, err
+	}
+	st, err := c.State()
+	if err != nil {
+		return nil, err
+	}
+	found := st.Root == ""
+	for _, r := range recs {
+		rep.Bundles++
+		found = found || (r.Root == st.Root && r.Sequence == st.Sequence)
+		if _, err := c.ReadBundle(ctx, r); err != nil {
+			rep.Problems = append(rep.Problems, Problem{What: fmt.Sprintf("bundle %d", r.Sequence), Issue: err.Error()})
+		}
+	}
+	if !found {
+		rep.Problems = append(rep.Problems, Problem{What: stateFile, Issue: fmt.Sprintf("last accepted bundle %d (%s) has no record", st.Sequence, st.Root)})
+	}
+	return rep, nil
+}
+
+func hashFile(path string) (digest.Digest, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", n, err
+	}
+	return digest.Digest("sha256:" + hex.EncodeToString(h.Sum(nil))), n, nil
+}

@@ -1,0 +1,227 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferry-gitops/ferry/bundle"
+	"github.com/ferry-gitops/ferry/cache"
+	"github.com/ferry-gitops/ferry/internal/cli"
+	"github.com/ferry-gitops/ferry/medium"
+	"github.com/ferry-gitops/ferry/verify"
+)
+
+const defaultCache = "/var/lib/ferry/cache"
+
+func addCacheFlag(cmd *cobra.Command, dir *string) {
+	cmd.Flags().StringVar(dir, "cache", defaultCache, "the cache directory")
+}
+
+func importCommand() *cobra.Command {
+	var (
+		dir, output string
+		keys        []string
+		threshold   int
+		allowGaps   bool
+		open        medium.OpenOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "import BUNDLE",
+		Short: "Verify a bundle offline and import it into the cache, atomically",
+		Long: `import reads a bundle from its medium, checks it against the keys you pin (--key) and the
+cache's state (sequence, lineage, expiry), and copies every blob the cache lacks, hashing it as it
+is copied. Nothing becomes visible until the whole bundle has verified; then one atomic commit
+makes it the current bundle. A rejected bundle changes nothing and the error names the item and
+the check. Importing the current bundle again changes nothing.
+
+BUNDLE is a bundle directory, a .tar file, a part list (NAME.parts.json, its parts beside it, in
+any order), s3://bucket/prefix/NAME.parts.json, or oci://host/repository:tag.`,
+		Example: "  sync import /media/usb/bundle.tar.parts.json --key /etc/ferry/cosign.pub --cache /var/lib/ferry/cache",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if len(keys) == 0 {
+				return fmt.Errorf("--key: pin the public key(s) bundles must be signed by")
+			}
+			policy := verify.Policy{Threshold: threshold, AllowGaps: allowGaps}
+			for _, k := range keys {
+				key, err := verify.LoadPublicKey(k)
+				if err != nil {
+					return err
+				}
+				policy.Keys = append(policy.Keys, verify.TrustedKey{Key: key})
+			}
+			c, err := cache.Open(dir)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			var progress []bundle.ReadOption
+			if cli.IsTerminal(cmd) {
+				progress = append(progress, bundle.WithObserver(progressLine(cmd)))
+			}
+			start := time.Now()
+			res, err := c.Import(ctx, func(opts ...bundle.ReadOption) (*bundle.Result, error) {
+				return medium.Read(ctx, args[0], open, append(opts, progress...)...)
+			}, policy)
+			if cli.IsTerminal(cmd) {
+				fmt.Fprint(cmd.ErrOrStderr(), "\r\033[K")
+			}
+			if err != nil {
+				return err
+			}
+			text := fmt.Sprintf("bundle %d imported: root %s, %d blobs (%d new, %s) in %.1fs",
+				res.Record.Sequence, res.Record.Root, res.Blobs, res.New, cli.Human(res.NewBytes), time.Since(start).Seconds())
+			if res.AlreadyAccepted {
+				text = fmt.Sprintf("bundle %d is already the current bundle: nothing to do", res.Record.Sequence)
+			}
+			return cli.Print(cmd.OutOrStdout(), output, res, text)
+		},
+	}
+	addCacheFlag(cmd, &dir)
+	f := cmd.Flags()
+	f.StringSliceVar(&keys, "key", nil, "public key (cosign.pub) bundles must be signed by; repeat for several")
+	f.IntVar(&threshold, "threshold", 1, "how many of the keys must have signed")
+	f.BoolVar(&allowGaps, "allow-gaps", false, "accept a bundle whose previous bundle is not the current one (sequence must still grow)")
+	f.StringVar(&open.S3Endpoint, "s3-endpoint", "s3.amazonaws.com", "S3-compatible endpoint for s3:// bundles")
+	f.BoolVar(&open.S3Insecure, "s3-insecure", false, "reach the S3 endpoint over plain HTTP")
+	f.StringSliceVar(&open.PlainHTTP, "plain-http", nil, "registry hosts (host:port) to reach over plain HTTP")
+	cli.AddOutputFlag(cmd, &output)
+	return cmd
+}
+
+func progressLine(cmd *cobra.Command) func(bundle.Entry) {
+	var n int
+	var bytes int64
+	return func(e bundle.Entry) {
+		n++
+		bytes += e.Descriptor.Size
+		fmt.Fprintf(cmd.ErrOrStderr(), "\r\033[K%d files, %s verified… %s", n, cli.Human(bytes), e.Item)
+	}
+}
+
+func statusCommand() *cobra.Command {
+	var dir, output string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the current bundle and every bundle the cache holds",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cache.Open(dir)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			st, err := c.State()
+			if err != nil {
+				return err
+			}
+			recs, err := c.Records()
+			if err != nil {
+				return err
+			}
+			out := struct {
+				State   verify.State   `json:"state"`
+				Bundles []cache.Record `json:"bundles"`
+			}{st, recs}
+			var b strings.Builder
+			if st.Sequence == 0 {
+				b.WriteString("no bundle accepted yet\n")
+			} else {
+				fmt.Fprintf(&b, "current bundle %d (%s)\n\n", st.Sequence, st.Root)
+			}
+			tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SEQUENCE\tROOT\tCREATED\tEXPIRES\tACCEPTED\tITEMS")
+			for _, r := range recs {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\n", r.Sequence, string(r.Root)[:19]+"…", r.Created.Format(time.RFC3339), r.Expires.Format(time.RFC3339), r.Accepted.Format(time.RFC3339), len(r.Items))
+			}
+			tw.Flush()
+			return cli.Print(cmd.OutOrStdout(), output, out, strings.TrimRight(b.String(), "\n"))
+		},
+	}
+	addCacheFlag(cmd, &dir)
+	cli.AddOutputFlag(cmd, &output)
+	return cmd
+}
+
+func fsckCommand() *cobra.Command {
+	var dir, output string
+	var quarantine bool
+	cmd := &cobra.Command{
+		Use:   "fsck",
+		Short: "Prove the cache whole: re-hash every blob, walk every bundle, check the state",
+		Long: `fsck re-hashes every blob in the cache, walks the whole graph of every bundle the cache
+holds, and checks the state names one of them. It exits non-zero if anything is wrong. With
+--quarantine, blobs whose content does not match their digest are moved to quarantine/.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cache.Open(dir)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			rep, err := c.Fsck(cmd.Context(), quarantine)
+			if err != nil {
+				return err
+			}
+			text := fmt.Sprintf("cache %s: %d blobs (%s), %d bundles: ", dir, rep.Blobs, cli.Human(rep.Bytes), rep.Bundles)
+			if rep.OK() {
+				text += "whole"
+			} else {
+				text += fmt.Sprintf("%d problem(s)", len(rep.Problems))
+				for _, p := range rep.Problems {
+					text += fmt.Sprintf("\n  %s: %s", p.What, p.Issue)
+					if p.Quarantined != "" {
+						text += " (moved to " + p.Quarantined + ")"
+					}
+				}
+			}
+			if err := cli.Print(cmd.OutOrStdout(), output, rep, text); err != nil {
+				return err
+			}
+			if !rep.OK() {
+				return fmt.Errorf("cache %s is not whole", dir)
+			}
+			return nil
+		},
+	}
+	addCacheFlag(cmd, &dir)
+	cmd.Flags().BoolVar(&quarantine, "quarantine", false, "move blobs that fail their digest to quarantine/")
+	cli.AddOutputFlag(cmd, &output)
+	return cmd
+}
+
+func gcCommand() *cobra.Command {
+	var dir, output string
+	var keep int
+	cmd := &cobra.Command{
+		Use:   "gc",
+		Short: "Keep the last N bundles and what they reference; remove the rest",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cache.Open(dir)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			rep, err := c.GC(cmd.Context(), keep)
+			if err != nil {
+				return err
+			}
+			text := fmt.Sprintf("kept bundles %v, dropped %v, removed %d blobs (%s)", rep.Kept, rep.Dropped, rep.Removed, cli.Human(rep.RemovedBytes))
+			return cli.Print(cmd.OutOrStdout(), output, rep, text)
+		},
+	}
+	addCacheFlag(cmd, &dir)
+	cmd.Flags().IntVar(&keep, "keep", 3, "how many of the latest bundles to keep")
+	cli.AddOutputFlag(cmd, &output)
+	return cmd
+}
