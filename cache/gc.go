@@ -77,4 +77,3 @@ func (c *Cache) GC(ctx context.Context, keep int) (*GCReport, error) {
 	}
 	return rep, syncDir(filepath.Join(c.dir, blobsDir))
 }
-
