@@ -1,8 +1,9 @@
 // Command demo runs Ferry's flow on an embedded default, printing each step and the commands
 // it runs. It starts the upstreams a platform team would have (a registry with a multi-platform
 // image, a Git repository of manifests, a Helm repository), packs them with `mirror pack` into a
-// signed bundle split into parts as if for a USB stick, verifies it on the far side, shows a
-// damaged part refused, starts a cluster, and stops everything it started.
+// signed bundle split into parts as if for a USB stick, stops the upstreams, verifies and imports
+// the bundle on the far side with `sync import`, shows a damaged part refused, starts a cluster,
+// and stops everything it started.
 package main
 
 import (
@@ -140,7 +141,15 @@ images:
 		return err
 	}
 
-	step("a damaged copy is refused, naming the part to copy again")
+	step("sync import: verify offline against the pinned key, copy into the cache, commit atomically")
+	if _, err := ferry(work, nil, "sync", "import", "usb/bundle.tar.parts.json", "--key", "cosign.pub", "--cache", "cache"); err != nil {
+		return err
+	}
+	if _, err := ferry(work, nil, "sync", "status", "--cache", "cache"); err != nil {
+		return err
+	}
+
+	step("a damaged copy is refused, naming the part to copy again; the cache is untouched")
 	parts, _ := filepath.Glob(filepath.Join(work, "usb", "bundle.tar.part-*"))
 	data, err := os.ReadFile(parts[len(parts)/2])
 	if err != nil {
@@ -152,6 +161,9 @@ images:
 	}
 	if _, err := ferry(work, nil, "mirror", "verify", "usb/bundle.tar.parts.json", "--key", "cosign.pub"); err == nil {
 		return fmt.Errorf("a damaged part was accepted")
+	}
+	if _, err := ferry(work, nil, "sync", "fsck", "--cache", "cache"); err != nil {
+		return err
 	}
 
 	step("starting the disconnected cluster (etcd + kube-apiserver)")
@@ -176,7 +188,7 @@ images:
 	}
 	fmt.Println("    ConfigMap default/ferry-demo-probe written and readable")
 
-	step("not yet implemented: sync import into the cache, serve, reconcile the cluster")
+	step("not yet implemented: sync serve (registry, Git remote) and reconciling the cluster")
 	fmt.Println("    each arrives with its own issue; this demo grows with them")
 
 	step("stopping everything (%.1fs)", time.Since(start).Seconds())
