@@ -66,6 +66,14 @@ type Files interface {
 	Open(name string) (io.ReadCloser, error)
 }
 
+// BlobOpener is implemented by Files that open blobs by descriptor rather than by path, such as
+// a registry, whose manifests and blobs are served at different endpoints. The reader then opens
+// blobs with OpenBlob, relies on the verifying reader for sizes, and treats an error wrapping
+// fs.ErrNotExist as a missing blob.
+type BlobOpener interface {
+	OpenBlob(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error)
+}
+
 // dirFiles reads a layout directory through os.Root: no name or link leads out of it.
 type dirFiles struct{ root *os.Root }
 
@@ -138,6 +146,21 @@ func walkLayout(ctx context.Context, g *graph, files Files, d ocispec.Descriptor
 	if n == nil || n.seen || n.base {
 		return nil
 	}
+	if bo, ok := files.(BlobOpener); ok {
+		rc, err := bo.OpenBlob(ctx, d)
+		if errors.Is(err, fs.ErrNotExist) {
+			return g.missing(ctx, n, CheckMissing)
+		}
+		if err != nil {
+			return fmt.Errorf("item %s: blob %s: %w", n.item, d.Digest, err)
+		}
+		children, err := g.blob(ctx, d.Digest, d.Size, rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+		return walkChildren(ctx, g, files, children)
+	}
 	path := sha256Dir + "/" + d.Digest.Encoded()
 	size, regular, err := files.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -158,6 +181,10 @@ func walkLayout(ctx context.Context, g *graph, files Files, d ocispec.Descriptor
 	if err != nil {
 		return err
 	}
+	return walkChildren(ctx, g, files, children)
+}
+
+func walkChildren(ctx context.Context, g *graph, files Files, children []ocispec.Descriptor) error {
 	for _, c := range children {
 		if err := walkLayout(ctx, g, files, plain(c)); err != nil {
 			return err

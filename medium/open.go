@@ -21,9 +21,6 @@ type OpenOptions struct {
 	S3Insecure bool
 	// PlainHTTP lists registry hosts reached over plain HTTP.
 	PlainHTTP []string
-	// Scratch is a folder for a bundle pulled from a registry (default: a temporary folder,
-	// removed after reading).
-	Scratch string
 }
 
 // Read reads and verifies the bundle a source names, whatever medium it is on:
@@ -57,14 +54,7 @@ func Read(ctx context.Context, src string, o OpenOptions, opts ...bundle.ReadOpt
 		if err != nil {
 			return nil, err
 		}
-		dir := o.Scratch
-		if dir == "" {
-			if dir, err = os.MkdirTemp("", "ferry-pull-"); err != nil {
-				return nil, err
-			}
-			defer os.RemoveAll(dir)
-		}
-		return PullRegistry(ctx, repo, ref.Reference, dir, opts...)
+		return ReadRegistry(ctx, repo, ref.Reference, opts...)
 	case strings.HasSuffix(src, ".parts.json"):
 		root, err := os.OpenRoot(filepath.Dir(src))
 		if err != nil {
