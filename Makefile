@@ -59,8 +59,8 @@ demo: tools build ## run the whole flow on an embedded default
 	$(GO) run ./hack/demo
 
 .PHONY: bench
-bench: tools ## benchmarks: ratios against peer tools and the machine's floors
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+bench: tools build ## ratios against crane and the machine's floors (BENCH_SIZE=1GiB)
+	$(GO) run ./bench
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZ_TIME each

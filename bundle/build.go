@@ -17,24 +17,34 @@ import (
 // reads the whole layout back to prove it complete (a delta needs WithHave for what its base
 // holds). It returns the root's descriptor.
 func Write(ctx context.Context, l *Layout, b *Bundle, attachments []ocispec.Descriptor, opts ...ReadOption) (ocispec.Descriptor, error) {
-	root, data, err := b.Descriptor()
+	res, err := WriteResult(ctx, l, b, attachments, opts...)
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
+	return res.Root, nil
+}
+
+// WriteResult is Write returning what the read-back found (blob count and bytes).
+func WriteResult(ctx context.Context, l *Layout, b *Bundle, attachments []ocispec.Descriptor, opts ...ReadOption) (*Result, error) {
+	root, data, err := b.Descriptor()
+	if err != nil {
+		return nil, err
+	}
 	if err := l.Push(ctx, root, bytes.NewReader(data)); err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("push root: %w", err)
+		return nil, fmt.Errorf("push root: %w", err)
 	}
 	index, err := LayoutIndex(root, b, attachments)
 	if err != nil {
-		return ocispec.Descriptor{}, err
+		return nil, err
 	}
 	if err := l.WriteIndex(index); err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("write index.json: %w", err)
+		return nil, fmt.Errorf("write index.json: %w", err)
 	}
-	if _, err := ReadLayout(ctx, l.dir, opts...); err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("bundle written to %s is not complete: %w", l.dir, err)
+	res, err := ReadLayout(ctx, l.dir, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("bundle written to %s is not complete: %w", l.dir, err)
 	}
-	return root, nil
+	return res, nil
 }
 
 // LayoutIndex returns the index.json of a bundle: attachments sorted by digest, the root named

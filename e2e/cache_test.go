@@ -28,6 +28,7 @@ import (
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/internal/testbundle"
+	"github.com/ferry-gitops/ferry/internal/testenv"
 	"github.com/ferry-gitops/ferry/signing"
 )
 
@@ -199,13 +200,15 @@ func TestImportLargeBundleInBoundedMemory(t *testing.T) {
 	cacheDir := filepath.Join(dir, "cache")
 	cmd := exec.Command(filepath.Join(bin, "sync"), "import", "--cache", cacheDir, "--key", "ops.pub", "--output", "json", f.Dir)
 	cmd.Dir = dir
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start = time.Now()
-	out, err := cmd.CombinedOutput()
+	rss, err := testenv.RunPeak(cmd) // KiB, the process's own high-water mark
 	if err != nil {
-		t.Fatalf("sync import: %v\n%s", err, out)
+		t.Fatalf("sync import: %v\n%s", err, stderr.String())
 	}
 	elapsed := time.Since(start)
-	rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss // KiB on Linux
+	out := []byte(stdout.String())
 	var res cache.ImportResult
 	if err := json.Unmarshal(out, &res); err != nil {
 		t.Fatalf("%v\n%s", err, out)

@@ -145,10 +145,7 @@ func Pack(ctx context.Context, o Options) (*Result, error) {
 	} else {
 		logger.Warn("bundle not signed: sync refuses unsigned bundles; pass a cosign key to sign it")
 	}
-	if _, err := bundle.Write(ctx, l, b, attachments); err != nil {
-		return nil, err
-	}
-	res, err := bundle.ReadLayout(ctx, o.Dir)
+	res, err := bundle.WriteResult(ctx, l, b, attachments)
 	if err != nil {
 		return nil, err
 	}
