@@ -327,3 +327,36 @@ func TestOneWriter(t *testing.T) {
 		t.Fatal("a second writer opened the cache")
 	}
 }
+
+// A reader serving a blob while gc removes it reads it whole: gc unlinks, it never truncates.
+func TestGCWhileReading(t *testing.T) {
+	ctx := context.Background()
+	sign, policy := keyPair(t)
+	c := open(t, t.TempDir())
+	b1 := testbundle.New(t, 1, "", sign)
+	if _, err := c.Import(ctx, fromDir(b1.Dir), policy); err != nil {
+		t.Fatal(err)
+	}
+	b2 := testbundle.New(t, 2, b1.Root.Digest, nil)
+	b2.Bundle.Items = b2.Bundle.Items[1:] // bundle 2 no longer carries "app" and its layer
+	b2.Write(t, sign)
+	if _, err := c.Import(ctx, fromDir(b2.Dir), policy); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Fetch(ctx, b1.Layer) // a reader is serving bundle 1's layer
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rep, err := c.GC(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held, _ := c.Has(ctx, b1.Layer.Digest); held || rep.Removed == 0 {
+		t.Fatalf("gc kept bundle 1's layer: %+v", rep)
+	}
+	got, err := io.ReadAll(r)
+	if err != nil || digest.FromBytes(got) != b1.Layer.Digest {
+		t.Fatalf("the reader lost its blob to gc: %v", err)
+	}
+}
