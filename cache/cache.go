@@ -81,8 +81,45 @@ func Open(dir string) (*Cache, error) {
 	return c, nil
 }
 
-// Close releases the writer's lock.
-func (c *Cache) Close() error { return c.lock.Close() }
+// OpenReader opens the cache in dir for reading only: no lock, no recovery. Readers see only
+// what a commit made visible: the state names the current bundle, and every blob it reaches was
+// in place before the state was written.
+func OpenReader(dir string) (*Cache, error) {
+	b, err := os.ReadFile(filepath.Join(dir, versionFile))
+	if err != nil {
+		return nil, fmt.Errorf("cache %s: %w (has sync imported anything yet?)", dir, err)
+	}
+	if strings.TrimSpace(string(b)) != fmt.Sprintf("{\"version\":%d}", Version) {
+		return nil, fmt.Errorf("cache %s: version %s, this sync reads version %d", dir, strings.TrimSpace(string(b)), Version)
+	}
+	return &Cache{dir: dir}, nil
+}
+
+// Current returns the record of the current bundle (the one the state names), if any.
+func (c *Cache) Current() (*Record, error) {
+	st, err := c.State()
+	if err != nil || st.Root == "" {
+		return nil, err
+	}
+	recs, err := c.Records()
+	if err != nil {
+		return nil, err
+	}
+	for i := range recs {
+		if recs[i].Root == st.Root {
+			return &recs[i], nil
+		}
+	}
+	return nil, fmt.Errorf("cache %s: the current bundle %d has no record (run 'sync fsck')", c.dir, st.Sequence)
+}
+
+// Close releases the writer's lock, if held.
+func (c *Cache) Close() error {
+	if c.lock == nil {
+		return nil
+	}
+	return c.lock.Close()
+}
 
 // Dir returns the cache's directory.
 func (c *Cache) Dir() string { return c.dir }

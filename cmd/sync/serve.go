@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferry-gitops/ferry/cache"
+	"github.com/ferry-gitops/ferry/serve/registry"
+)
+
+func serveCommand() *cobra.Command {
+	var dir, listen, certFile, keyFile string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the cache's current bundle to the cluster: an OCI registry, read-only",
+		Long: `serve answers the OCI Distribution API from the cache: manifests by tag and digest, blobs
+(with Range), tag lists, the catalog and the referrers API. Repositories keep their upstream
+names (registry.example/team/app), so nodes can use Ferry as a mirror of their upstream
+registries: see 'sync registry-config'. Nothing can be pushed.`,
+		Example: "  sync serve --cache /var/lib/ferry/cache --listen :5000 --tls-cert tls.crt --tls-key tls.key",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
+			c, err := cache.OpenReader(dir) // serving takes no lock: imports go on beside it
+			if err != nil {
+				return err
+			}
+			reg, err := registry.New(ctx, c, log)
+			if err != nil {
+				return err
+			}
+			go watch(ctx, c, log, reg.Reload)
+			mux := http.NewServeMux()
+			mux.Handle("/v2/", reg)
+			mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+			srv := &http.Server{Addr: listen, Handler: accessLog(log, mux), ReadHeaderTimeout: 10 * time.Second}
+			go func() {
+				<-ctx.Done()
+				shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				srv.Shutdown(shut)
+			}()
+			log.Info("sync serve listening", "addr", listen, "repositories", len(reg.Repositories()), "tls", certFile != "")
+			if certFile != "" {
+				err = srv.ListenAndServeTLS(certFile, keyFile)
+			} else {
+				err = srv.ListenAndServe()
+			}
+			if errors.Is(err, http.ErrServerClosed) {
+				return nil
+			}
+			return err
+		},
+	}
+	addCacheFlag(cmd, &dir)
+	cmd.Flags().StringVar(&listen, "listen", ":5000", "address to listen on")
+	cmd.Flags().StringVar(&certFile, "tls-cert", "", "TLS certificate file (PEM); plain HTTP without it")
+	cmd.Flags().StringVar(&keyFile, "tls-key", "", "TLS private key file (PEM)")
+	return cmd
+}
+
+// statusWriter remembers the status and size of a response, for the access log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *statusWriter) WriteHeader(s int) { w.status = s; w.ResponseWriter.WriteHeader(s) }
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// accessLog logs one structured line per request.
+func accessLog(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		log.Info("request", "method", r.Method, "path", r.URL.Path, "status", sw.status, "bytes", sw.bytes,
+			"duration", time.Since(start).String(), "remote", r.RemoteAddr)
+	})
+}
+
+func registryConfigCommand() *cobra.Command {
+	var dir, endpoint string
+	cmd := &cobra.Command{
+		Use:   "registry-config",
+		Short: "Print containerd hosts.toml files that make nodes pull through Ferry",
+		Long: `registry-config prints, for every upstream registry in the current bundle, the containerd
+hosts.toml (for /etc/containerd/certs.d/<registry>/hosts.toml) that sends pulls to Ferry's
+registry, and the CRI-O registries.conf mirror entries that do the same. A registry's port is written "-PORT" in
+Ferry's repository names (repository names cannot hold a colon).`,
+		Example: "  sync registry-config --endpoint https://ferry.ferry-system.svc:5000",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cache.OpenReader(dir)
+			if err != nil {
+				return err
+			}
+			reg, err := registry.New(cmd.Context(), c, nil)
+			if err != nil {
+				return err
+			}
+			hosts := map[string]bool{}
+			for _, repo := range reg.Repositories() {
+				if h, _, ok := strings.Cut(repo, "/"); ok && strings.ContainsAny(h, ".-") {
+					hosts[h] = true
+				}
+			}
+			var names []string
+			for h := range hosts {
+				names = append(names, h)
+			}
+			sort.Strings(names)
+			out := cmd.OutOrStdout()
+			ep := strings.TrimSuffix(endpoint, "/")
+			for _, h := range names {
+				up := upstreamHost(h)
+				fmt.Fprintf(out, "# /etc/containerd/certs.d/%s/hosts.toml\nserver = \"https://%s\"\n\n[host.\"%s/v2/%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n  override_path = true\n\n", up, up, ep, h)
+			}
+			fmt.Fprintln(out, "# CRI-O: /etc/containers/registries.conf.d/ferry.conf")
+			for _, h := range names {
+				fmt.Fprintf(out, "[[registry]]\nprefix = \"%s\"\nlocation = \"%s\"\n[[registry.mirror]]\nlocation = \"%s/%s\"\n\n", upstreamHost(h), upstreamHost(h), strings.TrimPrefix(strings.TrimPrefix(ep, "https://"), "http://"), h)
+			}
+			return nil
+		},
+	}
+	addCacheFlag(cmd, &dir)
+	cmd.Flags().StringVar(&endpoint, "endpoint", "https://ferry.ferry-system.svc:5000", "Ferry's registry as nodes reach it")
+	return cmd
+}
+
+// upstreamHost turns a repository name's host back into the registry's: "-PORT" is ":PORT".
+func upstreamHost(h string) string {
+	if i := strings.LastIndex(h, "-"); i > 0 {
+		if _, err := strconv.Atoi(h[i+1:]); err == nil {
+			return h[:i] + ":" + h[i+1:]
+		}
+	}
+	return h
+}
+
+// watch reloads what is served whenever the cache's current bundle changes.
+func watch(ctx context.Context, c *cache.Cache, log *slog.Logger, reload func(context.Context) error) {
+	last, _ := c.State()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		st, err := c.State()
+		if err != nil || st == last {
+			continue
+		}
+		if err := reload(ctx); err != nil {
+			log.Error("reload after a new bundle", "sequence", st.Sequence, "err", err)
+			continue
+		}
+		last = st
+	}
+}

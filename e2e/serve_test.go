@@ -1,0 +1,116 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferry-gitops/ferry/bundle"
+	"github.com/ferry-gitops/ferry/serve/registry"
+)
+
+// startServe runs `sync serve` on a free loopback port until the test ends.
+func startServe(t *testing.T, dir, cacheDir string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(filepath.Join(bin, "sync"), "serve", "--cache", cacheDir, "--listen", addr)
+	cmd.Dir = dir
+	logf, _ := os.Create(filepath.Join(dir, "serve.log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() })
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if resp, err := http.Get("http://" + addr + "/v2/"); err == nil && resp.StatusCode == 200 {
+			resp.Body.Close()
+			return addr
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(dir, "serve.log"))
+			t.Fatalf("sync serve did not start:\n%s", b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// After a bundle is imported, stock clients pull from `sync serve` with the upstreams gone.
+func TestServeToStockClients(t *testing.T) {
+	u := newUpstream(t)
+	dir := filepath.Join(u.dir, "bundle")
+	must(t, u.dir, []string{"COSIGN_PASSWORD=ferry"}, "mirror", "pack", "-f", u.specPath, "--key", "mirror.key", "--plain-http", u.reg.Host, "--out", dir)
+	res, err := bundle.ReadLayout(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.reg.Stop()
+	u.git.Stop()
+	u.helm.Stop()
+	cacheDir := filepath.Join(u.dir, "cache")
+	must(t, u.dir, nil, "sync", "import", "--cache", cacheDir, "--key", "mirror.pub", dir)
+	host := startServe(t, u.dir, cacheDir)
+
+	app := res.Bundle.Item("app")
+	appRepo, appTag := registry.RepositoryName(*app)
+	ref := host + "/" + appRepo
+	// crane: pull by tag, the digest is upstream's.
+	if got := strings.TrimSpace(must(t, u.dir, nil, "crane", "digest", "--insecure", ref+":"+appTag)); got != u.image {
+		t.Fatalf("crane digest %s:%s = %s, upstream %s", ref, appTag, got, u.image)
+	}
+	must(t, u.dir, nil, "crane", "pull", "--insecure", "--format=oci", "--platform=all", ref+"@"+u.image, filepath.Join(u.dir, "crane-pull"))
+	must(t, u.dir, nil, "crane", "validate", "--insecure", "--remote", ref+"@"+u.image)
+	t.Logf("crane pulled and validated %s@%s", ref, u.image)
+	// oras: pull the OCI chart's content by tag.
+	chart := res.Bundle.Item("podinfo-oci")
+	chartRepo, chartTag := registry.RepositoryName(*chart)
+	must(t, u.dir, nil, "oras", "pull", "--plain-http", "-o", filepath.Join(u.dir, "oras-pull"), host+"/"+chartRepo+":"+chartTag)
+	t.Logf("oras pulled %s/%s:%s", host, chartRepo, chartTag)
+	// helm: pull both charts with Helm's OCI client.
+	for _, name := range []string{"podinfo", "podinfo-oci"} {
+		it := res.Bundle.Item(name)
+		repo, tag := registry.RepositoryName(*it)
+		out := filepath.Join(u.dir, "helm-"+name)
+		os.MkdirAll(out, 0o755)
+		must(t, u.dir, nil, "helm", "pull", "oci://"+host+"/"+repo, "--version", tag, "--plain-http", "-d", out)
+		files, _ := os.ReadDir(out)
+		if len(files) != 1 || !strings.HasSuffix(files[0].Name(), ".tgz") {
+			t.Fatalf("helm pull %s gave %v", name, files)
+		}
+		t.Logf("helm pulled oci://%s/%s --version %s: %s", host, repo, tag, files[0].Name())
+	}
+	// cosign: the upstream signature verifies against Ferry's registry, in both forms.
+	for _, format := range []string{"--new-bundle-format=true", "--new-bundle-format=false"} {
+		out := must(t, u.dir, nil, "cosign", "verify", "--key", "upstream.pub", "--insecure-ignore-tlog=true", "--allow-insecure-registry", format, ref+"@"+u.image)
+		if !strings.Contains(out, u.image) {
+			t.Fatalf("cosign verify %s: no claim for the image:\n%s", format, out)
+		}
+	}
+	t.Logf("cosign verified %s@%s with the upstream key, in both signature forms", ref, u.image)
+	// Nothing can be pushed.
+	req, _ := http.NewRequest(http.MethodPost, "http://"+host+"/v2/"+appRepo+"/blobs/uploads/", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("push answered %d, want 405", resp.StatusCode)
+	}
+	// registry-config points containerd at Ferry for the upstream registry.
+	cfg := must(t, u.dir, nil, "sync", "registry-config", "--cache", cacheDir, "--endpoint", "https://ferry.example:5000")
+	if !strings.Contains(cfg, fmt.Sprintf("server = \"https://%s\"", u.reg.Host)) || !strings.Contains(cfg, "override_path = true") {
+		t.Fatalf("registry-config:\n%s", cfg)
+	}
+}

@@ -1,0 +1,5 @@
+// Package registry is a read-only OCI Distribution (v2) API over the cache's current bundle:
+// manifests by tag and digest, blobs with Range, tag lists, the catalog and the referrers API,
+// with the spec's JSON errors. Repositories keep their upstream names, and every byte and digest
+// is exactly as upstream.
+package registry
