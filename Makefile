@@ -38,6 +38,8 @@ $(eval $(call tool,oras,$(ORAS_MODULE),$(ORAS_VERSION)))
 $(eval $(call tool,cosign,$(COSIGN_MODULE),$(COSIGN_VERSION)))
 $(eval $(call tool,helm,$(HELM_MODULE),$(HELM_VERSION)))
 $(eval $(call tool,staticcheck,$(STATICCHECK_MODULE),$(STATICCHECK_VERSION)))
+$(eval $(call tool,conformance,$(CONFORMANCE_MODULE),$(CONFORMANCE_VERSION)))
+$(eval $(call tool,skopeo,debian,$(SKOPEO_VERSION)))
 
 .PHONY: tools
 tools: $(TOOL_STAMPS) ## build every server and CLI the tests use into .tools/bin

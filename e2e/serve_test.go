@@ -72,6 +72,12 @@ func TestServeToStockClients(t *testing.T) {
 	must(t, u.dir, nil, "crane", "pull", "--insecure", "--format=oci", "--platform=all", ref+"@"+u.image, filepath.Join(u.dir, "crane-pull"))
 	must(t, u.dir, nil, "crane", "validate", "--insecure", "--remote", ref+"@"+u.image)
 	t.Logf("crane pulled and validated %s@%s", ref, u.image)
+	// skopeo: copy the whole multi-platform image out into an OCI layout.
+	must(t, u.dir, nil, "skopeo", "copy", "--all", "--src-tls-verify=false", "docker://"+ref+":"+appTag, "oci:"+filepath.Join(u.dir, "skopeo-copy")+":app")
+	if got := strings.TrimSpace(must(t, u.dir, nil, "skopeo", "inspect", "--raw", "oci:"+filepath.Join(u.dir, "skopeo-copy")+":app")); !strings.Contains(got, "application/vnd.oci.image.index.v1+json") {
+		t.Fatalf("skopeo copied something other than the index:\n%s", got)
+	}
+	t.Logf("skopeo copied docker://%s:%s --all into an OCI layout", ref, appTag)
 	// oras: pull the OCI chart's content by tag.
 	chart := res.Bundle.Item("podinfo-oci")
 	chartRepo, chartTag := registry.RepositoryName(*chart)

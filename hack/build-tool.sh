@@ -25,6 +25,14 @@ case $name in
   cosign)      GOBIN=$bin go install "$module/cmd/cosign@$version" ;;
   helm)        GOBIN=$bin go install "$module/cmd/helm@$version" ;;
   staticcheck) GOBIN=$bin go install "$module/cmd/staticcheck@$version" ;;
+  conformance) GOBIN=$bin go install "$module@$version" ;;
+  skopeo)
+    # Debian's skopeo (the machine is Debian and the tools run as root); nothing else installs it.
+    if ! command -v skopeo >/dev/null; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo >/dev/null
+    fi
+    ln -sf "$(command -v skopeo)" "$bin/skopeo"
+    ;;
   etcd)
     scratch
     go get "$module@$version"

@@ -21,3 +21,7 @@ HELM_MODULE           := helm.sh/helm/v4
 HELM_VERSION          := v4.3.1
 STATICCHECK_MODULE    := honnef.co/go/tools
 STATICCHECK_VERSION   := v0.8.2
+CONFORMANCE_MODULE    := github.com/opencontainers/distribution-spec/conformance
+CONFORMANCE_VERSION   := v0.0.0-20260831232431-97274622c111
+# skopeo comes from Debian's packages (apt-get), as the machine provides it.
+SKOPEO_VERSION        := debian
