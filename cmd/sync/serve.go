@@ -17,11 +17,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferry-gitops/ferry/cache"
+	"github.com/ferry-gitops/ferry/serve"
 	"github.com/ferry-gitops/ferry/serve/registry"
 )
 
 func serveCommand() *cobra.Command {
-	var dir, listen, certFile, keyFile string
+	var dir, listen, certFile, keyFile, htpasswd, tokenFile string
+	var opts serve.Options
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the cache's current bundle to the cluster: an OCI registry, read-only",
@@ -47,7 +49,20 @@ registries: see 'sync registry-config'. Nothing can be pushed.`,
 			mux := http.NewServeMux()
 			mux.Handle("/v2/", reg)
 			mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-			srv := &http.Server{Addr: listen, Handler: accessLog(log, mux), ReadHeaderTimeout: 10 * time.Second}
+			opts.Logger = log
+			if htpasswd != "" {
+				if opts.BasicAuth, err = serve.LoadHTPasswd(htpasswd); err != nil {
+					return err
+				}
+			}
+			if tokenFile != "" {
+				b, err := os.ReadFile(tokenFile)
+				if err != nil {
+					return err
+				}
+				opts.BearerTokens = strings.Fields(string(b))
+			}
+			srv := &http.Server{Addr: listen, Handler: serve.Handler(mux, opts), ReadHeaderTimeout: 10 * time.Second}
 			go func() {
 				<-ctx.Done()
 				shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -70,35 +85,11 @@ registries: see 'sync registry-config'. Nothing can be pushed.`,
 	cmd.Flags().StringVar(&listen, "listen", ":5000", "address to listen on")
 	cmd.Flags().StringVar(&certFile, "tls-cert", "", "TLS certificate file (PEM); plain HTTP without it")
 	cmd.Flags().StringVar(&keyFile, "tls-key", "", "TLS private key file (PEM)")
+	cmd.Flags().StringVar(&htpasswd, "htpasswd", "", "require basic authentication against this htpasswd file (bcrypt entries, htpasswd -B)")
+	cmd.Flags().StringVar(&tokenFile, "bearer-tokens", "", "accept the bearer tokens in this file (one per line)")
+	cmd.Flags().Float64Var(&opts.RatePerSecond, "rate-limit", 0, "requests per second allowed to each client (0: unlimited)")
+	cmd.Flags().IntVar(&opts.Burst, "burst", 100, "requests a client may make at once above the rate")
 	return cmd
-}
-
-// statusWriter remembers the status and size of a response, for the access log.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-}
-
-func (w *statusWriter) WriteHeader(s int) { w.status = s; w.ResponseWriter.WriteHeader(s) }
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.ResponseWriter.Write(b)
-	w.bytes += int64(n)
-	return n, err
-}
-
-// accessLog logs one structured line per request.
-func accessLog(log *slog.Logger, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
-		log.Info("request", "method", r.Method, "path", r.URL.Path, "status", sw.status, "bytes", sw.bytes,
-			"duration", time.Since(start).String(), "remote", r.RemoteAddr)
-	})
 }
 
 func registryConfigCommand() *cobra.Command {
