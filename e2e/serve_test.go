@@ -2,22 +2,34 @@ package e2e
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/serve/registry"
 )
 
 // startServe runs `sync serve` on a free loopback port until the test ends.
-func startServe(t *testing.T, dir, cacheDir string) string {
+func startServe(t *testing.T, dir, cacheDir string, extra ...string) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -25,7 +37,7 @@ func startServe(t *testing.T, dir, cacheDir string) string {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	cmd := exec.Command(filepath.Join(bin, "sync"), "serve", "--cache", cacheDir, "--listen", addr)
+	cmd := exec.Command(filepath.Join(bin, "sync"), append([]string{"serve", "--cache", cacheDir, "--listen", addr}, extra...)...)
 	cmd.Dir = dir
 	logf, _ := os.Create(filepath.Join(dir, "serve.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -33,8 +45,13 @@ func startServe(t *testing.T, dir, cacheDir string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() })
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	scheme := "http://"
+	if slices.Contains(extra, "--tls-cert") {
+		scheme = "https://"
+	}
 	for deadline := time.Now().Add(20 * time.Second); ; {
-		if resp, err := http.Get("http://" + addr + "/v2/"); err == nil && resp.StatusCode == 200 {
+		if resp, err := client.Get(scheme + addr + "/healthz"); err == nil && resp.StatusCode == 200 {
 			resp.Body.Close()
 			return addr
 		}
@@ -119,4 +136,55 @@ func TestServeToStockClients(t *testing.T) {
 	if !strings.Contains(cfg, fmt.Sprintf("server = \"https://%s\"", u.reg.Host)) || !strings.Contains(cfg, "override_path = true") {
 		t.Fatalf("registry-config:\n%s", cfg)
 	}
+}
+
+// sync serve over TLS with basic authentication: stock crane pulls with credentials, and is
+// refused without them.
+func TestServeTLSAndAuth(t *testing.T) {
+	dir := t.TempDir()
+	sign := signer(t, dir)
+	f := wideBundle(t, 1, "", 2, sign)
+	cacheDir := filepath.Join(dir, "cache")
+	must(t, dir, nil, "sync", "import", "--cache", cacheDir, "--key", "ops.pub", f.Dir)
+	cert, key := selfSigned(t, dir)
+	hash, err := bcrypt.GenerateFromPassword([]byte("node-secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "htpasswd"), []byte("node:"+string(hash)+"\n"), 0o600)
+	host := startServe(t, dir, cacheDir, "--tls-cert", cert, "--tls-key", key, "--htpasswd", filepath.Join(dir, "htpasswd"))
+
+	repo, tag := registry.RepositoryName(*f.Bundle.Item("app"))
+	ref := host + "/" + repo + ":" + tag
+	if r := run(t, dir, nil, "crane", "digest", "--insecure", ref); r.Err == nil {
+		t.Fatal("pulled without credentials")
+	}
+	auth := base64.StdEncoding.EncodeToString([]byte("node:node-secret"))
+	os.MkdirAll(filepath.Join(dir, ".docker"), 0o700)
+	os.WriteFile(filepath.Join(dir, ".docker", "config.json"), []byte(`{"auths":{"`+host+`":{"auth":"`+auth+`"}}}`), 0o600)
+	got := strings.TrimSpace(must(t, dir, nil, "crane", "digest", "--insecure", ref))
+	if got != string(f.Bundle.Item("app").Descriptor.Digest) {
+		t.Fatalf("crane digest over TLS with credentials: %s", got)
+	}
+	t.Logf("https://%s with basic auth: refused without credentials, %s with them", host, got)
+}
+
+// selfSigned writes a certificate and key for 127.0.0.1 and returns their paths.
+func selfSigned(t *testing.T, dir string) (string, string) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ferry"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(k)
+	cert, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	return cert, key
 }
