@@ -121,6 +121,17 @@ func TestServeToStockClients(t *testing.T) {
 		}
 	}
 	t.Logf("cosign verified %s@%s with the upstream key, in both signature forms", ref, u.image)
+	// git: clone the Git source from Ferry's Git remote.
+	clone := filepath.Join(u.dir, "clone")
+	gitEnv := []string{"GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0"}
+	must(t, u.dir, gitEnv, "/usr/bin/git", "clone", "--quiet", "http://"+host+"/git/platform.git", clone)
+	if head := strings.TrimSpace(must(t, clone, gitEnv, "/usr/bin/git", "rev-parse", "HEAD")); head != u.commit {
+		t.Fatalf("git clone from sync serve is at %s, upstream %s", head, u.commit)
+	}
+	if _, err := os.Stat(filepath.Join(clone, "apps", "kustomization.yaml")); err != nil {
+		t.Fatalf("cloned tree: %v", err)
+	}
+	t.Logf("git clone http://%s/git/platform.git: at %s, the upstream commit", host, u.commit)
 	// Nothing can be pushed.
 	req, _ := http.NewRequest(http.MethodPost, "http://"+host+"/v2/"+appRepo+"/blobs/uploads/", nil)
 	resp, err := http.DefaultClient.Do(req)

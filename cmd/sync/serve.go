@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,15 +19,16 @@ import (
 
 	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/serve"
+	"github.com/ferry-gitops/ferry/serve/gitserve"
 	"github.com/ferry-gitops/ferry/serve/registry"
 )
 
 func serveCommand() *cobra.Command {
-	var dir, listen, certFile, keyFile, htpasswd, tokenFile string
+	var dir, listen, certFile, keyFile, htpasswd, tokenFile, workDir string
 	var opts serve.Options
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve the cache's current bundle to the cluster: an OCI registry, read-only",
+		Short: "Serve the cache's current bundle to the cluster: an OCI registry and a Git remote, read-only",
 		Long: `serve answers the OCI Distribution API from the cache: manifests by tag and digest, blobs
 (with Range), tag lists, the catalog and the referrers API. Repositories keep their upstream
 names (registry.example/team/app), so nodes can use Ferry as a mirror of their upstream
@@ -45,9 +47,18 @@ registries: see 'sync registry-config'. Nothing can be pushed.`,
 			if err != nil {
 				return err
 			}
-			go watch(ctx, c, log, reg.Reload)
+			gitDir := filepath.Join(os.TempDir(), "ferry-git")
+			if workDir != "" {
+				gitDir = workDir
+			}
+			git, err := gitserve.New(ctx, c, gitDir, log)
+			if err != nil {
+				return err
+			}
+			go watch(ctx, c, log, func(ctx context.Context) error { return errors.Join(reg.Reload(ctx), git.Reload(ctx)) })
 			mux := http.NewServeMux()
 			mux.Handle("/v2/", reg)
+			mux.Handle("/git/", http.StripPrefix("/git", git))
 			mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 			opts.Logger = log
 			if htpasswd != "" {
@@ -85,6 +96,7 @@ registries: see 'sync registry-config'. Nothing can be pushed.`,
 	cmd.Flags().StringVar(&listen, "listen", ":5000", "address to listen on")
 	cmd.Flags().StringVar(&certFile, "tls-cert", "", "TLS certificate file (PEM); plain HTTP without it")
 	cmd.Flags().StringVar(&keyFile, "tls-key", "", "TLS private key file (PEM)")
+	cmd.Flags().StringVar(&workDir, "work-dir", "", "where Git repositories are built from cached packs (derived data; default: a folder in the system's temporary directory)")
 	cmd.Flags().StringVar(&htpasswd, "htpasswd", "", "require basic authentication against this htpasswd file (bcrypt entries, htpasswd -B)")
 	cmd.Flags().StringVar(&tokenFile, "bearer-tokens", "", "accept the bearer tokens in this file (one per line)")
 	cmd.Flags().Float64Var(&opts.RatePerSecond, "rate-limit", 0, "requests per second allowed to each client (0: unlimited)")

@@ -1,0 +1,370 @@
+package gitserve
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/go-git/go-billy/v5/osfs"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	gitcache "github.com/go-git/go-git/v5/plumbing/cache"
+	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/plumbing/storer"
+	"github.com/go-git/go-git/v5/storage/filesystem"
+	"github.com/go-git/go-git/v5/storage/memory"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ferry-gitops/ferry/cache"
+	"github.com/ferry-gitops/ferry/fetch"
+)
+
+// CommitRef is the ref a Git item resolved from a commit (no resolvedRef) is served at, besides
+// a detached HEAD.
+const CommitRef = "refs/ferry/commit"
+
+// maxManifestSize bounds the root index, pack manifest and config read from the cache.
+const maxManifestSize = 4 << 20
+
+// objectCacheSize is the object cache of one request's storage.
+const objectCacheSize = 16 * gitcache.MiByte
+
+// errReadOnly is returned by every write to a served repository's refs.
+var errReadOnly = errors.New("ferry serves Git repositories read-only")
+
+// repo is one served Git item: a bare repository built from its pack, and the refs its config
+// names. It never changes once built, so requests share it without locks.
+type repo struct {
+	name   string
+	dir    string
+	pack   string
+	commit plumbing.Hash
+	config fetch.GitConfig
+	refs   memory.ReferenceStorage
+}
+
+// open returns a storer over the repository for one request: go-git's filesystem storage is not
+// safe for concurrent use, so each request has its own (the pack index is read from disk).
+func (r *repo) open() *repoStorer {
+	// Not ExclusiveAccess: with it, go-git's HasEncodedObject misses every packed object.
+	fs := filesystem.NewStorage(osfs.New(r.dir), gitcache.NewObjectLRU(objectCacheSize))
+	return &repoStorer{Storage: fs, refs: r.refs}
+}
+
+// repoStorer reads objects from a repository's pack and refs from the item's config, so two
+// items whose commits give the same pack are each served their own refs. It refuses writes.
+type repoStorer struct {
+	*filesystem.Storage
+	refs memory.ReferenceStorage
+}
+
+var _ storer.Storer = (*repoStorer)(nil)
+
+// Reference returns a served ref.
+func (s *repoStorer) Reference(n plumbing.ReferenceName) (*plumbing.Reference, error) {
+	return s.refs.Reference(n)
+}
+
+// IterReferences lists the served refs.
+func (s *repoStorer) IterReferences() (storer.ReferenceIter, error) { return s.refs.IterReferences() }
+
+// SetReference refuses: the repository is read-only.
+func (s *repoStorer) SetReference(*plumbing.Reference) error { return errReadOnly }
+
+// CheckAndSetReference refuses: the repository is read-only.
+func (s *repoStorer) CheckAndSetReference(_, _ *plumbing.Reference) error { return errReadOnly }
+
+// RemoveReference refuses: the repository is read-only.
+func (s *repoStorer) RemoveReference(plumbing.ReferenceName) error { return errReadOnly }
+
+// CountLooseRefs counts the served refs.
+func (s *repoStorer) CountLooseRefs() (int, error) { return len(s.refs), nil }
+
+// PackRefs does nothing: the served refs live in memory.
+func (s *repoStorer) PackRefs() error { return nil }
+
+// servedRefs returns the refs an item is served with: its resolvedRef and HEAD (a symbolic ref
+// to a branch, detached at a tag), or for a commit ref a detached HEAD and CommitRef.
+func servedRefs(cfg fetch.GitConfig) (memory.ReferenceStorage, error) {
+	if !plumbing.IsHash(cfg.Commit) {
+		return nil, fmt.Errorf("config: commit %q is not a commit hash", cfg.Commit)
+	}
+	commit := plumbing.NewHash(cfg.Commit)
+	refs := memory.ReferenceStorage{}
+	name := plumbing.ReferenceName(cfg.ResolvedRef)
+	switch {
+	case cfg.ResolvedRef == "":
+		refs[plumbing.HEAD] = plumbing.NewHashReference(plumbing.HEAD, commit)
+		refs[CommitRef] = plumbing.NewHashReference(CommitRef, commit)
+	case name.IsBranch() && name.Validate() == nil:
+		refs[name] = plumbing.NewHashReference(name, commit)
+		refs[plumbing.HEAD] = plumbing.NewSymbolicReference(plumbing.HEAD, name)
+	case name.IsTag() && name.Validate() == nil:
+		refs[name] = plumbing.NewHashReference(name, commit)
+		refs[plumbing.HEAD] = plumbing.NewHashReference(plumbing.HEAD, commit)
+	default:
+		return nil, fmt.Errorf("config: resolvedRef %q is neither refs/heads/… nor refs/tags/…", cfg.ResolvedRef)
+	}
+	return refs, nil
+}
+
+// load makes a Git item of the cache servable: it reads the item's pack manifest and config and
+// builds (or reuses) the repository of its pack.
+func (s *Server) load(ctx context.Context, item cache.RecordItem) (*repo, error) {
+	var root ocispec.Index
+	if err := s.readJSON(ctx, item.Root, &root); err != nil {
+		return nil, fmt.Errorf("root index: %w", err)
+	}
+	if root.ArtifactType != fetch.GitArtifactType {
+		return nil, fmt.Errorf("root index %s: artifactType %q, want %q", item.Root.Digest, root.ArtifactType, fetch.GitArtifactType)
+	}
+	var packDesc *ocispec.Descriptor
+	for i, m := range root.Manifests {
+		if m.Annotations[fetch.GitRoleAnnotation] == fetch.GitRolePack {
+			packDesc = &root.Manifests[i]
+			break
+		}
+	}
+	if packDesc == nil {
+		return nil, fmt.Errorf("root index %s: no manifest with %s=%s", item.Root.Digest, fetch.GitRoleAnnotation, fetch.GitRolePack)
+	}
+	var m ocispec.Manifest
+	if err := s.readJSON(ctx, *packDesc, &m); err != nil {
+		return nil, fmt.Errorf("pack manifest: %w", err)
+	}
+	if m.Config.MediaType != fetch.GitConfigMediaType {
+		return nil, fmt.Errorf("pack manifest %s: config media type %q, want %q", packDesc.Digest, m.Config.MediaType, fetch.GitConfigMediaType)
+	}
+	if len(m.Layers) != 1 || m.Layers[0].MediaType != fetch.GitPackMediaType {
+		return nil, fmt.Errorf("pack manifest %s: want one layer of media type %q", packDesc.Digest, fetch.GitPackMediaType)
+	}
+	var cfg fetch.GitConfig
+	if err := s.readJSON(ctx, m.Config, &cfg); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	refs, err := servedRefs(cfg)
+	if err != nil {
+		return nil, err
+	}
+	layer := m.Layers[0]
+	dir, pack, err := s.repository(ctx, layer, refs)
+	if err != nil {
+		return nil, fmt.Errorf("pack %s: %w", layer.Digest, err)
+	}
+	r := &repo{name: item.Name, dir: dir, pack: pack, commit: plumbing.NewHash(cfg.Commit), config: cfg, refs: refs}
+	st := r.open()
+	defer st.Close()
+	if _, err := st.EncodedObject(plumbing.CommitObject, r.commit); err != nil {
+		return nil, fmt.Errorf("pack %s: commit %s: %w", layer.Digest, cfg.Commit, err)
+	}
+	return r, nil
+}
+
+// readJSON reads a small blob of the cache and decodes it.
+func (s *Server) readJSON(ctx context.Context, d ocispec.Descriptor, v any) error {
+	if d.Size < 0 || d.Size > maxManifestSize {
+		return fmt.Errorf("%s: size %d out of bounds", d.Digest, d.Size)
+	}
+	rc, err := s.cache.Fetch(ctx, d)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, maxManifestSize+1))
+	if err != nil {
+		return fmt.Errorf("%s: %w", d.Digest, err)
+	}
+	if int64(len(b)) != d.Size || digest.FromBytes(b) != d.Digest {
+		return fmt.Errorf("%s: the cache's bytes do not match the descriptor", d.Digest)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", d.Digest, err)
+	}
+	return nil
+}
+
+// repository returns the bare repository of a pack, workDir/<pack digest hex>, and the path of
+// its packfile, building it unless a previous reload or run did. refs are written to it when it
+// is built; requests take their refs from the item (see repoStorer).
+func (s *Server) repository(ctx context.Context, layer ocispec.Descriptor, refs memory.ReferenceStorage) (string, string, error) {
+	if err := layer.Digest.Validate(); err != nil || layer.Digest.Algorithm() != digest.SHA256 {
+		return "", "", fmt.Errorf("digest %q is not a sha256 digest", layer.Digest)
+	}
+	if b, ok := s.built[layer.Digest]; ok {
+		return b.dir, b.pack, nil
+	}
+	dir := filepath.Join(s.workDir, layer.Digest.Encoded())
+	if pack, err := existingPack(dir); err == nil {
+		s.built[layer.Digest] = built{dir: dir, pack: pack}
+		return dir, pack, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("rebuilding damaged git repository", "dir", dir, "error", err)
+		if err := os.RemoveAll(dir); err != nil {
+			return "", "", err
+		}
+	}
+	tmp, err := os.MkdirTemp(s.workDir, ".build-")
+	if err != nil {
+		return "", "", err
+	}
+	defer os.RemoveAll(tmp)
+	name, err := s.buildRepository(ctx, tmp, layer, refs)
+	if err != nil {
+		return "", "", err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return "", "", err
+	}
+	pack := filepath.Join(dir, "objects", "pack", name+".pack")
+	s.built[layer.Digest] = built{dir: dir, pack: pack}
+	s.log.Info("built git repository", "pack", layer.Digest, "dir", dir)
+	return dir, pack, nil
+}
+
+// built is a repository Reload built or found, by pack digest.
+type built struct{ dir, pack string }
+
+// existingPack checks a repository built before: one pack with its index. It returns the
+// packfile's path, or an error wrapping os.ErrNotExist when there is no repository.
+func existingPack(dir string) (string, error) {
+	if _, err := os.Stat(dir); err != nil {
+		return "", err
+	}
+	packs, err := filepath.Glob(filepath.Join(dir, "objects", "pack", "pack-*.pack"))
+	if err != nil {
+		return "", err
+	}
+	if len(packs) != 1 {
+		return "", fmt.Errorf("%s: %d packfiles, want 1", dir, len(packs))
+	}
+	idx := strings.TrimSuffix(packs[0], ".pack") + ".idx"
+	for _, p := range []string{packs[0], idx, filepath.Join(dir, "HEAD"), filepath.Join(dir, "config")} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			// %v, not %w: a missing file in a repository that exists is damage, not absence.
+			return "", fmt.Errorf("%s: %v", dir, err)
+		}
+		if fi.Size() == 0 {
+			return "", fmt.Errorf("%s: %s is empty", dir, p)
+		}
+	}
+	return packs[0], nil
+}
+
+// buildRepository writes a bare repository into dir: the pack copied from the cache (its digest
+// checked), an index made by go-git's parser reading the pack from disk, a config and refs. It
+// returns the pack's name, pack-<checksum>.
+func (s *Server) buildRepository(ctx context.Context, dir string, layer ocispec.Descriptor, refs memory.ReferenceStorage) (string, error) {
+	packDir := filepath.Join(dir, "objects", "pack")
+	for _, d := range []string{packDir, filepath.Join(dir, "refs", "heads"), filepath.Join(dir, "refs", "tags")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", err
+		}
+	}
+	f, err := os.CreateTemp(packDir, "tmp-*.pack")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if err := s.copyBlob(ctx, f, layer); err != nil {
+		return "", err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", err
+	}
+	w := new(idxfile.Writer)
+	parser, err := packfile.NewParser(packfile.NewScanner(f), w)
+	if err != nil {
+		return "", fmt.Errorf("parse packfile: %w", err)
+	}
+	checksum, err := parser.Parse()
+	if err != nil {
+		return "", fmt.Errorf("parse packfile: %w", err)
+	}
+	index, err := w.Index()
+	if err != nil {
+		return "", fmt.Errorf("index packfile: %w", err)
+	}
+	name := "pack-" + checksum.String()
+	if err := writeIndex(filepath.Join(packDir, name+".idx"), index); err != nil {
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	if err := os.Rename(f.Name(), filepath.Join(packDir, name+".pack")); err != nil {
+		return "", err
+	}
+	st := filesystem.NewStorage(osfs.New(dir), gitcache.NewObjectLRUDefault())
+	defer st.Close()
+	cfg := config.NewConfig()
+	cfg.Core.IsBare = true
+	if err := st.SetConfig(cfg); err != nil {
+		return "", err
+	}
+	for _, ref := range refs {
+		if err := st.SetReference(ref); err != nil {
+			return "", err
+		}
+	}
+	return name, nil
+}
+
+// copyBlob copies a blob of the cache to f, checking its size and digest, and syncs f.
+func (s *Server) copyBlob(ctx context.Context, f *os.File, d ocispec.Descriptor) error {
+	rc, err := s.cache.Fetch(ctx, d)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	v := d.Digest.Verifier()
+	n, err := io.Copy(io.MultiWriter(f, v), ctxReader{ctx, rc})
+	if err != nil {
+		return fmt.Errorf("copy packfile: %w", err)
+	}
+	if n != d.Size || !v.Verified() {
+		return fmt.Errorf("the cache's packfile does not match its descriptor (%d bytes, want %d)", n, d.Size)
+	}
+	return f.Sync()
+}
+
+// writeIndex writes a pack index file.
+func writeIndex(path string, index *idxfile.MemoryIndex) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	bw := bufio.NewWriter(f)
+	if _, err := idxfile.NewEncoder(bw).Encode(index); err != nil {
+		return fmt.Errorf("write pack index: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// ctxReader stops a copy when its context ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

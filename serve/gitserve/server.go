@@ -1,0 +1,213 @@
+package gitserve
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ferry-gitops/ferry/bundle"
+	"github.com/ferry-gitops/ferry/cache"
+)
+
+// MaxRequestBody bounds an upload-pack request's body, before and after gzip decoding.
+const MaxRequestBody = 10 << 20
+
+// Server serves the Git items of a cache's current bundle. It is an http.Handler; Reload
+// switches it to the cache's newest bundle while requests are being served.
+type Server struct {
+	cache   *cache.Cache
+	workDir string
+	log     *slog.Logger
+
+	// mu serialises Reload; built is only used under it.
+	mu    sync.Mutex
+	built map[digest.Digest]built
+
+	current atomic.Pointer[repoSet]
+}
+
+// repoSet is what one Reload serves: the Git items of one bundle, by name.
+type repoSet struct {
+	sequence uint64
+	repos    map[string]*repo
+}
+
+// New returns a server of the Git items of c's current bundle, keeping the repositories it
+// builds under workDir (derived data: deleting it only costs a rebuild). A nil logger discards.
+func New(ctx context.Context, c *cache.Cache, workDir string, logger *slog.Logger) (*Server, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(workDir, 0o755); err != nil {
+		return nil, fmt.Errorf("git server: work directory: %w", err)
+	}
+	s := &Server{cache: c, workDir: workDir, log: logger, built: map[digest.Digest]built{}}
+	s.current.Store(&repoSet{repos: map[string]*repo{}})
+	if err := s.Reload(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Reload serves the Git items of the cache's current bundle (the one its state names), building the repositories of packs
+// not built before. It replaces the served set at once, and only when every item loaded: on an
+// error, the previous set stays served.
+func (s *Server) Reload(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, err := s.cache.Current()
+	if err != nil {
+		return fmt.Errorf("git server: current bundle: %w", err)
+	}
+	set := &repoSet{repos: map[string]*repo{}}
+	if rec != nil {
+		set.sequence = rec.Sequence
+		for _, item := range rec.Items {
+			if item.Kind != bundle.KindGit {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			r, err := s.load(ctx, item)
+			if err != nil {
+				return fmt.Errorf("git server: bundle %d: git item %s: %w", rec.Sequence, item.Name, err)
+			}
+			set.repos[item.Name] = r
+		}
+	}
+	s.current.Store(set)
+	names := make([]string, 0, len(set.repos))
+	for n := range set.repos {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	s.log.Info("serving git repositories", "bundle", set.sequence, "repositories", names)
+	return nil
+}
+
+// ServeHTTP answers Git's smart-HTTP upload-pack requests; see the package comment.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rw := &responseWriter{ResponseWriter: w}
+	s.serve(rw, r)
+	if rw.status == 0 {
+		rw.status = http.StatusOK
+	}
+	s.log.Info("git request", "method", r.Method, "path", r.URL.Path, "service", r.URL.Query().Get("service"),
+		"status", rw.status, "bytes", rw.bytes, "duration", time.Since(start))
+}
+
+// Endpoints of a repository, after /<name>.git.
+const (
+	infoRefs    = "/info/refs"
+	uploadPack  = "/git-upload-pack"
+	receivePack = "/git-receive-pack"
+)
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
+	var endpoint string
+	for _, e := range []string{infoRefs, uploadPack, receivePack} {
+		if strings.HasSuffix(path, ".git"+e) {
+			endpoint = e
+			path = strings.TrimSuffix(path, ".git"+e)
+			break
+		}
+	}
+	name := strings.TrimPrefix(path, "/")
+	if endpoint == "" || name == "" || !strings.HasPrefix(path, "/") {
+		plainError(w, http.StatusNotFound, "not found: Ferry serves Git repositories at /<name>.git (smart HTTP, upload-pack)")
+		return
+	}
+	service := r.URL.Query().Get("service")
+	if endpoint == receivePack || (endpoint == infoRefs && service == "git-receive-pack") {
+		plainError(w, http.StatusForbidden, fmt.Sprintf("%s.git is read-only: Ferry serves what the bundle carries; push to the upstream repository and mirror again", name))
+		return
+	}
+	set := s.current.Load()
+	rp, ok := set.repos[name]
+	if !ok {
+		plainError(w, http.StatusNotFound, fmt.Sprintf("repository %s.git not found: bundle %d carries no Git item %q", name, set.sequence, name))
+		return
+	}
+	switch endpoint {
+	case infoRefs:
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			plainError(w, http.StatusMethodNotAllowed, "info/refs takes GET")
+			return
+		}
+		if service != "git-upload-pack" {
+			plainError(w, http.StatusNotFound, "not found: Ferry serves Git's smart HTTP protocol only (info/refs?service=git-upload-pack)")
+			return
+		}
+		s.advertise(r.Context(), w, rp)
+	case uploadPack:
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST")
+			plainError(w, http.StatusMethodNotAllowed, "git-upload-pack takes POST")
+			return
+		}
+		s.uploadPack(w, r, rp)
+	}
+}
+
+// plainError writes a plain-text error, which git shows its user as "remote: …".
+func plainError(w http.ResponseWriter, status int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	noCache(h)
+	w.WriteHeader(status)
+	fmt.Fprintln(w, msg)
+}
+
+// noCache sets the headers git http-backend sets so no proxy caches an answer.
+func noCache(h http.Header) {
+	h.Set("Expires", "Fri, 01 Jan 1980 00:00:00 GMT")
+	h.Set("Pragma", "no-cache")
+	h.Set("Cache-Control", "no-cache, max-age=0, must-revalidate")
+}
+
+// responseWriter records the status and the bytes written, for the request's log line.
+type responseWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *responseWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *responseWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// Flush sends what was written so far.
+func (w *responseWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

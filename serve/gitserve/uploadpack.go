@@ -1,0 +1,517 @@
+package gitserve
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/plumbing/format/pktline"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
+	"github.com/go-git/go-git/v5/plumbing/storer"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/plumbing/transport/server"
+)
+
+// Content types of the smart-HTTP protocol.
+const (
+	advertisementType = "application/x-git-upload-pack-advertisement"
+	requestType       = "application/x-git-upload-pack-request"
+	resultType        = "application/x-git-upload-pack-result"
+)
+
+// packWindow is the delta window of packs encoded for a request, as fetch uses.
+const packWindow = 10
+
+// storerLoader hands go-git's server the storer of one request.
+type storerLoader struct{ st storer.Storer }
+
+func (l storerLoader) Load(*transport.Endpoint) (storer.Storer, error) { return l.st, nil }
+
+// session opens go-git's upload-pack session over a request's storer.
+func session(st storer.Storer, name string) (transport.UploadPackSession, error) {
+	ep := &transport.Endpoint{Protocol: "http", Path: "/" + name + ".git"}
+	return server.NewServer(storerLoader{st}).NewUploadPackSession(ep, nil)
+}
+
+// advertise answers GET info/refs?service=git-upload-pack: go-git's advertisement of the
+// repository's refs, with the shallow capability this package adds, after the service header.
+func (s *Server) advertise(ctx context.Context, w http.ResponseWriter, rp *repo) {
+	st := rp.open()
+	defer st.Close()
+	sess, err := session(st, rp.name)
+	if err != nil {
+		s.internalError(w, rp, "open upload-pack session", err)
+		return
+	}
+	defer sess.Close()
+	ar, err := sess.AdvertisedReferencesContext(ctx)
+	if err != nil {
+		s.internalError(w, rp, "advertise refs", err)
+		return
+	}
+	if err := ar.Capabilities.Set(capability.Shallow); err != nil {
+		s.internalError(w, rp, "advertise refs", err)
+		return
+	}
+	ar.Prefix = [][]byte{[]byte("# service=git-upload-pack"), pktline.Flush}
+	var buf bytes.Buffer
+	if err := ar.Encode(&buf); err != nil {
+		s.internalError(w, rp, "advertise refs", err)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", advertisementType)
+	noCache(h)
+	w.WriteHeader(http.StatusOK)
+	w.Write(buf.Bytes())
+}
+
+// internalError answers 500 and logs the error with the repository's name.
+func (s *Server) internalError(w http.ResponseWriter, rp *repo, what string, err error) {
+	s.log.Error("git request failed", "repository", rp.name, "step", what, "error", err)
+	plainError(w, http.StatusInternalServerError, fmt.Sprintf("%s.git: %s: %v", rp.name, what, err))
+}
+
+// uploadRequest is a parsed POST git-upload-pack body.
+type uploadRequest struct {
+	*packp.UploadPackRequest
+	// done is false for a negotiation round of a stateless client: it waits for ACK/NAK only.
+	done bool
+	// wantsOnly is a request that ends after its wants: a deepening client asking for the
+	// shallow list alone before it negotiates.
+	wantsOnly bool
+}
+
+// parseUploadRequest parses an upload-pack request: wants, capabilities, shallows and depth
+// (go-git's decoder), then haves up to done.
+func parseUploadRequest(body []byte) (*uploadRequest, error) {
+	r := bytes.NewReader(body)
+	req := &uploadRequest{UploadPackRequest: packp.NewUploadPackRequest()}
+	if err := req.UploadRequest.Decode(r); err != nil {
+		return nil, err
+	}
+	req.wantsOnly = r.Len() == 0
+	sc := pktline.NewScanner(r)
+	for sc.Scan() {
+		line := bytes.TrimSuffix(sc.Bytes(), []byte("\n"))
+		switch {
+		case len(line) == 0: // the flush ending a round of haves
+		case bytes.HasPrefix(line, []byte("have ")):
+			h := string(line[len("have "):])
+			if !plumbing.IsHash(h) {
+				return nil, fmt.Errorf("malformed have line %q", line)
+			}
+			req.Haves = append(req.Haves, plumbing.NewHash(h))
+		case string(line) == "done":
+			req.done = true
+			return req, nil
+		default:
+			return nil, fmt.Errorf("unexpected line %q", line)
+		}
+	}
+	return req, sc.Err()
+}
+
+// readBody reads a request body, gzip-decoded when git sent it so, bounded by MaxRequestBody.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
+	var body io.Reader = http.MaxBytesReader(w, r.Body, MaxRequestBody)
+	switch enc := strings.ToLower(r.Header.Get("Content-Encoding")); enc {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(body)
+		if err != nil {
+			return nil, http.StatusBadRequest, fmt.Errorf("gzip body: %w", err)
+		}
+		defer zr.Close()
+		body = zr
+	default:
+		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("content encoding %q: Ferry takes gzip or none", enc)
+	}
+	b, err := io.ReadAll(io.LimitReader(body, MaxRequestBody+1))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge) || len(b) > MaxRequestBody:
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body over %d bytes", MaxRequestBody)
+	case err != nil:
+		return nil, http.StatusBadRequest, fmt.Errorf("read body: %w", err)
+	}
+	return b, http.StatusOK, nil
+}
+
+// uploadPack answers POST git-upload-pack. A negotiation round gets its ACK/NAK; a request
+// with done gets the pack: the stored pack as it is for a whole clone, a pack encoded here for a
+// shallow request, go-git's upload-pack session otherwise.
+func (s *Server) uploadPack(w http.ResponseWriter, r *http.Request, rp *repo) {
+	if ct := r.Header.Get("Content-Type"); ct != requestType {
+		plainError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q, want %s", ct, requestType))
+		return
+	}
+	body, status, err := readBody(w, r)
+	if err != nil {
+		plainError(w, status, err.Error())
+		return
+	}
+	req, err := parseUploadRequest(body)
+	if err != nil {
+		plainError(w, http.StatusBadRequest, fmt.Sprintf("%s.git: upload-pack request: %v", rp.name, err))
+		return
+	}
+	st := rp.open()
+	defer st.Close()
+
+	h := w.Header()
+	h.Set("Content-Type", resultType)
+	noCache(h)
+	if err := s.checkRequest(st, req); err != nil {
+		w.WriteHeader(http.StatusOK)
+		writeErr(w, err)
+		return
+	}
+	// Haves the repository lacks (commits of the client's own) cannot be common.
+	haves := req.Haves[:0:0]
+	for _, h := range req.Haves {
+		if st.HasEncodedObject(h) == nil {
+			haves = append(haves, h)
+		}
+	}
+	req.Haves = haves
+	shallow := !req.Depth.IsZero() || len(req.Shallows) > 0
+
+	if !req.done {
+		// A stateless client resends its wants with every round but not the haves of the rounds
+		// before, and without multi_ack it stops at the first ACK: so NAK, and let it send its
+		// haves up to done.
+		var sh *shallowPlan
+		if !req.Depth.IsZero() {
+			if sh, err = planShallow(st, req); err != nil {
+				w.WriteHeader(http.StatusOK)
+				writeErr(w, err)
+				return
+			}
+		}
+		w.WriteHeader(http.StatusOK)
+		if sh != nil {
+			sh.update.Encode(w)
+		}
+		if !req.wantsOnly {
+			(&packp.ServerResponse{}).Encode(w, false)
+		}
+		return
+	}
+
+	switch {
+	case shallow:
+		err = s.sendShallow(w, st, req)
+	case len(req.Haves) == 0 && contains(req.Wants, rp.commit) && req.Capabilities.Supports(capability.OFSDelta):
+		err = sendStoredPack(w, rp.pack)
+	default:
+		err = s.sendFromSession(r.Context(), w, st, rp.name, req)
+	}
+	if err != nil {
+		s.log.Error("git upload-pack failed", "repository", rp.name, "error", err)
+		var before *beforeWrite
+		if errors.As(err, &before) {
+			w.WriteHeader(http.StatusOK)
+			writeErr(w, before.err)
+		}
+	}
+}
+
+// beforeWrite marks an error that happened before anything was written, so the client can still
+// be told with an ERR line.
+type beforeWrite struct{ err error }
+
+func (e *beforeWrite) Error() string { return e.err.Error() }
+
+// checkRequest refuses capabilities Ferry did not advertise and wants the repository lacks.
+func (s *Server) checkRequest(st storer.EncodedObjectStorer, req *uploadRequest) error {
+	for _, c := range req.Capabilities.All() {
+		switch c {
+		case capability.Agent, capability.OFSDelta, capability.Shallow:
+		default:
+			return fmt.Errorf("capability %s is not supported", c)
+		}
+	}
+	if len(req.Wants) == 0 {
+		return errors.New("no want line")
+	}
+	for _, h := range req.Wants {
+		if err := st.HasEncodedObject(h); err != nil {
+			return fmt.Errorf("not our ref %s", h)
+		}
+	}
+	if _, ok := req.Depth.(packp.DepthCommits); !ok && !req.Depth.IsZero() {
+		return errors.New("only deepen <n> is supported")
+	}
+	return nil
+}
+
+// writeErr sends an ERR pkt-line, which git shows as "remote error: …".
+func writeErr(w io.Writer, err error) {
+	pktline.NewEncoder(w).Encodef("ERR upload-pack: %s\n", err)
+}
+
+func contains(hs []plumbing.Hash, h plumbing.Hash) bool {
+	for _, x := range hs {
+		if x == h {
+			return true
+		}
+	}
+	return false
+}
+
+// sendStoredPack answers a whole clone: the stored pack holds exactly every object reachable
+// from the commit, so it is sent as it is, streamed from disk, after NAK.
+func sendStoredPack(w http.ResponseWriter, pack string) error {
+	f, err := os.Open(pack)
+	if err != nil {
+		return &beforeWrite{err}
+	}
+	defer f.Close()
+	w.WriteHeader(http.StatusOK)
+	if err := (&packp.ServerResponse{}).Encode(w, false); err != nil {
+		return err
+	}
+	_, err = io.Copy(w, f)
+	return err
+}
+
+// sendFromSession answers with go-git's upload-pack session: NAK, then a pack of the objects
+// reachable from the wants and not from the haves.
+func (s *Server) sendFromSession(ctx context.Context, w http.ResponseWriter, st storer.Storer, name string, req *uploadRequest) error {
+	sess, err := session(st, name)
+	if err != nil {
+		return &beforeWrite{err}
+	}
+	defer sess.Close()
+	// The session checks capabilities against go-git's own list, which lacks shallow; a request
+	// that is not shallow needs none of it.
+	req.Capabilities.Delete(capability.Shallow)
+	if req.IsEmpty() {
+		w.WriteHeader(http.StatusOK)
+		(&packp.ServerResponse{}).Encode(w, false)
+		_, err := packfile.NewEncoder(w, st, false).Encode(nil, packWindow)
+		return err
+	}
+	resp, err := sess.UploadPack(ctx, req.UploadPackRequest)
+	if err != nil {
+		return &beforeWrite{err}
+	}
+	w.WriteHeader(http.StatusOK)
+	return resp.Encode(w)
+}
+
+// shallowPlan is the answer to a shallow request: the shallow-update section and the objects
+// of the commits within depth.
+type shallowPlan struct {
+	update packp.ShallowUpdate
+	// objects are the commits within depth and any want that is not a commit, with their types.
+	objects []typedObject
+}
+
+type typedObject struct {
+	h plumbing.Hash
+	t plumbing.ObjectType
+}
+
+// planShallow walks the commits from the wants, breadth first, down to the requested depth (or,
+// without deepen, down to the client's shallow commits). A commit at the depth that has parents
+// is a new shallow boundary; a commit the client had as shallow that now has its parents sent is
+// unshallowed.
+func planShallow(st storer.EncodedObjectStorer, req *uploadRequest) (*shallowPlan, error) {
+	depth := 0
+	if d, ok := req.Depth.(packp.DepthCommits); ok {
+		depth = int(d)
+	}
+	client := map[plumbing.Hash]bool{}
+	for _, h := range req.Shallows {
+		client[h] = true
+	}
+	type entry struct {
+		h plumbing.Hash
+		d int
+	}
+	plan := &shallowPlan{}
+	seen := map[plumbing.Hash]bool{}
+	var queue []entry
+	for _, h := range req.Wants {
+		if !seen[h] {
+			seen[h] = true
+			queue = append(queue, entry{h, 1})
+		}
+	}
+	for len(queue) > 0 {
+		e := queue[0]
+		queue = queue[1:]
+		o, err := st.EncodedObject(plumbing.AnyObject, e.h)
+		if err != nil {
+			return nil, fmt.Errorf("not our ref %s", e.h)
+		}
+		plan.objects = append(plan.objects, typedObject{e.h, o.Type()})
+		if o.Type() != plumbing.CommitObject {
+			// A want that is not a commit (a tree or a blob) is sent with what it holds.
+			continue
+		}
+		c, err := object.DecodeCommit(st, o)
+		if err != nil {
+			return nil, fmt.Errorf("commit %s: %w", e.h, err)
+		}
+		switch {
+		case depth > 0 && e.d >= depth:
+			if c.NumParents() > 0 && !client[e.h] {
+				plan.update.Shallows = append(plan.update.Shallows, e.h)
+			}
+			continue
+		case depth == 0 && client[e.h]:
+			continue
+		case depth > 0 && client[e.h] && c.NumParents() > 0:
+			plan.update.Unshallows = append(plan.update.Unshallows, e.h)
+		}
+		for _, p := range c.ParentHashes {
+			if !seen[p] {
+				seen[p] = true
+				queue = append(queue, entry{p, e.d + 1})
+			}
+		}
+	}
+	return plan, nil
+}
+
+// sendShallow answers a shallow request: the shallow-update section when it deepens, ACK or
+// NAK, then a pack of the commits within depth and their trees, less what the client has.
+func (s *Server) sendShallow(w http.ResponseWriter, st storer.EncodedObjectStorer, req *uploadRequest) error {
+	plan, err := planShallow(st, req)
+	if err != nil {
+		return &beforeWrite{err}
+	}
+	client := map[plumbing.Hash]bool{}
+	for _, h := range req.Shallows {
+		client[h] = true
+	}
+	// What the client has: the haves and their history, down to its shallow commits.
+	have := map[plumbing.Hash]bool{}
+	for _, h := range req.Haves {
+		if err := walkCommits(st, h, client, have); err != nil {
+			return &beforeWrite{err}
+		}
+	}
+	var objs []plumbing.Hash
+	sent := map[plumbing.Hash]bool{}
+	for _, o := range plan.objects {
+		if err := addObject(st, o.h, o.t, have, sent, &objs); err != nil {
+			return &beforeWrite{err}
+		}
+	}
+	w.WriteHeader(http.StatusOK)
+	if !req.Depth.IsZero() {
+		if err := plan.update.Encode(w); err != nil {
+			return err
+		}
+	}
+	resp := &packp.ServerResponse{}
+	if len(req.Haves) > 0 {
+		resp.ACKs = req.Haves[:1]
+	}
+	if err := resp.Encode(w, false); err != nil {
+		return err
+	}
+	_, err = packfile.NewEncoder(w, st, false).Encode(objs, packWindow)
+	return err
+}
+
+// walkCommits marks a commit, its tree and its ancestors' (not beyond stop) as had.
+func walkCommits(st storer.EncodedObjectStorer, h plumbing.Hash, stop, have map[plumbing.Hash]bool) error {
+	queue := []plumbing.Hash{h}
+	for len(queue) > 0 {
+		h := queue[0]
+		queue = queue[1:]
+		if have[h] {
+			continue
+		}
+		c, err := object.GetCommit(st, h)
+		if err != nil {
+			return fmt.Errorf("have %s: %w", h, err)
+		}
+		have[h] = true
+		if err := markTree(st, c.TreeHash, have); err != nil {
+			return err
+		}
+		if stop[h] {
+			continue
+		}
+		queue = append(queue, c.ParentHashes...)
+	}
+	return nil
+}
+
+// markTree marks a tree and everything under it as had.
+func markTree(st storer.EncodedObjectStorer, h plumbing.Hash, have map[plumbing.Hash]bool) error {
+	if have[h] {
+		return nil
+	}
+	t, err := object.GetTree(st, h)
+	if err != nil {
+		return fmt.Errorf("tree %s: %w", h, err)
+	}
+	have[h] = true
+	for _, e := range t.Entries {
+		switch {
+		case e.Mode == filemode.Submodule:
+		case e.Mode == filemode.Dir:
+			if err := markTree(st, e.Hash, have); err != nil {
+				return err
+			}
+		default:
+			have[e.Hash] = true
+		}
+	}
+	return nil
+}
+
+// addObject adds an object of type t to send and, for a commit or a tree, what it holds that
+// the client lacks.
+func addObject(st storer.EncodedObjectStorer, h plumbing.Hash, t plumbing.ObjectType, have, sent map[plumbing.Hash]bool, objs *[]plumbing.Hash) error {
+	if have[h] || sent[h] {
+		return nil
+	}
+	sent[h] = true
+	*objs = append(*objs, h)
+	switch t {
+	case plumbing.CommitObject:
+		c, err := object.GetCommit(st, h)
+		if err != nil {
+			return fmt.Errorf("commit %s: %w", h, err)
+		}
+		return addObject(st, c.TreeHash, plumbing.TreeObject, have, sent, objs)
+	case plumbing.TreeObject:
+		tree, err := object.GetTree(st, h)
+		if err != nil {
+			return fmt.Errorf("tree %s: %w", h, err)
+		}
+		for _, e := range tree.Entries {
+			switch e.Mode {
+			case filemode.Submodule:
+			case filemode.Dir:
+				if err := addObject(st, e.Hash, plumbing.TreeObject, have, sent, objs); err != nil {
+					return err
+				}
+			default:
+				if err := addObject(st, e.Hash, plumbing.BlobObject, have, sent, objs); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
