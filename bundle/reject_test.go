@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -16,55 +15,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ferry-gitops/ferry/bundle"
+	"github.com/ferry-gitops/ferry/internal/testbundle"
 )
-
-// tarEntry is one entry of a tar held in memory.
-type tarEntry struct {
-	hdr  tar.Header
-	data []byte
-}
-
-func splitTar(t testing.TB, b []byte) []tarEntry {
-	t.Helper()
-	var out []tarEntry
-	tr := tar.NewReader(bytes.NewReader(b))
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, tarEntry{*hdr, data})
-	}
-}
-
-func joinTar(t testing.TB, entries []tarEntry) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		h := e.hdr
-		if h.Typeflag == tar.TypeReg {
-			h.Size = int64(len(e.data))
-		}
-		if err := tw.WriteHeader(&h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(e.data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
 
 func blobPath(d digest.Digest) string { return "blobs/sha256/" + d.Encoded() }
 
@@ -152,15 +104,15 @@ func TestRejects(t *testing.T) {
 		check bundle.Check
 		label string // the start of the message: what it names
 	}
-	tarCase := func(edit func(t *testing.T, f *fixture, es []tarEntry) []tarEntry, opts ...bundle.ReadOption) func(t *testing.T, f *fixture) error {
+	tarCase := func(edit func(t *testing.T, f *fixture, es []testbundle.Entry) []testbundle.Entry, opts ...bundle.ReadOption) func(t *testing.T, f *fixture) error {
 		return func(t *testing.T, f *fixture) error {
-			es := edit(t, f, splitTar(t, writeTar(t, f.dir)))
-			return readTarBytes(joinTar(t, es), opts...)
+			es := edit(t, f, testbundle.SplitTar(t, writeTar(t, f.dir)))
+			return readTarBytes(testbundle.JoinTar(t, es), opts...)
 		}
 	}
-	findEntry := func(t *testing.T, es []tarEntry, name string) int {
+	findEntry := func(t *testing.T, es []testbundle.Entry, name string) int {
 		for i, e := range es {
-			if e.hdr.Name == name {
+			if e.Header.Name == name {
 				return i
 			}
 		}
@@ -306,16 +258,16 @@ func TestRejects(t *testing.T) {
 		{"dir: manifest over the limit", readDir(bundle.WithLimits(bundle.Limits{MaxManifestSize: 512})), bundle.CheckLimit, ""},
 
 		// A tar.
-		{"tar: flipped byte in a layer", tarCase(func(t *testing.T, f *fixture, es []tarEntry) []tarEntry {
-			es[findEntry(t, es, blobPath(f.appLayer.Digest))].data[7] ^= 0x80
+		{"tar: flipped byte in a layer", tarCase(func(t *testing.T, f *fixture, es []testbundle.Entry) []testbundle.Entry {
+			es[findEntry(t, es, blobPath(f.appLayer.Digest))].Data[7] ^= 0x80
 			return es
 		}), bundle.CheckDigest, "item app"},
-		{"tar: layer one byte short", tarCase(func(t *testing.T, f *fixture, es []tarEntry) []tarEntry {
+		{"tar: layer one byte short", tarCase(func(t *testing.T, f *fixture, es []testbundle.Entry) []testbundle.Entry {
 			i := findEntry(t, es, blobPath(f.appLayer.Digest))
-			es[i].data = es[i].data[1:]
+			es[i].Data = es[i].Data[1:]
 			return es
 		}), bundle.CheckSize, "item app"},
-		{"tar: layer missing", tarCase(func(t *testing.T, f *fixture, es []tarEntry) []tarEntry {
+		{"tar: layer missing", tarCase(func(t *testing.T, f *fixture, es []testbundle.Entry) []testbundle.Entry {
 			i := findEntry(t, es, blobPath(f.appLayer.Digest))
 			return append(es[:i], es[i+1:]...)
 		}), bundle.CheckTruncated, "item app"},
@@ -325,28 +277,28 @@ func TestRejects(t *testing.T) {
 		}, bundle.CheckTruncated, ""},
 		{"tar: truncated inside the last blob", func(t *testing.T, f *fixture) error {
 			b := writeTar(t, f.dir)
-			es := splitTar(t, b)
-			last := es[len(es)-1].data
+			es := testbundle.SplitTar(t, b)
+			last := es[len(es)-1].Data
 			at := bytes.LastIndex(b, last)
 			return readTarBytes(b[:at+len(last)/2])
 		}, bundle.CheckTruncated, ""},
 		{"tar: truncated at an entry boundary", func(t *testing.T, f *fixture) error {
-			es := splitTar(t, writeTar(t, f.dir))
+			es := testbundle.SplitTar(t, writeTar(t, f.dir))
 			var buf bytes.Buffer
 			tw := tar.NewWriter(&buf)
 			for _, e := range es[:len(es)-3] {
-				h := e.hdr
+				h := e.Header
 				tw.WriteHeader(&h)
-				tw.Write(e.data)
+				tw.Write(e.Data)
 			}
 			tw.Flush() // no end-of-archive blocks: the stream just stops
 			return readTarBytes(buf.Bytes())
 		}, bundle.CheckTruncated, ""},
-		{"tar: plain tar -c order", tarCase(func(t *testing.T, f *fixture, es []tarEntry) []tarEntry {
-			sort.Slice(es, func(i, j int) bool { return es[i].hdr.Name < es[j].hdr.Name })
+		{"tar: plain tar -c order", tarCase(func(t *testing.T, f *fixture, es []testbundle.Entry) []testbundle.Entry {
+			sort.Slice(es, func(i, j int) bool { return es[i].Header.Name < es[j].Header.Name })
 			return es
 		}), bundle.CheckOrder, ""},
-		{"tar: blobs before their parents", tarCase(func(t *testing.T, f *fixture, es []tarEntry) []tarEntry {
+		{"tar: blobs before their parents", tarCase(func(t *testing.T, f *fixture, es []testbundle.Entry) []testbundle.Entry {
 			// keep oci-layout, index.json and the folders first; reverse the blobs
 			head, blobs := es[:4], es[4:]
 			for i, j := 0, len(blobs)-1; i < j; i, j = i+1, j-1 {
@@ -354,43 +306,43 @@ func TestRejects(t *testing.T) {
 			}
 			return append(head, blobs...)
 		}), bundle.CheckUnexpect, ""},
-		{"tar: blob twice", tarCase(func(t *testing.T, f *fixture, es []tarEntry) []tarEntry {
+		{"tar: blob twice", tarCase(func(t *testing.T, f *fixture, es []testbundle.Entry) []testbundle.Entry {
 			i := findEntry(t, es, blobPath(f.appLayer.Digest))
 			return append(es[:i+1], es[i:]...)
 		}), bundle.CheckUnexpect, "item app"},
-		{"tar: unreferenced extra blob", tarCase(func(t *testing.T, f *fixture, es []tarEntry) []tarEntry {
+		{"tar: unreferenced extra blob", tarCase(func(t *testing.T, f *fixture, es []testbundle.Entry) []testbundle.Entry {
 			extra := []byte("not part of the bundle")
-			return append(es, tarEntry{tar.Header{Typeflag: tar.TypeReg, Name: blobPath(digest.FromBytes(extra)), Mode: 0o644}, extra})
+			return append(es, testbundle.Entry{Header: tar.Header{Typeflag: tar.TypeReg, Name: blobPath(digest.FromBytes(extra)), Mode: 0o644}, Data: extra})
 		}), bundle.CheckUnexpect, ""},
-		{"tar: symlink entry", tarCase(func(t *testing.T, f *fixture, es []tarEntry) []tarEntry {
+		{"tar: symlink entry", tarCase(func(t *testing.T, f *fixture, es []testbundle.Entry) []testbundle.Entry {
 			i := findEntry(t, es, blobPath(f.appLayer.Digest))
-			es[i] = tarEntry{tar.Header{Typeflag: tar.TypeSymlink, Name: es[i].hdr.Name, Linkname: "/etc/shadow"}, nil}
+			es[i] = testbundle.Entry{Header: tar.Header{Typeflag: tar.TypeSymlink, Name: es[i].Header.Name, Linkname: "/etc/shadow"}, Data: nil}
 			return es
 		}), bundle.CheckPath, ""},
-		{"tar: hard link entry", tarCase(func(t *testing.T, f *fixture, es []tarEntry) []tarEntry {
+		{"tar: hard link entry", tarCase(func(t *testing.T, f *fixture, es []testbundle.Entry) []testbundle.Entry {
 			i := findEntry(t, es, blobPath(f.appLayer.Digest))
-			es[i] = tarEntry{tar.Header{Typeflag: tar.TypeLink, Name: es[i].hdr.Name, Linkname: "index.json"}, nil}
+			es[i] = testbundle.Entry{Header: tar.Header{Typeflag: tar.TypeLink, Name: es[i].Header.Name, Linkname: "index.json"}, Data: nil}
 			return es
 		}), bundle.CheckPath, ""},
-		{"tar: device entry", tarCase(func(t *testing.T, f *fixture, es []tarEntry) []tarEntry {
-			return append(es[:4], append([]tarEntry{{tar.Header{Typeflag: tar.TypeChar, Name: "blobs/sha256/dev", Devmajor: 1, Devminor: 3}, nil}}, es[4:]...)...)
+		{"tar: device entry", tarCase(func(t *testing.T, f *fixture, es []testbundle.Entry) []testbundle.Entry {
+			return append(es[:4], append([]testbundle.Entry{{Header: tar.Header{Typeflag: tar.TypeChar, Name: "blobs/sha256/dev", Devmajor: 1, Devminor: 3}, Data: nil}}, es[4:]...)...)
 		}), bundle.CheckPath, ""},
-		{"tar: path traversal", tarCase(func(t *testing.T, f *fixture, es []tarEntry) []tarEntry {
-			return append(es[:4], append([]tarEntry{{tar.Header{Typeflag: tar.TypeReg, Name: "blobs/sha256/../../../etc/cron.d/x", Mode: 0o644}, []byte("x")}}, es[4:]...)...)
+		{"tar: path traversal", tarCase(func(t *testing.T, f *fixture, es []testbundle.Entry) []testbundle.Entry {
+			return append(es[:4], append([]testbundle.Entry{{Header: tar.Header{Typeflag: tar.TypeReg, Name: "blobs/sha256/../../../etc/cron.d/x", Mode: 0o644}, Data: []byte("x")}}, es[4:]...)...)
 		}), bundle.CheckPath, ""},
-		{"tar: absolute path", tarCase(func(t *testing.T, f *fixture, es []tarEntry) []tarEntry {
-			return append(es[:4], append([]tarEntry{{tar.Header{Typeflag: tar.TypeReg, Name: "/etc/passwd", Mode: 0o644}, []byte("x")}}, es[4:]...)...)
+		{"tar: absolute path", tarCase(func(t *testing.T, f *fixture, es []testbundle.Entry) []testbundle.Entry {
+			return append(es[:4], append([]testbundle.Entry{{Header: tar.Header{Typeflag: tar.TypeReg, Name: "/etc/passwd", Mode: 0o644}, Data: []byte("x")}}, es[4:]...)...)
 		}), bundle.CheckPath, ""},
-		{"tar: upper-case digest name", tarCase(func(t *testing.T, f *fixture, es []tarEntry) []tarEntry {
+		{"tar: upper-case digest name", tarCase(func(t *testing.T, f *fixture, es []testbundle.Entry) []testbundle.Entry {
 			i := findEntry(t, es, blobPath(f.appLayer.Digest))
-			es[i].hdr.Name = strings.ToUpper(es[i].hdr.Name)
+			es[i].Header.Name = strings.ToUpper(es[i].Header.Name)
 			return es
 		}), bundle.CheckPath, ""},
-		{"tar: index.json first", tarCase(func(t *testing.T, f *fixture, es []tarEntry) []tarEntry {
+		{"tar: index.json first", tarCase(func(t *testing.T, f *fixture, es []testbundle.Entry) []testbundle.Entry {
 			es[0], es[1] = es[1], es[0]
 			return es
 		}), bundle.CheckOrder, "index.json"},
-		{"tar: too many entries", tarCase(func(t *testing.T, f *fixture, es []tarEntry) []tarEntry { return es },
+		{"tar: too many entries", tarCase(func(t *testing.T, f *fixture, es []testbundle.Entry) []testbundle.Entry { return es },
 			bundle.WithLimits(bundle.Limits{MaxBlobs: 6})), bundle.CheckLimit, ""},
 
 		// Parts.
