@@ -3,10 +3,6 @@ package cache_test
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"errors"
 	"io"
 	"io/fs"
@@ -19,35 +15,18 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/internal/testbundle"
 	"github.com/ferry-gitops/ferry/internal/testenv"
 	"github.com/ferry-gitops/ferry/medium"
-	"github.com/ferry-gitops/ferry/signing"
 	"github.com/ferry-gitops/ferry/verify"
 )
 
 func keyPair(t testing.TB) (testbundle.SignFunc, verify.Policy) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sv, err := signature.LoadECDSASignerVerifier(k, crypto.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sign := func(t testing.TB, l *bundle.Layout, root ocispec.Descriptor) []ocispec.Descriptor {
-		d, err := signing.Sign(context.Background(), l, root, sv)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return []ocispec.Descriptor{d}
-	}
-	p := verify.Policy{Keys: []verify.TrustedKey{{Key: verify.Key{Name: "ops", Verifier: sv}}}, Now: func() time.Time { return testbundle.Created.Add(time.Hour) }}
-	return sign, p
+	s := testbundle.NewSigner(t)
+	return s.Sign, verify.Policy{Keys: []verify.TrustedKey{s.Key("ops")}, Now: func() time.Time { return testbundle.Created.Add(time.Hour) }}
 }
 
 func open(t testing.TB, dir string) *cache.Cache {

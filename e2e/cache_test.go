@@ -2,10 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,41 +18,21 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
-	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/internal/testbundle"
 	"github.com/ferry-gitops/ferry/internal/testenv"
-	"github.com/ferry-gitops/ferry/signing"
 )
 
 // signer makes a key pair, writes its public half as dir/ops.pub, and returns a SignFunc.
 func signer(t *testing.T, dir string) testbundle.SignFunc {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
+	s := testbundle.NewSigner(t)
+	if err := os.WriteFile(filepath.Join(dir, "ops.pub"), s.PublicPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sv, err := signature.LoadECDSASignerVerifier(k, crypto.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pem, err := cryptoutils.MarshalPublicKeyToPEM(&k.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "ops.pub"), pem, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return func(t testing.TB, l *bundle.Layout, root ocispec.Descriptor) []ocispec.Descriptor {
-		d, err := signing.Sign(context.Background(), l, root, sv)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return []ocispec.Descriptor{d}
-	}
+	return s.Sign
 }
 
 // wideBundle is a bundle with many items, so an import takes many durable steps.
