@@ -59,8 +59,8 @@ func New(ctx context.Context, c *cache.Cache, workDir string, logger *slog.Logge
 }
 
 // Reload serves the Git items of the cache's current bundle (the one its state names), building the repositories of packs
-// not built before. It replaces the served set at once, and only when every item loaded: on an
-// error, the previous set stays served.
+// not built before. It replaces the served set at once. A Git item that cannot be served (not in
+// Ferry's Git format) is logged and left out; the others are served.
 func (s *Server) Reload(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -80,7 +80,9 @@ func (s *Server) Reload(ctx context.Context) error {
 			}
 			r, err := s.load(ctx, item)
 			if err != nil {
-				return fmt.Errorf("git server: bundle %d: git item %s: %w", rec.Sequence, item.Name, err)
+				// A Git item not in Ferry's Git format is not served; the rest of the bundle is.
+				s.log.Error("git item not served", "bundle", rec.Sequence, "item", item.Name, "err", err)
+				continue
 			}
 			set.repos[item.Name] = r
 		}
