@@ -8,7 +8,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -166,6 +169,11 @@ images:
 		return err
 	}
 
+	step("sync serve: the cache as a read-only OCI registry and Git remote for the cluster")
+	if err := demoServe(ctx, work); err != nil {
+		return err
+	}
+
 	step("starting the disconnected cluster (etcd + kube-apiserver)")
 	cluster, err := testenv.StartCluster(ctx, filepath.Join(dir, "cluster"))
 	if err != nil {
@@ -188,9 +196,57 @@ images:
 	}
 	fmt.Println("    ConfigMap default/ferry-demo-probe written and readable")
 
-	step("not yet implemented: sync serve (registry, Git remote) and reconciling the cluster")
+	step("not yet implemented: reconciling the cluster from the cache, and the unattended agent")
 	fmt.Println("    each arrives with its own issue; this demo grows with them")
 
 	step("stopping everything (%.1fs)", time.Since(start).Seconds())
 	return nil
+}
+
+// demoServe starts `sync serve` on the cache, lists what it serves, clones the Git source from
+// it, prints the containerd configuration that points nodes at it, and stops it.
+func demoServe(ctx context.Context, work string) error {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	bin, _ := filepath.Abs(filepath.Join("bin", "sync"))
+	fmt.Printf("    $ sync serve --cache cache --listen %s &\n", addr)
+	cmd := exec.CommandContext(ctx, bin, "serve", "--cache", "cache", "--listen", addr)
+	cmd.Dir = work
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	var catalog struct{ Repositories []string }
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/v2/_catalog")
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&catalog)
+			resp.Body.Close()
+			if err == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("sync serve did not answer: %v", err)
+		}
+	}
+	fmt.Printf("    GET http://%s/v2/_catalog\n", addr)
+	for _, r := range catalog.Repositories {
+		fmt.Println("      " + r)
+	}
+	fmt.Printf("    $ git clone http://%s/git/platform.git\n", addr)
+	out, err := exec.CommandContext(ctx, "git", "clone", "--quiet", "http://"+addr+"/git/platform.git", filepath.Join(work, "platform")).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("git clone: %v: %s", err, out)
+	}
+	files, _ := filepath.Glob(filepath.Join(work, "platform", "apps", "*"))
+	for _, f := range files {
+		fmt.Println("      " + filepath.Join("platform", "apps", filepath.Base(f)))
+	}
+	_, err = ferry(work, nil, "sync", "registry-config", "--cache", "cache", "--endpoint", "https://ferry.ferry-system.svc:5000")
+	return err
 }
