@@ -60,6 +60,8 @@ registries: see 'sync registry-config'. Nothing can be pushed.`,
 			mux.Handle("/v2/", reg)
 			mux.Handle("/git/", http.StripPrefix("/git", git))
 			mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+			// Ready once the current bundle is indexed, which New and gitserve.New did above.
+			mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 			opts.Logger = log
 			if htpasswd != "" {
 				if opts.BasicAuth, err = serve.LoadHTPasswd(htpasswd); err != nil {
