@@ -1,0 +1,113 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// KustomizationKind is the kind of Kustomization objects.
+const KustomizationKind = "Kustomization"
+
+// GitSourceKind is the only source kind of this version: a Git item of the current bundle in
+// the cache, named by its bundle item name.
+const GitSourceKind = "GitSource"
+
+// Condition types and reasons a Kustomization's status carries.
+const (
+	// ReadyCondition is the condition that says whether the last reconciliation succeeded.
+	ReadyCondition = "Ready"
+
+	// ReconciliationSucceededReason: the build was applied (and, with wait, became ready).
+	ReconciliationSucceededReason = "ReconciliationSucceeded"
+	// BuildFailedReason: the source could not be extracted or kustomize could not build it.
+	BuildFailedReason = "BuildFailed"
+	// ApplyFailedReason: the server rejected an object, or pruning failed.
+	ApplyFailedReason = "ApplyFailed"
+	// HealthCheckFailedReason: with wait, the applied objects did not become ready in time.
+	HealthCheckFailedReason = "HealthCheckFailed"
+	// DependencyNotReadyReason: a dependency is missing, not Ready, or not at its current revision.
+	DependencyNotReadyReason = "DependencyNotReady"
+	// DependencyCycleReason: the Kustomization is part of a dependsOn cycle.
+	DependencyCycleReason = "DependencyCycle"
+	// SourceNotFoundReason: the cache's current bundle has no Git item of that name.
+	SourceNotFoundReason = "SourceNotFound"
+)
+
+// Kustomization builds a folder of a Git source with kustomize and applies it to the cluster
+// with server-side apply.
+type Kustomization struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   KustomizationSpec   `json:"spec,omitempty"`
+	Status KustomizationStatus `json:"status,omitempty"`
+}
+
+// KustomizationSpec is what to build and how to apply it.
+type KustomizationSpec struct {
+	// SourceRef names the source: kind GitSource and the bundle item's name.
+	SourceRef SourceReference `json:"sourceRef"`
+	// Path is the folder of the source to build, relative to its root ("" or "./": the root).
+	Path string `json:"path,omitempty"`
+	// Interval is how often the Kustomization is reconciled.
+	Interval metav1.Duration `json:"interval"`
+	// Prune deletes objects a previous build applied that the current build no longer holds.
+	Prune bool `json:"prune"`
+	// DependsOn lists Kustomizations that must be Ready at their current revision first.
+	DependsOn []DependencyReference `json:"dependsOn,omitempty"`
+	// TargetNamespace sets the namespace of every namespaced object of the build.
+	TargetNamespace string `json:"targetNamespace,omitempty"`
+	// Timeout bounds one reconciliation: build, apply, prune and wait (default: Interval).
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// Wait waits for every applied object to become ready before the Kustomization is Ready.
+	Wait bool `json:"wait,omitempty"`
+	// Suspend stops reconciliation; the status is left as it is.
+	Suspend bool `json:"suspend,omitempty"`
+}
+
+// SourceReference names a source of the cache.
+type SourceReference struct {
+	// Kind is GitSource.
+	Kind string `json:"kind"`
+	// Name is the bundle item's name.
+	Name string `json:"name"`
+}
+
+// DependencyReference names another Kustomization; Namespace defaults to the dependent's.
+type DependencyReference struct {
+	Name      string `json:"name"`
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// KustomizationStatus is what the reconciler observed and did.
+type KustomizationStatus struct {
+	// ObservedGeneration is the generation of the spec last reconciled.
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions holds Ready.
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// LastAppliedRevision is the commit last applied successfully.
+	LastAppliedRevision string `json:"lastAppliedRevision,omitempty"`
+	// LastAttemptedRevision is the commit of the last attempt, successful or not.
+	LastAttemptedRevision string `json:"lastAttemptedRevision,omitempty"`
+	// Inventory lists the objects the Kustomization applied; pruning works from it.
+	Inventory *ResourceInventory `json:"inventory,omitempty"`
+}
+
+// ResourceInventory lists applied objects.
+type ResourceInventory struct {
+	Entries []ResourceRef `json:"entries"`
+}
+
+// ResourceRef is one applied object.
+type ResourceRef struct {
+	// ID is "<namespace>_<name>_<group>_<kind>", as Flux writes it.
+	ID string `json:"id"`
+	// Version is the object's API version (without the group).
+	Version string `json:"v"`
+}
+
+// KustomizationList is a list of Kustomizations.
+type KustomizationList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Kustomization `json:"items"`
+}

@@ -1,0 +1,130 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// DeepCopyInto copies k into out.
+func (k *Kustomization) DeepCopyInto(out *Kustomization) {
+	*out = *k
+	out.TypeMeta = k.TypeMeta
+	k.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	k.Spec.DeepCopyInto(&out.Spec)
+	k.Status.DeepCopyInto(&out.Status)
+}
+
+// DeepCopy returns a copy of k.
+func (k *Kustomization) DeepCopy() *Kustomization {
+	if k == nil {
+		return nil
+	}
+	out := new(Kustomization)
+	k.DeepCopyInto(out)
+	return out
+}
+
+// DeepCopyObject implements runtime.Object.
+func (k *Kustomization) DeepCopyObject() runtime.Object {
+	if c := k.DeepCopy(); c != nil {
+		return c
+	}
+	return nil
+}
+
+// DeepCopyInto copies s into out.
+func (s *KustomizationSpec) DeepCopyInto(out *KustomizationSpec) {
+	*out = *s
+	if s.DependsOn != nil {
+		out.DependsOn = make([]DependencyReference, len(s.DependsOn))
+		copy(out.DependsOn, s.DependsOn)
+	}
+	if s.Timeout != nil {
+		t := *s.Timeout
+		out.Timeout = &t
+	}
+}
+
+// DeepCopy returns a copy of s.
+func (s *KustomizationSpec) DeepCopy() *KustomizationSpec {
+	if s == nil {
+		return nil
+	}
+	out := new(KustomizationSpec)
+	s.DeepCopyInto(out)
+	return out
+}
+
+// DeepCopyInto copies s into out.
+func (s *KustomizationStatus) DeepCopyInto(out *KustomizationStatus) {
+	*out = *s
+	if s.Conditions != nil {
+		out.Conditions = make([]metav1.Condition, len(s.Conditions))
+		for i := range s.Conditions {
+			s.Conditions[i].DeepCopyInto(&out.Conditions[i])
+		}
+	}
+	if s.Inventory != nil {
+		out.Inventory = s.Inventory.DeepCopy()
+	}
+}
+
+// DeepCopy returns a copy of s.
+func (s *KustomizationStatus) DeepCopy() *KustomizationStatus {
+	if s == nil {
+		return nil
+	}
+	out := new(KustomizationStatus)
+	s.DeepCopyInto(out)
+	return out
+}
+
+// DeepCopyInto copies i into out.
+func (i *ResourceInventory) DeepCopyInto(out *ResourceInventory) {
+	*out = *i
+	if i.Entries != nil {
+		out.Entries = make([]ResourceRef, len(i.Entries))
+		copy(out.Entries, i.Entries)
+	}
+}
+
+// DeepCopy returns a copy of i.
+func (i *ResourceInventory) DeepCopy() *ResourceInventory {
+	if i == nil {
+		return nil
+	}
+	out := new(ResourceInventory)
+	i.DeepCopyInto(out)
+	return out
+}
+
+// DeepCopyInto copies l into out.
+func (l *KustomizationList) DeepCopyInto(out *KustomizationList) {
+	*out = *l
+	out.TypeMeta = l.TypeMeta
+	l.ListMeta.DeepCopyInto(&out.ListMeta)
+	if l.Items != nil {
+		out.Items = make([]Kustomization, len(l.Items))
+		for i := range l.Items {
+			l.Items[i].DeepCopyInto(&out.Items[i])
+		}
+	}
+}
+
+// DeepCopy returns a copy of l.
+func (l *KustomizationList) DeepCopy() *KustomizationList {
+	if l == nil {
+		return nil
+	}
+	out := new(KustomizationList)
+	l.DeepCopyInto(out)
+	return out
+}
+
+// DeepCopyObject implements runtime.Object.
+func (l *KustomizationList) DeepCopyObject() runtime.Object {
+	if c := l.DeepCopy(); c != nil {
+		return c
+	}
+	return nil
+}

@@ -1,0 +1,240 @@
+package reconcile
+
+import (
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/kustomize/api/konfig"
+	"sigs.k8s.io/kustomize/api/krusty"
+	kustypes "sigs.k8s.io/kustomize/api/types"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
+)
+
+// Where build puts things in its in-memory file system.
+const (
+	srcRoot     = "/source"
+	overlayRoot = "/ferry-overlay"
+)
+
+// errRemoteRefused is wrapped by the error for a kustomization that names anything remote.
+var errRemoteRefused = fmt.Errorf("remote bases are refused: Ferry builds only from the bundle")
+
+// build runs kustomize on dir (relative to the source's root) in fsys, with the source tree at
+// srcRoot. With a target namespace, an overlay sets it. Remote references and plugins are
+// refused; loading files is restricted to each kustomization's root.
+func build(fsys filesys.FileSystem, dir, targetNamespace string) ([]*unstructured.Unstructured, error) {
+	rel, err := cleanEntry(strings.TrimPrefix(path.Clean("/"+dir), "/"))
+	if err != nil {
+		return nil, fmt.Errorf("path %q: %w", dir, err)
+	}
+	buildDir := path.Join(srcRoot, rel)
+	if !fsys.IsDir(buildDir) {
+		return nil, fmt.Errorf("path %q: no such folder in the source", dir)
+	}
+	if kustomizationFile(fsys, buildDir) == "" {
+		if err := generateKustomization(fsys, buildDir); err != nil {
+			return nil, fmt.Errorf("path %q: %w", dir, err)
+		}
+	}
+	if err := checkLocal(fsys, buildDir, map[string]bool{}); err != nil {
+		return nil, err
+	}
+	root := buildDir
+	if targetNamespace != "" {
+		k := kustypes.Kustomization{
+			TypeMeta:  kustypes.TypeMeta{APIVersion: kustypes.KustomizationVersion, Kind: kustypes.KustomizationKind},
+			Namespace: targetNamespace,
+			Resources: []string{".." + buildDir},
+		}
+		b, err := yaml.Marshal(k)
+		if err != nil {
+			return nil, err
+		}
+		if err := fsys.MkdirAll(overlayRoot); err != nil {
+			return nil, err
+		}
+		if err := fsys.WriteFile(path.Join(overlayRoot, konfig.DefaultKustomizationFileName()), b); err != nil {
+			return nil, err
+		}
+		root = overlayRoot
+	}
+	opts := krusty.MakeDefaultOptions()
+	opts.LoadRestrictions = kustypes.LoadRestrictionsRootOnly
+	opts.PluginConfig = kustypes.DisabledPluginConfig()
+	resMap, err := krusty.MakeKustomizer(opts).Run(fsys, root)
+	if err != nil {
+		return nil, fmt.Errorf("kustomize build %q: %w", dir, err)
+	}
+	var objs []*unstructured.Unstructured
+	for _, res := range resMap.Resources() {
+		m, err := res.Map()
+		if err != nil {
+			return nil, fmt.Errorf("kustomize build %q: %s: %w", dir, res.CurId(), err)
+		}
+		objs = append(objs, &unstructured.Unstructured{Object: m})
+	}
+	return objs, nil
+}
+
+// kustomizationFile returns the path of dir's kustomization file, or "".
+func kustomizationFile(fsys filesys.FileSystem, dir string) string {
+	for _, n := range konfig.RecognizedKustomizationFileNames() {
+		if p := path.Join(dir, n); fsys.Exists(p) && !fsys.IsDir(p) {
+			return p
+		}
+	}
+	return ""
+}
+
+// generateKustomization writes a kustomization.yaml into a folder that has none, listing its
+// manifests (.yaml, .yml, .json) and, for each subfolder, the subfolder itself when it has a
+// kustomization file or else its manifests, recursively.
+func generateKustomization(fsys filesys.FileSystem, dir string) error {
+	var resources []string
+	var walk func(d string) error
+	walk = func(d string) error {
+		names, err := fsys.ReadDir(d)
+		if err != nil {
+			return err
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			p := path.Join(d, n)
+			rel := strings.TrimPrefix(strings.TrimPrefix(p, dir), "/")
+			if fsys.IsDir(p) {
+				if strings.HasPrefix(n, ".") {
+					continue
+				}
+				if kustomizationFile(fsys, p) != "" {
+					resources = append(resources, rel)
+					continue
+				}
+				if err := walk(p); err != nil {
+					return err
+				}
+				continue
+			}
+			switch path.Ext(n) {
+			case ".yaml", ".yml", ".json":
+				resources = append(resources, rel)
+			}
+		}
+		return nil
+	}
+	if err := walk(dir); err != nil {
+		return err
+	}
+	b, err := yaml.Marshal(kustypes.Kustomization{
+		TypeMeta:  kustypes.TypeMeta{APIVersion: kustypes.KustomizationVersion, Kind: kustypes.KustomizationKind},
+		Resources: resources,
+	})
+	if err != nil {
+		return err
+	}
+	return fsys.WriteFile(path.Join(dir, konfig.DefaultKustomizationFileName()), b)
+}
+
+// checkLocal reads dir's kustomization file and refuses any reference to something remote
+// (a Git repository or an HTTP URL), following local bases and components.
+func checkLocal(fsys filesys.FileSystem, dir string, seen map[string]bool) error {
+	if seen[dir] {
+		return nil
+	}
+	seen[dir] = true
+	file := kustomizationFile(fsys, dir)
+	if file == "" {
+		return nil
+	}
+	b, err := fsys.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var k kustypes.Kustomization
+	if err := yaml.Unmarshal(b, &k); err != nil {
+		return fmt.Errorf("%s: %w", strings.TrimPrefix(file, srcRoot+"/"), err)
+	}
+	refuse := func(field, ref string) error {
+		return fmt.Errorf("%s: %s %q: %w", strings.TrimPrefix(file, srcRoot+"/"), field, ref, errRemoteRefused)
+	}
+	// References that may be folders to follow. Deprecated fields are read too: kustomize
+	// still honours them.
+	//lint:ignore SA1019 kustomize still loads bases
+	bases := k.Bases
+	for field, refs := range map[string][]string{
+		"resources": k.Resources, "bases": bases, "components": k.Components,
+		"generators": k.Generators, "transformers": k.Transformers, "validators": k.Validators,
+	} {
+		for _, ref := range refs {
+			if strings.Contains(ref, "\n") { // an inline object (generators, transformers)
+				continue
+			}
+			local := path.Join(dir, ref)
+			if !path.IsAbs(ref) && fsys.Exists(local) {
+				if fsys.IsDir(local) {
+					if err := checkLocal(fsys, local, seen); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			if isRemote(ref) {
+				return refuse(field, ref)
+			}
+		}
+	}
+	// References that are always files.
+	var files []string
+	files = append(files, k.Crds...)
+	files = append(files, k.Configurations...)
+	for _, p := range k.Patches {
+		files = append(files, p.Path)
+	}
+	//lint:ignore SA1019 kustomize still loads patchesJson6902
+	for _, p := range k.PatchesJson6902 {
+		files = append(files, p.Path)
+	}
+	//lint:ignore SA1019 kustomize still loads patchesStrategicMerge
+	for _, p := range k.PatchesStrategicMerge {
+		if !strings.Contains(string(p), "\n") {
+			files = append(files, string(p))
+		}
+	}
+	if p := k.OpenAPI["path"]; p != "" {
+		files = append(files, p)
+	}
+	for _, g := range k.ConfigMapGenerator {
+		files = append(files, g.FileSources...)
+		files = append(files, g.EnvSources...)
+	}
+	for _, g := range k.SecretGenerator {
+		files = append(files, g.FileSources...)
+		files = append(files, g.EnvSources...)
+	}
+	for _, f := range files {
+		if _, v, ok := strings.Cut(f, "="); ok { // key=path of a generator's file source
+			f = v
+		}
+		if f != "" && isRemote(f) {
+			return refuse("file", f)
+		}
+	}
+	return nil
+}
+
+// isRemote reports whether a kustomization reference names something outside the source: a URL
+// with a scheme, an scp-like Git address, or a host-qualified repository path.
+func isRemote(ref string) bool {
+	if strings.Contains(ref, "://") || strings.HasPrefix(ref, "git@") || strings.HasPrefix(ref, "git::") {
+		return true
+	}
+	if strings.Contains(ref, "?ref=") || strings.Contains(ref, "?version=") || strings.Contains(ref, ".git//") {
+		return true
+	}
+	first, _, _ := strings.Cut(ref, "/")
+	return strings.Contains(first, ".") && first != "." && first != ".." && strings.Contains(ref, "/") &&
+		!strings.HasSuffix(first, ".yaml") && !strings.HasSuffix(first, ".yml") && !strings.HasSuffix(first, ".json")
+}

@@ -1,0 +1,297 @@
+package reconcile_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
+	"github.com/ferry-gitops/ferry/bundle"
+	"github.com/ferry-gitops/ferry/cache"
+	"github.com/ferry-gitops/ferry/fetch"
+	"github.com/ferry-gitops/ferry/internal/testbundle"
+	"github.com/ferry-gitops/ferry/internal/testenv"
+	"github.com/ferry-gitops/ferry/reconcile"
+	"github.com/ferry-gitops/ferry/spec"
+	"github.com/ferry-gitops/ferry/verify"
+)
+
+// cluster and gitServer are shared by every test of the package; TestMain starts them and
+// installs Ferry's CRDs.
+var (
+	cluster   *testenv.Cluster
+	gitServer *testenv.GitServer
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "ferry-reconcile-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if cluster, err = testenv.StartCluster(ctx, dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer cluster.Stop()
+	if gitServer, err = testenv.StartGitServer(ctx, dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer gitServer.Stop()
+	if err := reconcile.InstallCRDs(ctx, cluster.Config); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
+
+// env is one test's Git repository, cache, reconciler and namespace for its Kustomizations.
+type env struct {
+	t        *testing.T
+	repo     string
+	ns       string
+	cacheDir string
+	signer   *testbundle.Signer
+	seq      uint64
+	last     digest.Digest
+	r        *reconcile.Reconciler
+	c        client.Client
+	logs     *syncBuffer
+}
+
+// newEnv creates the repository repo holding files, a namespace for Kustomizations named like
+// it, an empty cache and a reconciler over it. Kustomizations the test creates are deleted
+// when it ends, so other tests' ReconcileAll does not see them.
+func newEnv(t *testing.T, repo string, files map[string]string) (*env, string) {
+	t.Helper()
+	ctx := context.Background()
+	commit, err := gitServer.CreateRepo(ctx, repo, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, repo: repo, ns: "ks-" + repo, cacheDir: t.TempDir(), signer: testbundle.NewSigner(t), logs: &syncBuffer{}}
+	e.r, err = reconcile.New(cluster.Config, e.cacheDir, reconcile.Options{Logger: slog.New(slog.NewJSONHandler(e.logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.c = e.r.Client()
+	if err := e.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.ns}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		e.c.DeleteAllOf(context.Background(), &ferryv1.Kustomization{}, client.InNamespace(e.ns))
+	})
+	return e, commit
+}
+
+// commit commits files (an empty content removes a file) and returns the new commit.
+func (e *env) commit(files map[string]string) string {
+	e.t.Helper()
+	c, err := gitServer.Commit(context.Background(), e.repo, files, "change")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+// importBundle carries the repository's main branch as Git item "platform" in a signed bundle
+// (the next sequence) and imports it into the cache.
+func (e *env) importBundle() {
+	e.t.Helper()
+	ctx := context.Background()
+	dir := e.t.TempDir()
+	l, err := bundle.NewLayout(dir)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.seq++
+	b := &bundle.Bundle{Sequence: e.seq, Created: testbundle.Created, Expires: testbundle.Created.Add(30 * 24 * time.Hour), Previous: e.last}
+	item, err := fetch.Git(ctx, l, spec.Git{Name: "platform", URL: gitServer.RepoURL(e.repo), Ref: spec.GitRef{Branch: "main"}}, &fetch.Options{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	b.Items = append(b.Items, item)
+	root, _, err := b.Descriptor()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if root, err = bundle.Write(ctx, l, b, e.signer.Sign(e.t, l, root)); err != nil {
+		e.t.Fatal(err)
+	}
+	e.last = root.Digest
+	c, err := cache.Open(e.cacheDir)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer c.Close()
+	policy := verify.Policy{Keys: []verify.TrustedKey{e.signer.Key("ops")}, Now: func() time.Time { return testbundle.Created.Add(time.Hour) }}
+	read := func(opts ...bundle.ReadOption) (*bundle.Result, error) { return bundle.ReadLayout(ctx, dir, opts...) }
+	if _, err := c.Import(ctx, read, policy); err != nil {
+		e.t.Fatalf("import bundle %d: %v", e.seq, err)
+	}
+}
+
+// kustomization is a Kustomization of e's namespace building path of item "platform".
+func (e *env) kustomization(name, path string, prune bool, dependsOn ...string) *ferryv1.Kustomization {
+	k := &ferryv1.Kustomization{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns},
+		Spec: ferryv1.KustomizationSpec{
+			SourceRef: ferryv1.SourceReference{Kind: ferryv1.GitSourceKind, Name: "platform"},
+			Path:      path,
+			Interval:  metav1.Duration{Duration: time.Minute},
+			Prune:     prune,
+		},
+	}
+	for _, d := range dependsOn {
+		k.Spec.DependsOn = append(k.Spec.DependsOn, ferryv1.DependencyReference{Name: d})
+	}
+	return k
+}
+
+// create creates Kustomizations in the order given.
+func (e *env) create(ks ...*ferryv1.Kustomization) {
+	e.t.Helper()
+	for _, k := range ks {
+		if err := e.c.Create(context.Background(), k); err != nil {
+			e.t.Fatalf("create %s: %v", k.Name, err)
+		}
+	}
+}
+
+// get reads a Kustomization of e's namespace.
+func (e *env) get(name string) *ferryv1.Kustomization {
+	e.t.Helper()
+	var k ferryv1.Kustomization
+	if err := e.c.Get(context.Background(), types.NamespacedName{Namespace: e.ns, Name: name}, &k); err != nil {
+		e.t.Fatal(err)
+	}
+	return &k
+}
+
+// ready returns a Kustomization's Ready condition, failing the test when it has none.
+func (e *env) ready(name string) (*ferryv1.Kustomization, metav1.Condition) {
+	e.t.Helper()
+	k := e.get(name)
+	c := apimeta.FindStatusCondition(k.Status.Conditions, ferryv1.ReadyCondition)
+	if c == nil {
+		e.t.Fatalf("kustomization %s has no Ready condition: %+v", name, k.Status)
+	}
+	return k, *c
+}
+
+// expectReady checks that a Kustomization is Ready at commit.
+func (e *env) expectReady(name, commit string) *ferryv1.Kustomization {
+	e.t.Helper()
+	k, c := e.ready(name)
+	if c.Status != metav1.ConditionTrue || c.Reason != ferryv1.ReconciliationSucceededReason || c.Message != "Applied revision: "+commit {
+		e.t.Fatalf("kustomization %s: Ready = %s %s %q, want True %s %q", name, c.Status, c.Reason, c.Message, ferryv1.ReconciliationSucceededReason, "Applied revision: "+commit)
+	}
+	if k.Status.LastAppliedRevision != commit || k.Status.LastAttemptedRevision != commit {
+		e.t.Fatalf("kustomization %s: lastApplied %q lastAttempted %q, want %s", name, k.Status.LastAppliedRevision, k.Status.LastAttemptedRevision, commit)
+	}
+	if k.Status.ObservedGeneration != k.Generation || c.ObservedGeneration != k.Generation {
+		e.t.Fatalf("kustomization %s: observedGeneration %d (condition %d), generation %d", name, k.Status.ObservedGeneration, c.ObservedGeneration, k.Generation)
+	}
+	return k
+}
+
+// expectNotReady checks a Kustomization's Ready condition is False with reason and a message
+// holding every one of parts.
+func (e *env) expectNotReady(name, reason string, parts ...string) {
+	e.t.Helper()
+	_, c := e.ready(name)
+	if c.Status != metav1.ConditionFalse || c.Reason != reason {
+		e.t.Fatalf("kustomization %s: Ready = %s %s %q, want False %s", name, c.Status, c.Reason, c.Message, reason)
+	}
+	for _, p := range parts {
+		if !strings.Contains(c.Message, p) {
+			e.t.Fatalf("kustomization %s: message %q does not say %q", name, c.Message, p)
+		}
+	}
+}
+
+// configMap reads a ConfigMap; ok is false when it does not exist.
+func (e *env) configMap(ns, name string) (cm corev1.ConfigMap, ok bool) {
+	e.t.Helper()
+	err := e.c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, &cm)
+	if apierrors.IsNotFound(err) {
+		return cm, false
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return cm, true
+}
+
+// applied returns the Kustomizations the reconciler logged as applied, in order.
+func (e *env) applied() []string {
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(e.logs.String()), "\n") {
+		var rec struct {
+			Msg           string `json:"msg"`
+			Kustomization string `json:"kustomization"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "applied" {
+			out = append(out, rec.Kustomization)
+		}
+	}
+	return out
+}
+
+// syncBuffer is a log destination safe for concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// configMapYAML is a ConfigMap manifest; an empty namespace leaves it out.
+func configMapYAML(ns, name, value string) string {
+	s := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + name + "\n"
+	if ns != "" {
+		s += "  namespace: " + ns + "\n"
+	}
+	return s + "data:\n  value: " + value + "\n"
+}
+
+// kustomizationYAML is a kustomization.yaml listing resources.
+func kustomizationYAML(resources ...string) string {
+	s := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n"
+	for _, r := range resources {
+		s += "  - " + r + "\n"
+	}
+	return s
+}

@@ -1,0 +1,325 @@
+package reconcile
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/ferry-gitops/ferry/bundle"
+	"github.com/ferry-gitops/ferry/cache"
+	"github.com/ferry-gitops/ferry/fetch"
+)
+
+// Limits on what a source may hold once extracted.
+const (
+	maxManifestSize = 4 << 20   // an index, manifest or config read whole
+	maxTreeSize     = 512 << 20 // the extracted tree's files together
+	maxTreeEntries  = 100000
+	maxLinkHops     = 40
+)
+
+// errSourceNotFound marks a source the cache's current bundle does not hold.
+var errSourceNotFound = errors.New("source not found")
+
+// source is a Git item of the current bundle.
+type source struct {
+	item   cache.RecordItem
+	commit string
+	flux   ocispec.Descriptor // the tar.gz layer of the tree
+}
+
+// findSource looks up a Git item by name in rec and reads its commit from the pack config.
+func findSource(ctx context.Context, c *cache.Cache, rec *cache.Record, name string) (*source, error) {
+	if rec == nil {
+		return nil, fmt.Errorf("%w: the cache holds no bundle yet", errSourceNotFound)
+	}
+	var item *cache.RecordItem
+	for i := range rec.Items {
+		if rec.Items[i].Name == name {
+			item = &rec.Items[i]
+			break
+		}
+	}
+	if item == nil {
+		return nil, fmt.Errorf("%w: bundle %d has no item %q", errSourceNotFound, rec.Sequence, name)
+	}
+	if item.Kind != bundle.KindGit {
+		return nil, fmt.Errorf("%w: item %q of bundle %d is of kind %s, not git", errSourceNotFound, name, rec.Sequence, item.Kind)
+	}
+	var idx ocispec.Index
+	if err := readJSON(ctx, c, item.Root, &idx); err != nil {
+		return nil, fmt.Errorf("git item %q: root index: %w", name, err)
+	}
+	s := &source{item: *item, commit: item.Revision}
+	var pack, flux *ocispec.Descriptor
+	for i := range idx.Manifests {
+		switch idx.Manifests[i].Annotations[fetch.GitRoleAnnotation] {
+		case fetch.GitRolePack:
+			pack = &idx.Manifests[i]
+		case fetch.GitRoleFlux:
+			flux = &idx.Manifests[i]
+		}
+	}
+	if flux == nil {
+		return nil, fmt.Errorf("git item %q: root index has no manifest with %s=%s", name, fetch.GitRoleAnnotation, fetch.GitRoleFlux)
+	}
+	if pack != nil {
+		var m ocispec.Manifest
+		if err := readJSON(ctx, c, *pack, &m); err != nil {
+			return nil, fmt.Errorf("git item %q: pack manifest: %w", name, err)
+		}
+		if m.Config.MediaType == fetch.GitConfigMediaType {
+			var cfg fetch.GitConfig
+			if err := readJSON(ctx, c, m.Config, &cfg); err != nil {
+				return nil, fmt.Errorf("git item %q: pack config: %w", name, err)
+			}
+			if cfg.Commit != "" {
+				s.commit = cfg.Commit
+			}
+		}
+	}
+	var fm ocispec.Manifest
+	if err := readJSON(ctx, c, *flux, &fm); err != nil {
+		return nil, fmt.Errorf("git item %q: flux manifest: %w", name, err)
+	}
+	if len(fm.Layers) != 1 || fm.Layers[0].MediaType != fetch.GitFluxContentMediaType {
+		return nil, fmt.Errorf("git item %q: flux manifest must have one layer of type %s", name, fetch.GitFluxContentMediaType)
+	}
+	s.flux = fm.Layers[0]
+	return s, nil
+}
+
+// readJSON reads a small blob whole, checks its size and digest, and decodes it.
+func readJSON(ctx context.Context, c *cache.Cache, desc ocispec.Descriptor, v any) error {
+	if desc.Size < 0 || desc.Size > maxManifestSize {
+		return fmt.Errorf("blob %s: size %d out of bounds", desc.Digest, desc.Size)
+	}
+	rc, err := c.Fetch(ctx, desc)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, desc.Size+1))
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", desc.Digest, err)
+	}
+	if int64(len(b)) != desc.Size || digest.FromBytes(b) != desc.Digest {
+		return fmt.Errorf("blob %s: content does not match its descriptor (run 'sync fsck')", desc.Digest)
+	}
+	return json.Unmarshal(b, v)
+}
+
+// extract writes the source's tree into fsys under root, verifying the layer's digest as it
+// streams. It refuses absolute names, ".." and links that leave the tree; a link inside the tree
+// is replaced by a copy of its target, since the in-memory file system has no links.
+func (s *source) extract(ctx context.Context, c *cache.Cache, fsys filesys.FileSystem, root string) error {
+	rc, err := c.Fetch(ctx, s.flux)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	verifier := s.flux.Digest.Verifier()
+	if err := extractTarGz(io.TeeReader(io.LimitReader(rc, s.flux.Size), verifier), fsys, root); err != nil {
+		return err
+	}
+	// Drain what the tar reader left (padding), then check the digest.
+	if _, err := io.Copy(io.Discard, io.TeeReader(io.LimitReader(rc, s.flux.Size), verifier)); err != nil {
+		return err
+	}
+	if !verifier.Verified() {
+		return fmt.Errorf("layer %s: content does not match its digest (run 'sync fsck')", s.flux.Digest)
+	}
+	return nil
+}
+
+// cleanEntry returns a tar entry's name as a clean relative path, or an error for a name that
+// is absolute or climbs out with "..".
+func cleanEntry(name string) (string, error) {
+	n := strings.TrimSuffix(name, "/")
+	if n == "" || n == "." || n == "./" {
+		return "", nil
+	}
+	if strings.HasPrefix(n, "/") || strings.Contains(n, "\\") {
+		return "", fmt.Errorf("tar entry %q: absolute paths are refused", name)
+	}
+	for _, part := range strings.Split(n, "/") {
+		if part == ".." {
+			return "", fmt.Errorf("tar entry %q: '..' is refused", name)
+		}
+	}
+	return path.Clean(n), nil
+}
+
+// extractTarGz writes a tar.gz stream into fsys under root (an absolute, clean path).
+func extractTarGz(r io.Reader, fsys filesys.FileSystem, root string) error {
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		return fmt.Errorf("source archive: %w", err)
+	}
+	tr := tar.NewReader(zr)
+	if err := fsys.MkdirAll(root); err != nil {
+		return err
+	}
+	files := map[string][]byte{} // relative path -> content
+	dirs := map[string]bool{"": true}
+	links := map[string]string{} // relative path -> target as written
+	var total int64
+	for n := 0; ; n++ {
+		if n > maxTreeEntries {
+			return fmt.Errorf("source archive: more than %d entries", maxTreeEntries)
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("source archive: %w", err)
+		}
+		name, err := cleanEntry(hdr.Name)
+		if err != nil {
+			return fmt.Errorf("source archive: %w", err)
+		}
+		if name == "" {
+			continue
+		}
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			dirs[name] = true
+		case tar.TypeReg:
+			total += hdr.Size
+			if hdr.Size < 0 || total > maxTreeSize {
+				return fmt.Errorf("source archive: the tree is larger than %d bytes", maxTreeSize)
+			}
+			b, err := io.ReadAll(io.LimitReader(tr, hdr.Size))
+			if err != nil {
+				return fmt.Errorf("source archive: %s: %w", name, err)
+			}
+			files[name] = b
+		case tar.TypeSymlink:
+			if strings.HasPrefix(hdr.Linkname, "/") {
+				return fmt.Errorf("source archive: link %s -> %s: absolute link targets are refused", name, hdr.Linkname)
+			}
+			links[name] = hdr.Linkname
+		default:
+			return fmt.Errorf("source archive: %s: entry type %q is refused", name, string(hdr.Typeflag))
+		}
+	}
+	if err := resolveLinks(files, dirs, links); err != nil {
+		return fmt.Errorf("source archive: %w", err)
+	}
+	var dirNames []string
+	for d := range dirs {
+		dirNames = append(dirNames, d)
+	}
+	sort.Strings(dirNames)
+	for _, d := range dirNames {
+		if err := fsys.MkdirAll(path.Join(root, d)); err != nil {
+			return err
+		}
+	}
+	for name, b := range files {
+		if err := fsys.MkdirAll(path.Join(root, path.Dir(name))); err != nil {
+			return err
+		}
+		if err := fsys.WriteFile(path.Join(root, name), b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resolveLinks replaces each link by a copy of its target (a file, or a folder with everything
+// under it), resolving the target one name at a time the way a checkout would, through other
+// links; a target whose way leaves the tree, loops or ends nowhere is an error.
+func resolveLinks(files map[string][]byte, dirs map[string]bool, links map[string]string) error {
+	names := make([]string, 0, len(links))
+	for l := range links {
+		names = append(names, l)
+	}
+	sort.Strings(names)
+	for _, l := range names {
+		hops := 0
+		parts, err := walkLinks(links, parentParts(l), links[l], &hops)
+		if err != nil {
+			return fmt.Errorf("link %s -> %s: %w", l, links[l], err)
+		}
+		target := strings.Join(parts, "/")
+		if b, ok := files[target]; ok {
+			files[l] = b
+			continue
+		}
+		if dirs[target] {
+			if target == "" || l == target || strings.HasPrefix(l, target+"/") {
+				return fmt.Errorf("link %s -> %s: points at a folder that holds it", l, links[l])
+			}
+			dirs[l] = true
+			for f, b := range files {
+				if rest, ok := strings.CutPrefix(f, target+"/"); ok {
+					files[path.Join(l, rest)] = b
+				}
+			}
+			for d := range dirs {
+				if rest, ok := strings.CutPrefix(d, target+"/"); ok {
+					dirs[path.Join(l, rest)] = true
+				}
+			}
+			continue
+		}
+		return fmt.Errorf("link %s -> %s: target not in the tree", l, links[l])
+	}
+	return nil
+}
+
+// parentParts returns the names of the folders holding the relative path p.
+func parentParts(p string) []string {
+	d := path.Dir(p)
+	if d == "." {
+		return nil
+	}
+	return strings.Split(d, "/")
+}
+
+// walkLinks resolves target from the folder base (as names from the root), following links
+// met on the way; it returns the resolved path's names.
+func walkLinks(links map[string]string, base []string, target string, hops *int) ([]string, error) {
+	cur := append([]string(nil), base...)
+	for _, part := range strings.Split(target, "/") {
+		switch part {
+		case "", ".":
+			continue
+		case "..":
+			if len(cur) == 0 {
+				return nil, errors.New("leaves the tree")
+			}
+			cur = cur[:len(cur)-1]
+			continue
+		}
+		cur = append(cur, part)
+		next, ok := links[strings.Join(cur, "/")]
+		if !ok {
+			continue
+		}
+		if *hops++; *hops > maxLinkHops {
+			return nil, errors.New("too many links (a loop?)")
+		}
+		if strings.HasPrefix(next, "/") {
+			return nil, errors.New("leaves the tree through an absolute link")
+		}
+		var err error
+		if cur, err = walkLinks(links, cur[:len(cur)-1], next, hops); err != nil {
+			return nil, err
+		}
+	}
+	return cur, nil
+}
