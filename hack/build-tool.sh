@@ -38,7 +38,7 @@ case $name in
     go get "$module@$version"
     go build -o "$bin/etcd" "$module"
     ;;
-  kube-apiserver)
+  kube-apiserver|kubectl)
     # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with local
     # paths; a consumer replaces each with the published module at the matching v0.x version.
     staging=$extra
@@ -48,11 +48,11 @@ case $name in
     for m in $(awk '/^require/,/^\)/ { if ($2 == "v0.0.0") print $1 }' "$gomod"); do
       go mod edit -replace="$m=$m@$staging"
     done
-    go get "$module/cmd/kube-apiserver@$version"
+    go get "$module/cmd/$name@$version"
     minor=$(echo "$version" | cut -d. -f2)
-    go build -o "$bin/kube-apiserver" -ldflags "-X k8s.io/component-base/version.gitVersion=$version \
+    go build -o "$bin/$name" -ldflags "-X k8s.io/component-base/version.gitVersion=$version \
       -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
-      "$module/cmd/kube-apiserver"
+      "$module/cmd/$name"
     ;;
   *) echo "build-tool.sh: unknown tool $name" >&2; exit 2 ;;
 esac
