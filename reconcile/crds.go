@@ -14,22 +14,32 @@ import (
 	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
 )
 
-// InstallCRDs applies Ferry's CRDs with server-side apply (field manager "ferry") and waits
-// until the API server has established them.
+// InstallCRDs applies Ferry's CRDs (Kustomization and HelmRelease) with server-side apply
+// (field manager "ferry") and waits until the API server has established them.
 func InstallCRDs(ctx context.Context, cfg *rest.Config) error {
 	c, err := client.New(cfg, client.Options{})
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
+	for _, doc := range ferryv1.CRDs() {
+		if err := installCRD(ctx, c, doc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// installCRD applies one CRD and waits until it is established.
+func installCRD(ctx context.Context, c client.Client, doc []byte) error {
 	crd := &unstructured.Unstructured{}
-	if err := yaml.Unmarshal(ferryv1.KustomizationCRD, &crd.Object); err != nil {
+	if err := yaml.Unmarshal(doc, &crd.Object); err != nil {
 		return fmt.Errorf("embedded CRD: %w", err)
 	}
 	name := crd.GetName()
 	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(crd), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
 		return fmt.Errorf("apply CRD %s: %w", name, err)
 	}
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		got := &unstructured.Unstructured{}
 		got.SetGroupVersionKind(crd.GroupVersionKind())
 		if err := c.Get(ctx, client.ObjectKey{Name: name}, got); err != nil {

@@ -1,8 +1,11 @@
-// Package reconcile is Ferry's cluster-side reconciler for Kustomizations (ferry.dev/v1alpha1):
-// for each one it takes the Git item it names from the cache's current bundle, extracts the
-// item's tree into memory, builds the Kustomization's path with kustomize (no remote bases, no
-// plugins), applies the result with server-side apply (field manager "ferry"), prunes what the
-// previous build applied and this one no longer holds, and writes the outcome to the status.
+// Package reconcile is Ferry's cluster-side reconciler for Kustomizations and HelmReleases
+// (ferry.dev/v1alpha1). For a Kustomization it takes the Git item it names from the cache's
+// current bundle, extracts the item's tree into memory, builds the Kustomization's path with
+// kustomize (no remote bases, no plugins), applies the result with server-side apply (field
+// manager "ferry"), prunes what the previous build applied and this one no longer holds, and
+// writes the outcome to the status. For a HelmRelease it loads the chart item it names, merges
+// the values, and installs or upgrades the release with Helm's SDK, rolling a failed upgrade
+// back.
 //
 // The caller runs ReconcileAll every interval; re-applying is idempotent and corrects drift.
 // docs/reconcile.md describes ordering by dependsOn, pruning and the status contract.

@@ -9,15 +9,44 @@ import (
 	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
 )
 
-// dependencies returns the keys k depends on (a dependency's namespace defaults to k's).
-func dependencies(k *ferryv1.Kustomization) []types.NamespacedName {
-	var out []types.NamespacedName
-	for _, d := range k.Spec.DependsOn {
-		ns := d.Namespace
-		if ns == "" {
-			ns = k.Namespace
+// objKey names a Kustomization or a HelmRelease.
+type objKey struct {
+	Kind string
+	types.NamespacedName
+}
+
+// sortKey orders keys by namespace/name, then kind.
+func (k objKey) sortKey() string { return k.NamespacedName.String() + "\x00" + k.Kind }
+
+// label writes k as "ns/name", prefixed with its kind when the kind is not self's.
+func (k objKey) label(selfKind string) string {
+	if k.Kind == selfKind {
+		return k.NamespacedName.String()
+	}
+	return k.Kind + " " + k.NamespacedName.String()
+}
+
+func kustomizationKey(k *ferryv1.Kustomization) objKey {
+	return objKey{Kind: ferryv1.KustomizationKind, NamespacedName: types.NamespacedName{Namespace: k.Namespace, Name: k.Name}}
+}
+
+func helmReleaseKey(h *ferryv1.HelmRelease) objKey {
+	return objKey{Kind: ferryv1.HelmReleaseKind, NamespacedName: types.NamespacedName{Namespace: h.Namespace, Name: h.Name}}
+}
+
+// dependencyKeys returns the keys refs name; a dependency's kind defaults to kind and its
+// namespace to ns.
+func dependencyKeys(kind, ns string, refs []ferryv1.DependencyReference) []objKey {
+	var out []objKey
+	for _, d := range refs {
+		k := objKey{Kind: d.Kind, NamespacedName: types.NamespacedName{Namespace: d.Namespace, Name: d.Name}}
+		if k.Kind == "" {
+			k.Kind = kind
 		}
-		out = append(out, types.NamespacedName{Namespace: ns, Name: d.Name})
+		if k.Namespace == "" {
+			k.Namespace = ns
+		}
+		out = append(out, k)
 	}
 	return out
 }
@@ -26,18 +55,39 @@ func dependencies(k *ferryv1.Kustomization) []types.NamespacedName {
 // Kustomizations that depend on nothing among themselves keep namespace/name order. cycles maps
 // each member of a cycle to the cycle, written "ns/a -> ns/b -> ns/a".
 func plan(ks []*ferryv1.Kustomization) (order []*ferryv1.Kustomization, cycles map[types.NamespacedName]string) {
-	byKey := map[types.NamespacedName]*ferryv1.Kustomization{}
-	var keys []types.NamespacedName
+	byKey := map[objKey]*ferryv1.Kustomization{}
+	deps := map[objKey][]objKey{}
 	for _, k := range ks {
-		key := types.NamespacedName{Namespace: k.Namespace, Name: k.Name}
+		key := kustomizationKey(k)
 		byKey[key] = k
+		deps[key] = dependencyKeys(ferryv1.KustomizationKind, k.Namespace, k.Spec.DependsOn)
+	}
+	keys, c := planGraph(deps)
+	for _, key := range keys {
+		order = append(order, byKey[key])
+	}
+	cycles = map[types.NamespacedName]string{}
+	for key, desc := range c {
+		cycles[key.NamespacedName] = desc
+	}
+	return order, cycles
+}
+
+// planGraph orders the keys of deps (each key mapped to what it depends on) so that each comes
+// after its dependencies, and finds the cycles. Keys that depend on nothing among themselves
+// keep namespace/name order; dependencies on keys not in deps are left out. cycles maps each
+// member of a cycle to the cycle, written "ns/a -> ns/b -> ns/a" (each member prefixed with its
+// kind when the cycle mixes kinds).
+func planGraph(deps map[objKey][]objKey) (order []objKey, cycles map[objKey]string) {
+	var keys []objKey
+	for key := range deps {
 		keys = append(keys, key)
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
-	edges := map[types.NamespacedName][]types.NamespacedName{}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].sortKey() < keys[j].sortKey() })
+	edges := map[objKey][]objKey{}
 	for _, key := range keys {
-		for _, d := range dependencies(byKey[key]) {
-			if _, ok := byKey[d]; ok {
+		for _, d := range deps[key] {
+			if _, ok := deps[d]; ok {
 				edges[key] = append(edges[key], d)
 			}
 		}
@@ -45,14 +95,14 @@ func plan(ks []*ferryv1.Kustomization) (order []*ferryv1.Kustomization, cycles m
 
 	// Tarjan's strongly connected components; a component of more than one member, or one
 	// member depending on itself, is a cycle. Components come out dependencies first.
-	index := map[types.NamespacedName]int{}
-	low := map[types.NamespacedName]int{}
-	onStack := map[types.NamespacedName]bool{}
-	var stack []types.NamespacedName
-	var comps [][]types.NamespacedName
+	index := map[objKey]int{}
+	low := map[objKey]int{}
+	onStack := map[objKey]bool{}
+	var stack []objKey
+	var comps [][]objKey
 	next := 0
-	var strong func(v types.NamespacedName)
-	strong = func(v types.NamespacedName) {
+	var strong func(v objKey)
+	strong = func(v objKey) {
 		index[v], low[v] = next, next
 		next++
 		stack = append(stack, v)
@@ -66,7 +116,7 @@ func plan(ks []*ferryv1.Kustomization) (order []*ferryv1.Kustomization, cycles m
 			}
 		}
 		if low[v] == index[v] {
-			var comp []types.NamespacedName
+			var comp []objKey
 			for {
 				w := stack[len(stack)-1]
 				stack = stack[:len(stack)-1]
@@ -85,7 +135,7 @@ func plan(ks []*ferryv1.Kustomization) (order []*ferryv1.Kustomization, cycles m
 		}
 	}
 
-	cycles = map[types.NamespacedName]string{}
+	cycles = map[objKey]string{}
 	for _, comp := range comps {
 		self := len(comp) == 1 && contains(edges[comp[0]], comp[0])
 		if len(comp) > 1 || self {
@@ -94,30 +144,33 @@ func plan(ks []*ferryv1.Kustomization) (order []*ferryv1.Kustomization, cycles m
 				cycles[m] = desc
 			}
 		}
-		sort.Slice(comp, func(i, j int) bool { return comp[i].String() < comp[j].String() })
-		for _, m := range comp {
-			order = append(order, byKey[m])
-		}
+		sort.Slice(comp, func(i, j int) bool { return comp[i].sortKey() < comp[j].sortKey() })
+		order = append(order, comp...)
 	}
 	return order, cycles
 }
 
 // describeCycle walks a strongly connected component from its first member (by name) along
-// edges inside it until a member repeats: "ns/a -> ns/b -> ns/a".
-func describeCycle(comp []types.NamespacedName, edges map[types.NamespacedName][]types.NamespacedName) string {
-	in := map[types.NamespacedName]bool{}
+// edges inside it until a member repeats: "ns/a -> ns/b -> ns/a". When the component mixes
+// kinds, each member is prefixed with its kind.
+func describeCycle(comp []objKey, edges map[objKey][]objKey) string {
+	in := map[objKey]bool{}
 	start := comp[0]
+	kind := comp[0].Kind
 	for _, m := range comp {
 		in[m] = true
-		if m.String() < start.String() {
+		if m.sortKey() < start.sortKey() {
 			start = m
 		}
+		if m.Kind != kind {
+			kind = ""
+		}
 	}
-	path := []string{start.String()}
-	visited := map[types.NamespacedName]bool{start: true}
+	path := []string{start.label(kind)}
+	visited := map[objKey]bool{start: true}
 	cur := start
 	for {
-		var nxt types.NamespacedName
+		var nxt objKey
 		found := false
 		for _, w := range edges[cur] {
 			if in[w] && (!visited[w] || w == start) {
@@ -138,7 +191,7 @@ func describeCycle(comp []types.NamespacedName, edges map[types.NamespacedName][
 		if !found {
 			break
 		}
-		path = append(path, nxt.String())
+		path = append(path, nxt.label(kind))
 		if visited[nxt] {
 			break
 		}
@@ -148,7 +201,7 @@ func describeCycle(comp []types.NamespacedName, edges map[types.NamespacedName][
 	return strings.Join(path, " -> ")
 }
 
-func contains(keys []types.NamespacedName, k types.NamespacedName) bool {
+func contains(keys []objKey, k objKey) bool {
 	for _, x := range keys {
 		if x == k {
 			return true

@@ -43,9 +43,10 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Reconciler reconciles the cluster's Kustomizations from a cache.
+// Reconciler reconciles the cluster's Kustomizations and HelmReleases from a cache.
 type Reconciler struct {
 	client   client.Client
+	restCfg  *rest.Config
 	manager  *ssa.ResourceManager
 	cacheDir string
 	log      *slog.Logger
@@ -81,6 +82,7 @@ func New(cfg *rest.Config, cacheDir string, o Options) (*Reconciler, error) {
 	}
 	return &Reconciler{
 		client:   c,
+		restCfg:  rest.CopyConfig(cfg),
 		manager:  ssa.NewResourceManager(c, poller, ssa.Owner{Field: FieldManager, Group: OwnerGroup}),
 		cacheDir: cacheDir,
 		log:      log,
@@ -90,14 +92,17 @@ func New(cfg *rest.Config, cacheDir string, o Options) (*Reconciler, error) {
 // Client returns the reconciler's Kubernetes client.
 func (r *Reconciler) Client() client.Client { return r.client }
 
-// pass is what one reconciliation sees: one cache record and every Kustomization.
+// pass is what one reconciliation sees: one cache record, every Kustomization and every
+// HelmRelease.
 type pass struct {
-	cache   *cache.Cache
-	record  *cache.Record
-	byKey   map[types.NamespacedName]*ferryv1.Kustomization
-	order   []*ferryv1.Kustomization
-	cycles  map[types.NamespacedName]string
-	sources map[string]*source // by item name
+	cache        *cache.Cache
+	record       *cache.Record
+	byKey        map[types.NamespacedName]*ferryv1.Kustomization
+	helmReleases map[types.NamespacedName]*ferryv1.HelmRelease
+	order        []objKey
+	cycles       map[objKey]string
+	sources      map[string]*source    // by item name
+	charts       map[string]*chartItem // by item name
 }
 
 func (r *Reconciler) newPass(ctx context.Context) (*pass, error) {
@@ -113,14 +118,31 @@ func (r *Reconciler) newPass(ctx context.Context) (*pass, error) {
 	if err := r.client.List(ctx, &list); err != nil {
 		return nil, fmt.Errorf("list kustomizations: %w", err)
 	}
-	p := &pass{cache: c, record: rec, byKey: map[types.NamespacedName]*ferryv1.Kustomization{}, sources: map[string]*source{}}
-	var ks []*ferryv1.Kustomization
+	var hrs ferryv1.HelmReleaseList
+	if err := r.client.List(ctx, &hrs); err != nil {
+		return nil, fmt.Errorf("list helmreleases: %w", err)
+	}
+	p := &pass{
+		cache: c, record: rec,
+		byKey:        map[types.NamespacedName]*ferryv1.Kustomization{},
+		helmReleases: map[types.NamespacedName]*ferryv1.HelmRelease{},
+		sources:      map[string]*source{},
+		charts:       map[string]*chartItem{},
+	}
+	deps := map[objKey][]objKey{}
 	for i := range list.Items {
 		k := &list.Items[i]
-		ks = append(ks, k)
-		p.byKey[types.NamespacedName{Namespace: k.Namespace, Name: k.Name}] = k
+		key := kustomizationKey(k)
+		p.byKey[key.NamespacedName] = k
+		deps[key] = dependencyKeys(ferryv1.KustomizationKind, k.Namespace, k.Spec.DependsOn)
 	}
-	p.order, p.cycles = plan(ks)
+	for i := range hrs.Items {
+		h := &hrs.Items[i]
+		key := helmReleaseKey(h)
+		p.helmReleases[key.NamespacedName] = h
+		deps[key] = dependencyKeys(ferryv1.HelmReleaseKind, h.Namespace, h.Spec.DependsOn)
+	}
+	p.order, p.cycles = planGraph(deps)
 	return p, nil
 }
 
@@ -137,17 +159,23 @@ func (p *pass) source(ctx context.Context, name string) (*source, error) {
 	return s, nil
 }
 
-// ReconcileAll reconciles every Kustomization of the cluster, each after its dependencies,
-// from the cache's current bundle. It returns the failures joined, each naming its
-// Kustomization; every outcome is also in the Kustomization's status.
+// ReconcileAll reconciles every Kustomization and HelmRelease of the cluster, each after its
+// dependencies, from the cache's current bundle. It returns the failures joined, each naming
+// its object; every outcome is also in the object's status.
 func (r *Reconciler) ReconcileAll(ctx context.Context) error {
 	p, err := r.newPass(ctx)
 	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, k := range p.order {
-		if err := r.reconcile(ctx, p, k); err != nil {
+	for _, key := range p.order {
+		switch key.Kind {
+		case ferryv1.KustomizationKind:
+			err = r.reconcile(ctx, p, p.byKey[key.NamespacedName])
+		case ferryv1.HelmReleaseKind:
+			err = r.reconcileHelmRelease(ctx, p, p.helmReleases[key.NamespacedName])
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -155,6 +183,7 @@ func (r *Reconciler) ReconcileAll(ctx context.Context) error {
 }
 
 // Reconcile reconciles one Kustomization; its dependencies must already be Ready.
+// ReconcileHelmRelease does the same for a HelmRelease.
 func (r *Reconciler) Reconcile(ctx context.Context, key types.NamespacedName) error {
 	p, err := r.newPass(ctx)
 	if err != nil {
@@ -218,8 +247,7 @@ func (r *Reconciler) reconcile(ctx context.Context, p *pass, k *ferryv1.Kustomiz
 
 // run does one reconciliation and updates k's status fields but its Ready condition.
 func (r *Reconciler) run(ctx context.Context, p *pass, k *ferryv1.Kustomization, log *slog.Logger) outcome {
-	key := types.NamespacedName{Namespace: k.Namespace, Name: k.Name}
-	if c, ok := p.cycles[key]; ok {
+	if c, ok := p.cycles[kustomizationKey(k)]; ok {
 		return outcome{reason: ferryv1.DependencyCycleReason, message: "dependency cycle: " + c}
 	}
 	if k.Spec.SourceRef.Kind != ferryv1.GitSourceKind {
@@ -299,29 +327,101 @@ func (r *Reconciler) run(ctx context.Context, p *pass, k *ferryv1.Kustomization,
 // dependenciesReady returns "" when every dependency of k is Ready at its current revision,
 // and otherwise says which is not.
 func (r *Reconciler) dependenciesReady(ctx context.Context, p *pass, k *ferryv1.Kustomization) string {
-	for _, d := range dependencies(k) {
-		dep, ok := p.byKey[d]
-		if !ok {
-			var got ferryv1.Kustomization
-			if err := r.client.Get(ctx, d, &got); err != nil {
-				if apierrors.IsNotFound(err) {
-					return fmt.Sprintf("dependency %s not found", d)
-				}
-				return fmt.Sprintf("dependency %s: %v", d, err)
-			}
-			dep = &got
-		}
-		ready := apimeta.FindStatusCondition(dep.Status.Conditions, ferryv1.ReadyCondition)
-		if ready == nil || ready.Status != metav1.ConditionTrue || dep.Status.ObservedGeneration != dep.Generation {
-			return fmt.Sprintf("dependency %s is not ready", d)
-		}
-		if dep.Spec.SourceRef.Kind == ferryv1.GitSourceKind {
-			if src, err := p.source(ctx, dep.Spec.SourceRef.Name); err == nil && dep.Status.LastAppliedRevision != src.commit {
-				return fmt.Sprintf("dependency %s is at revision %q, not yet at %s", d, dep.Status.LastAppliedRevision, src.commit)
-			}
+	for _, d := range dependencyKeys(ferryv1.KustomizationKind, k.Namespace, k.Spec.DependsOn) {
+		if msg := r.dependencyReady(ctx, p, d, ferryv1.KustomizationKind); msg != "" {
+			return msg
 		}
 	}
 	return ""
+}
+
+// dependencyReady returns "" when the Kustomization or HelmRelease d is Ready at its current
+// generation and at the current revision of its source (the commit of its Git item, or the
+// version of its chart item), and otherwise says why not. selfKind is the dependent's kind:
+// d is named with its kind when that differs.
+func (r *Reconciler) dependencyReady(ctx context.Context, p *pass, d objKey, selfKind string) string {
+	label := d.label(selfKind)
+	var (
+		obj     client.Object
+		conds   *[]metav1.Condition
+		applied *string
+		current func() (string, bool)
+	)
+	switch d.Kind {
+	case ferryv1.KustomizationKind:
+		dep, ok := p.byKey[d.NamespacedName]
+		if !ok {
+			dep = &ferryv1.Kustomization{}
+		}
+		obj, conds, applied = dep, &dep.Status.Conditions, &dep.Status.LastAppliedRevision
+		current = func() (string, bool) {
+			if dep.Spec.SourceRef.Kind != ferryv1.GitSourceKind {
+				return "", false
+			}
+			src, err := p.source(ctx, dep.Spec.SourceRef.Name)
+			if err != nil {
+				return "", false
+			}
+			return src.commit, true
+		}
+		if ok {
+			break
+		}
+		if msg := r.getDependency(ctx, d, label, dep); msg != "" {
+			return msg
+		}
+	case ferryv1.HelmReleaseKind:
+		dep, ok := p.helmReleases[d.NamespacedName]
+		if !ok {
+			dep = &ferryv1.HelmRelease{}
+		}
+		obj, conds, applied = dep, &dep.Status.Conditions, &dep.Status.LastAppliedRevision
+		current = func() (string, bool) {
+			ch, err := p.chart(ctx, dep.Spec.Chart.Name)
+			if err != nil {
+				return "", false
+			}
+			return ch.version, true
+		}
+		if ok {
+			break
+		}
+		if msg := r.getDependency(ctx, d, label, dep); msg != "" {
+			return msg
+		}
+	default:
+		return fmt.Sprintf("dependency %s: kind %q is not supported", label, d.Kind)
+	}
+	ready := apimeta.FindStatusCondition(*conds, ferryv1.ReadyCondition)
+	if ready == nil || ready.Status != metav1.ConditionTrue || observedGeneration(obj) != obj.GetGeneration() {
+		return fmt.Sprintf("dependency %s is not ready", label)
+	}
+	if rev, ok := current(); ok && *applied != rev {
+		return fmt.Sprintf("dependency %s is at revision %q, not yet at %s", label, *applied, rev)
+	}
+	return ""
+}
+
+// getDependency reads a dependency the pass did not list into obj; it returns "" on success.
+func (r *Reconciler) getDependency(ctx context.Context, d objKey, label string, obj client.Object) string {
+	if err := r.client.Get(ctx, d.NamespacedName, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Sprintf("dependency %s not found", label)
+		}
+		return fmt.Sprintf("dependency %s: %v", label, err)
+	}
+	return ""
+}
+
+// observedGeneration returns the status.observedGeneration of a Kustomization or HelmRelease.
+func observedGeneration(obj client.Object) int64 {
+	switch o := obj.(type) {
+	case *ferryv1.Kustomization:
+		return o.Status.ObservedGeneration
+	case *ferryv1.HelmRelease:
+		return o.Status.ObservedGeneration
+	}
+	return -1
 }
 
 // inventoryOf lists a change set's objects as inventory entries, sorted by id.

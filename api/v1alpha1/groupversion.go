@@ -22,6 +22,14 @@ var GroupVersion = schema.GroupVersion{Group: Group, Version: Version}
 //go:embed crds/ferry.dev_kustomizations.yaml
 var KustomizationCRD []byte
 
+// HelmReleaseCRD is the CustomResourceDefinition of HelmRelease, as YAML.
+//
+//go:embed crds/ferry.dev_helmreleases.yaml
+var HelmReleaseCRD []byte
+
+// CRDs returns every CRD of Ferry's API, as YAML.
+func CRDs() [][]byte { return [][]byte{KustomizationCRD, HelmReleaseCRD} }
+
 var (
 	// SchemeBuilder registers Ferry's types.
 	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
@@ -30,7 +38,7 @@ var (
 )
 
 func addKnownTypes(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &Kustomization{}, &KustomizationList{})
+	s.AddKnownTypes(GroupVersion, &Kustomization{}, &KustomizationList{}, &HelmRelease{}, &HelmReleaseList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }

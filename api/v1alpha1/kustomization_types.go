@@ -52,7 +52,8 @@ type KustomizationSpec struct {
 	Interval metav1.Duration `json:"interval"`
 	// Prune deletes objects a previous build applied that the current build no longer holds.
 	Prune bool `json:"prune"`
-	// DependsOn lists Kustomizations that must be Ready at their current revision first.
+	// DependsOn lists Kustomizations and HelmReleases that must be Ready at their current
+	// revision first.
 	DependsOn []DependencyReference `json:"dependsOn,omitempty"`
 	// TargetNamespace sets the namespace of every namespaced object of the build.
 	TargetNamespace string `json:"targetNamespace,omitempty"`
@@ -72,8 +73,11 @@ type SourceReference struct {
 	Name string `json:"name"`
 }
 
-// DependencyReference names another Kustomization; Namespace defaults to the dependent's.
+// DependencyReference names another Kustomization or HelmRelease; Kind defaults to the
+// dependent's kind and Namespace to the dependent's namespace.
 type DependencyReference struct {
+	// Kind is Kustomization or HelmRelease.
+	Kind      string `json:"kind,omitempty"`
 	Name      string `json:"name"`
 	Namespace string `json:"namespace,omitempty"`
 }

@@ -1,0 +1,104 @@
+package reconcile
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	"helm.sh/helm/v4/pkg/registry"
+
+	"github.com/ferry-gitops/ferry/bundle"
+	"github.com/ferry-gitops/ferry/cache"
+)
+
+// maxChartSize bounds a chart archive read from the cache.
+const maxChartSize = 64 << 20
+
+// chartItem is a chart item of the current bundle.
+type chartItem struct {
+	name    string
+	version string
+	layer   ocispec.Descriptor // the chart archive (.tgz)
+}
+
+// findChart looks up a chart item by name in rec and finds its chart layer.
+func findChart(ctx context.Context, c *cache.Cache, rec *cache.Record, name string) (*chartItem, error) {
+	if rec == nil {
+		return nil, fmt.Errorf("%w: the cache holds no bundle yet", errSourceNotFound)
+	}
+	var item *cache.RecordItem
+	for i := range rec.Items {
+		if rec.Items[i].Name == name {
+			item = &rec.Items[i]
+			break
+		}
+	}
+	if item == nil {
+		return nil, fmt.Errorf("%w: bundle %d has no item %q", errSourceNotFound, rec.Sequence, name)
+	}
+	if item.Kind != bundle.KindChart {
+		return nil, fmt.Errorf("%w: item %q of bundle %d is of kind %s, not chart", errSourceNotFound, name, rec.Sequence, item.Kind)
+	}
+	var m ocispec.Manifest
+	if err := readJSON(ctx, c, item.Root, &m); err != nil {
+		return nil, fmt.Errorf("chart item %q: manifest: %w", name, err)
+	}
+	ch := &chartItem{name: name, version: item.Revision}
+	found := 0
+	for _, l := range m.Layers {
+		if l.MediaType == registry.ChartLayerMediaType || l.MediaType == registry.LegacyChartLayerMediaType {
+			ch.layer = l
+			found++
+		}
+	}
+	if found != 1 {
+		return nil, fmt.Errorf("chart item %q: manifest has %d chart layers, want one of type %s", name, found, registry.ChartLayerMediaType)
+	}
+	return ch, nil
+}
+
+// load reads the chart archive, checks its digest, and loads it with Helm's loader; the chart
+// must be at the item's version.
+func (ch *chartItem) load(ctx context.Context, c *cache.Cache) (*chart.Chart, error) {
+	if ch.layer.Size < 0 || ch.layer.Size > maxChartSize {
+		return nil, fmt.Errorf("chart archive %s: size %d out of bounds", ch.layer.Digest, ch.layer.Size)
+	}
+	rc, err := c.Fetch(ctx, ch.layer)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, ch.layer.Size+1))
+	if err != nil {
+		return nil, fmt.Errorf("chart archive %s: %w", ch.layer.Digest, err)
+	}
+	if int64(len(b)) != ch.layer.Size || digest.FromBytes(b) != ch.layer.Digest {
+		return nil, fmt.Errorf("chart archive %s: content does not match its descriptor (run 'sync fsck')", ch.layer.Digest)
+	}
+	loaded, err := loader.LoadArchive(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("load chart archive: %w", err)
+	}
+	if loaded.Metadata == nil || loaded.Metadata.Version != ch.version {
+		return nil, fmt.Errorf("chart archive of item %q is not at version %s", ch.name, ch.version)
+	}
+	return loaded, nil
+}
+
+// chart returns the named chart item of the pass's record, looked up once per pass.
+func (p *pass) chart(ctx context.Context, name string) (*chartItem, error) {
+	if ch, ok := p.charts[name]; ok {
+		return ch, nil
+	}
+	ch, err := findChart(ctx, p.cache, p.record, name)
+	if err != nil {
+		return nil, err
+	}
+	p.charts[name] = ch
+	return ch, nil
+}

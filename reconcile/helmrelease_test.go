@@ -1,0 +1,414 @@
+package reconcile_test
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
+	"github.com/ferry-gitops/ferry/bundle"
+	"github.com/ferry-gitops/ferry/cache"
+	"github.com/ferry-gitops/ferry/fetch"
+	"github.com/ferry-gitops/ferry/internal/testbundle"
+	"github.com/ferry-gitops/ferry/internal/testenv"
+	"github.com/ferry-gitops/ferry/spec"
+	"github.com/ferry-gitops/ferry/verify"
+)
+
+// chartTemplate renders a ConfigMap <release>-cm holding the value greeting and the chart's
+// version.
+const chartTemplate = `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-cm
+data:
+  greeting: {{ .Values.greeting | quote }}
+  chart: {{ .Chart.Version | quote }}
+`
+
+// badTemplate is a ConfigMap whose name the API server rejects.
+const badTemplate = `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: Not_A_Valid_Name
+data:
+  x: "y"
+`
+
+// helmEnv is an env with a Helm repository whose charts go into the bundles.
+type helmEnv struct {
+	*env
+	charts *testenv.HelmRepo
+}
+
+func newHelmEnv(t *testing.T, name string, files map[string]string) (*helmEnv, string) {
+	t.Helper()
+	e, commit := newEnv(t, name, files)
+	repo, err := testenv.StartHelmRepo(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { repo.Stop() })
+	t.Cleanup(func() {
+		e.c.DeleteAllOf(context.Background(), &ferryv1.HelmRelease{}, client.InNamespace(e.ns))
+	})
+	return &helmEnv{env: e, charts: repo}, commit
+}
+
+// addChart packages chart "app" at version with the ConfigMap template and more templates.
+func (h *helmEnv) addChart(version string, more map[string]string) {
+	h.t.Helper()
+	templates := map[string]string{"configmap.yaml": chartTemplate}
+	for k, v := range more {
+		templates[k] = v
+	}
+	if _, err := h.charts.AddChart("app", version, templates, map[string]any{"greeting": "chart default"}); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// importCharts carries the Git repository as item "platform" and chart "app" at version as
+// item "app" in the next signed bundle, and imports it into the cache.
+func (h *helmEnv) importCharts(version string) {
+	h.t.Helper()
+	ctx := context.Background()
+	dir := h.t.TempDir()
+	l, err := bundle.NewLayout(dir)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.seq++
+	b := &bundle.Bundle{Sequence: h.seq, Created: testbundle.Created, Expires: testbundle.Created.Add(30 * 24 * time.Hour), Previous: h.last}
+	git, err := fetch.Git(ctx, l, spec.Git{Name: "platform", URL: gitServer.RepoURL(h.env.repo), Ref: spec.GitRef{Branch: "main"}}, &fetch.Options{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ch, err := fetch.Chart(ctx, l, spec.Chart{Name: "app", Repository: h.charts.URL, Version: version}, &fetch.Options{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if ch.Revision != version {
+		h.t.Fatalf("carried chart version %s, want %s", ch.Revision, version)
+	}
+	b.Items = append(b.Items, git, ch)
+	root, _, err := b.Descriptor()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if root, err = bundle.Write(ctx, l, b, h.signer.Sign(h.t, l, root)); err != nil {
+		h.t.Fatal(err)
+	}
+	h.last = root.Digest
+	c, err := cache.Open(h.cacheDir)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer c.Close()
+	policy := verify.Policy{Keys: []verify.TrustedKey{h.signer.Key("ops")}, Now: func() time.Time { return testbundle.Created.Add(time.Hour) }}
+	read := func(opts ...bundle.ReadOption) (*bundle.Result, error) { return bundle.ReadLayout(ctx, dir, opts...) }
+	if _, err := c.Import(ctx, read, policy); err != nil {
+		h.t.Fatalf("import bundle %d: %v", h.seq, err)
+	}
+}
+
+// helmRelease is a HelmRelease of chart item "app" releasing into namespace default.
+func (h *helmEnv) helmRelease(name string, values string) *ferryv1.HelmRelease {
+	hr := &ferryv1.HelmRelease{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: h.ns},
+		Spec: ferryv1.HelmReleaseSpec{
+			Chart:           ferryv1.HelmChartReference{Name: "app"},
+			ReleaseName:     h.ns + "-" + name,
+			TargetNamespace: "default",
+			Interval:        metav1.Duration{Duration: time.Minute},
+			Timeout:         &metav1.Duration{Duration: 30 * time.Second},
+		},
+	}
+	if values != "" {
+		hr.Spec.Values = &apiextensionsv1.JSON{Raw: []byte(values)}
+	}
+	return hr
+}
+
+func (h *helmEnv) getHR(name string) (*ferryv1.HelmRelease, metav1.Condition) {
+	h.t.Helper()
+	var hr ferryv1.HelmRelease
+	if err := h.c.Get(context.Background(), types.NamespacedName{Namespace: h.ns, Name: name}, &hr); err != nil {
+		h.t.Fatal(err)
+	}
+	c := apimeta.FindStatusCondition(hr.Status.Conditions, ferryv1.ReadyCondition)
+	if c == nil {
+		h.t.Fatalf("helmrelease %s has no Ready condition: %+v", name, hr.Status)
+	}
+	return &hr, *c
+}
+
+// expectHR checks a HelmRelease's Ready condition, lastAppliedRevision and the history's
+// statuses (newest first, as "version:chartVersion:status").
+func (h *helmEnv) expectHR(name string, ready bool, reason, applied string, history []string, parts ...string) *ferryv1.HelmRelease {
+	h.t.Helper()
+	hr, c := h.getHR(name)
+	want := metav1.ConditionFalse
+	if ready {
+		want = metav1.ConditionTrue
+	}
+	if c.Status != want || c.Reason != reason {
+		h.t.Fatalf("helmrelease %s: Ready = %s %s %q, want %s %s", name, c.Status, c.Reason, c.Message, want, reason)
+	}
+	for _, p := range parts {
+		if !strings.Contains(c.Message, p) {
+			h.t.Fatalf("helmrelease %s: message %q does not say %q", name, c.Message, p)
+		}
+	}
+	if hr.Status.LastAppliedRevision != applied {
+		h.t.Fatalf("helmrelease %s: lastAppliedRevision %q, want %q", name, hr.Status.LastAppliedRevision, applied)
+	}
+	if hr.Status.ObservedGeneration != hr.Generation {
+		h.t.Fatalf("helmrelease %s: observedGeneration %d, generation %d", name, hr.Status.ObservedGeneration, hr.Generation)
+	}
+	var got []string
+	for _, s := range hr.Status.History {
+		got = append(got, strings.Join([]string{strconv.Itoa(s.Version), s.ChartVersion, s.Status}, ":"))
+	}
+	if !slices.Equal(got, history) {
+		h.t.Fatalf("helmrelease %s: history %v, want %v", name, got, history)
+	}
+	return hr
+}
+
+// appliedAll returns the Kustomizations and HelmReleases the reconciler logged as applied, in
+// order.
+func (h *helmEnv) appliedAll() []string {
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(h.logs.String()), "\n") {
+		var rec struct {
+			Msg           string `json:"msg"`
+			Kustomization string `json:"kustomization"`
+			HelmRelease   string `json:"helmrelease"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "applied" {
+			out = append(out, rec.Kustomization+rec.HelmRelease)
+		}
+	}
+	return out
+}
+
+// Install 1.0.0, upgrade to 1.1.0, fail the upgrade to 1.2.0 and roll back.
+func TestHelmReleaseLifecycle(t *testing.T) {
+	ctx := context.Background()
+	h, _ := newHelmEnv(t, "helm-life", map[string]string{"x/cm.yaml": configMapYAML("default", "helm-life-x", "one")})
+	h.addChart("1.0.0", nil)
+	h.addChart("1.1.0", nil)
+	h.addChart("1.2.0", map[string]string{"bad.yaml": badTemplate})
+	h.importCharts("1.0.0")
+	hr := h.helmRelease("app", `{"greeting":"hello"}`)
+	if err := h.c.Create(ctx, hr); err != nil {
+		t.Fatal(err)
+	}
+	cmName := hr.Spec.ReleaseName + "-cm"
+
+	// (a) install
+	if err := h.r.ReconcileAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.expectHR("app", true, ferryv1.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"}, "revision 1", "1.0.0")
+	cm, ok := h.configMap("default", cmName)
+	if !ok || cm.Data["greeting"] != "hello" || cm.Data["chart"] != "1.0.0" {
+		t.Fatalf("ConfigMap %s after install: %v (exists %v)", cmName, cm.Data, ok)
+	}
+	if !slices.ContainsFunc(cm.ManagedFields, func(m metav1.ManagedFieldsEntry) bool { return m.Operation == metav1.ManagedFieldsOperationApply }) {
+		t.Fatalf("ConfigMap %s was not applied server-side: %+v", cmName, cm.ManagedFields)
+	}
+
+	// Unchanged: a second pass makes no new revision.
+	if err := h.r.ReconcileAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.expectHR("app", true, ferryv1.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"})
+
+	// (b) upgrade
+	h.importCharts("1.1.0")
+	if err := h.r.ReconcileAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.expectHR("app", true, ferryv1.ReconciliationSucceededReason, "1.1.0", []string{"2:1.1.0:deployed", "1:1.0.0:superseded"}, "revision 2")
+	if cm, _ = h.configMap("default", cmName); cm.Data["chart"] != "1.1.0" || cm.Data["greeting"] != "hello" {
+		t.Fatalf("ConfigMap %s after the upgrade: %v", cmName, cm.Data)
+	}
+
+	// (c) a failing upgrade is rolled back
+	h.importCharts("1.2.0")
+	err := h.r.ReconcileAll(ctx)
+	if err == nil || !strings.Contains(err.Error(), "helmrelease "+h.ns+"/app") || !strings.Contains(err.Error(), ferryv1.UpgradeFailedReason) {
+		t.Fatalf("ReconcileAll after a failing upgrade: %v", err)
+	}
+	failed := h.expectHR("app", false, ferryv1.UpgradeFailedReason, "1.1.0",
+		[]string{"4:1.1.0:deployed", "3:1.2.0:failed", "2:1.1.0:superseded", "1:1.0.0:superseded"},
+		"Not_A_Valid_Name", "rolled back to revision 2")
+	if failed.Status.LastAttemptedRevision != "1.2.0" || failed.Status.UpgradeFailures != 1 {
+		t.Fatalf("after the failed upgrade: lastAttempted %q, upgradeFailures %d", failed.Status.LastAttemptedRevision, failed.Status.UpgradeFailures)
+	}
+	if cm, _ = h.configMap("default", cmName); cm.Data["chart"] != "1.1.0" {
+		t.Fatalf("ConfigMap %s after the rollback: %v, want the 1.1.0 content", cmName, cm.Data)
+	}
+
+	// Retries exhausted (0 retries): the next pass does not try 1.2.0 again.
+	if err := h.r.ReconcileAll(ctx); err == nil {
+		t.Fatal("ReconcileAll succeeded with the failed upgrade pending")
+	}
+	h.expectHR("app", false, ferryv1.UpgradeFailedReason, "1.1.0",
+		[]string{"4:1.1.0:deployed", "3:1.2.0:failed", "2:1.1.0:superseded", "1:1.0.0:superseded"}, "retries exhausted")
+
+	// New values are a new attempt; changed values alone upgrade too.
+	h.importCharts("1.1.0")
+	hr2, _ := h.getHR("app")
+	hr2.Spec.Values = &apiextensionsv1.JSON{Raw: []byte(`{"greeting":"again"}`)}
+	if err := h.c.Update(ctx, hr2); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.r.ReconcileAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.expectHR("app", true, ferryv1.ReconciliationSucceededReason, "1.1.0",
+		[]string{"5:1.1.0:deployed", "4:1.1.0:superseded", "3:1.2.0:failed", "2:1.1.0:superseded", "1:1.0.0:superseded"})
+	if cm, _ = h.configMap("default", cmName); cm.Data["greeting"] != "again" {
+		t.Fatalf("ConfigMap %s after a values change: %v", cmName, cm.Data)
+	}
+}
+
+// (d) valuesFrom: ConfigMap and Secret values merge in order, inline values last; an optional
+// missing ConfigMap adds nothing, a required one is ValuesFailed; a version constraint the cache does not satisfy is ChartNotFound.
+func TestHelmReleaseValuesFrom(t *testing.T) {
+	ctx := context.Background()
+	h, _ := newHelmEnv(t, "helm-values", map[string]string{"x/cm.yaml": configMapYAML("default", "helm-values-x", "one")})
+	h.addChart("1.0.0", nil)
+	h.importCharts("1.0.0")
+	for _, obj := range []client.Object{
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "base", Namespace: h.ns}, Data: map[string]string{"values.yaml": "greeting: from-configmap\nother: {a: 1}\n"}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "over", Namespace: h.ns}, Data: map[string][]byte{"custom.yaml": []byte("greeting: from-secret\n")}},
+	} {
+		if err := h.c.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name, values string
+		from         []ferryv1.ValuesReference
+		version      string
+	}{
+		{name: "configmap", from: []ferryv1.ValuesReference{{Kind: "ConfigMap", Name: "base"}}},
+		{name: "secret-wins", from: []ferryv1.ValuesReference{{Kind: "ConfigMap", Name: "base"}, {Kind: "Secret", Name: "over", ValuesKey: "custom.yaml"}}},
+		{name: "inline-wins", values: `{"greeting":"inline"}`, from: []ferryv1.ValuesReference{{Kind: "ConfigMap", Name: "base"}}},
+		{name: "optional", from: []ferryv1.ValuesReference{{Kind: "ConfigMap", Name: "absent", Optional: true}}},
+		{name: "missing", from: []ferryv1.ValuesReference{{Kind: "ConfigMap", Name: "absent"}}},
+		{name: "version", version: ">=2.0.0"},
+	} {
+		hr := h.helmRelease(tc.name, tc.values)
+		hr.Spec.ValuesFrom = tc.from
+		hr.Spec.Chart.Version = tc.version
+		if err := h.c.Create(ctx, hr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.r.ReconcileAll(ctx); err == nil {
+		t.Fatal("ReconcileAll succeeded with a missing valuesFrom ConfigMap")
+	}
+	for _, tc := range []struct {
+		name   string
+		ready  bool
+		want   string // the greeting rendered
+		reason string // when not ready
+		parts  []string
+	}{
+		{"configmap", true, "from-configmap", "", nil},
+		{"secret-wins", true, "from-secret", "", nil},
+		{"inline-wins", true, "inline", "", nil},
+		{"optional", true, "", "", nil}, // no values at all
+		{"missing", false, "", ferryv1.ValuesFailedReason, []string{"ConfigMap " + h.ns + "/absent", "not found"}},
+		{"version", false, "", ferryv1.ChartNotFoundReason, []string{"1.0.0", ">=2.0.0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h.t = t
+			defer func() { h.t = h.env.t }()
+			cmName := h.ns + "-" + tc.name + "-cm"
+			if !tc.ready {
+				h.expectHR(tc.name, false, tc.reason, "", nil, tc.parts...)
+				if _, ok := h.configMap("default", cmName); ok {
+					t.Fatalf("ConfigMap %s exists", cmName)
+				}
+				return
+			}
+			h.expectHR(tc.name, true, ferryv1.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"})
+			if cm, ok := h.configMap("default", cmName); !ok || cm.Data["greeting"] != tc.want || cm.Data["chart"] != "1.0.0" {
+				t.Fatalf("ConfigMap %s: %v (exists %v), want greeting %q", cmName, cm.Data, ok, tc.want)
+			}
+		})
+	}
+}
+
+// (e) A HelmRelease depending on a Kustomization (which creates the release's namespace) is
+// applied after it, in one pass; a Kustomization depending on the HelmRelease comes after both.
+func TestHelmReleaseDependsOnKustomization(t *testing.T) {
+	ctx := context.Background()
+	h, commit := newHelmEnv(t, "helm-deps", map[string]string{
+		"ns/namespace.yaml": "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: helm-deps-target\n",
+		"after/cm.yaml":     configMapYAML("helm-deps-target", "after", "one"),
+	})
+	h.addChart("1.0.0", nil)
+	h.importCharts("1.0.0")
+	hr := h.helmRelease("app", "")
+	hr.Spec.TargetNamespace = "helm-deps-target"
+	hr.Spec.DependsOn = []ferryv1.DependencyReference{{Kind: ferryv1.KustomizationKind, Name: "zz-namespace"}}
+	if err := h.c.Create(ctx, hr); err != nil {
+		t.Fatal(err)
+	}
+	after := h.kustomization("after", "after", true)
+	after.Spec.DependsOn = []ferryv1.DependencyReference{{Kind: ferryv1.HelmReleaseKind, Name: "app"}}
+	h.create(after, h.kustomization("zz-namespace", "ns", true))
+
+	if err := h.r.ReconcileAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{h.ns + "/zz-namespace", h.ns + "/app", h.ns + "/after"}
+	if got := h.appliedAll(); !slices.Equal(got, want) {
+		t.Fatalf("applied %v, want %v", got, want)
+	}
+	h.expectReady("zz-namespace", commit)
+	h.expectReady("after", commit)
+	h.expectHR("app", true, ferryv1.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"})
+	if _, ok := h.configMap("helm-deps-target", hr.Spec.ReleaseName+"-cm"); !ok {
+		t.Fatal("the HelmRelease's ConfigMap is not in its target namespace")
+	}
+}
+
+// A HelmRelease and a Kustomization depending on each other are a cycle, named with kinds.
+func TestHelmReleaseCycle(t *testing.T) {
+	ctx := context.Background()
+	h, _ := newHelmEnv(t, "helm-cycle", map[string]string{"x/cm.yaml": configMapYAML("default", "helm-cycle-x", "one")})
+	h.addChart("1.0.0", nil)
+	h.importCharts("1.0.0")
+	hr := h.helmRelease("app", "")
+	hr.Spec.DependsOn = []ferryv1.DependencyReference{{Kind: ferryv1.KustomizationKind, Name: "k"}}
+	if err := h.c.Create(ctx, hr); err != nil {
+		t.Fatal(err)
+	}
+	k := h.kustomization("k", "x", true)
+	k.Spec.DependsOn = []ferryv1.DependencyReference{{Kind: ferryv1.HelmReleaseKind, Name: "app"}}
+	h.create(k)
+	if err := h.r.ReconcileAll(ctx); err == nil {
+		t.Fatal("ReconcileAll succeeded with a cycle")
+	}
+	cycle := "HelmRelease " + h.ns + "/app -> Kustomization " + h.ns + "/k -> HelmRelease " + h.ns + "/app"
+	h.expectHR("app", false, ferryv1.DependencyCycleReason, "", nil, cycle)
+	h.expectNotReady("k", ferryv1.DependencyCycleReason, cycle)
+}
