@@ -4,10 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
@@ -31,6 +27,7 @@ import (
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/fetch"
+	"github.com/ferry-gitops/ferry/internal/testbundle"
 	"github.com/ferry-gitops/ferry/internal/testenv"
 	"github.com/ferry-gitops/ferry/serve/gitserve"
 	"github.com/ferry-gitops/ferry/signing"
@@ -49,18 +46,8 @@ type signer struct {
 
 func newSigner(t testing.TB) signer {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sv, err := signature.LoadECDSASignerVerifier(k, crypto.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return signer{sv: sv, policy: verify.Policy{
-		Keys: []verify.TrustedKey{{Key: verify.Key{Name: "ops", Verifier: sv}}},
-		Now:  func() time.Time { return created.Add(time.Hour) },
-	}}
+	k := testbundle.NewSigner(t)
+	return signer{sv: k.SV, policy: verify.Policy{Keys: []verify.TrustedKey{k.Key("ops")}, Now: func() time.Time { return created.Add(time.Hour) }}}
 }
 
 // writeBundle carries the Git sources the way mirror does (fetch.Git into a layout) and writes
