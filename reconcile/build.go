@@ -12,6 +12,8 @@ import (
 	kustypes "sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
+
+	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
 )
 
 // Where build puts things in its in-memory file system.
@@ -23,10 +25,28 @@ const (
 // errRemoteRefused is wrapped by the error for a kustomization that names anything remote.
 var errRemoteRefused = fmt.Errorf("remote bases are refused: Ferry builds only from the bundle")
 
+// overlay is what Ferry's generated kustomize overlay sets over the build: a Kustomization's
+// targetNamespace and images.
+type overlay struct {
+	// targetNamespace, when set, becomes the overlay's namespace.
+	targetNamespace string
+	// images become the overlay's images list.
+	images []kustypes.Image
+}
+
+// overlayOf returns the overlay a Kustomization's spec asks for.
+func overlayOf(k *ferryv1.Kustomization) overlay {
+	o := overlay{targetNamespace: k.Spec.TargetNamespace}
+	for _, img := range k.Spec.Images {
+		o.images = append(o.images, kustypes.Image{Name: img.Name, NewName: img.NewName, NewTag: img.NewTag, Digest: img.Digest})
+	}
+	return o
+}
+
 // build runs kustomize on dir (relative to the source's root) in fsys, with the source tree at
-// srcRoot. With a target namespace, an overlay sets it. Remote references and plugins are
-// refused; loading files is restricted to each kustomization's root.
-func build(fsys filesys.FileSystem, dir, targetNamespace string) ([]*unstructured.Unstructured, error) {
+// srcRoot. With a target namespace or images, a generated overlay sets them. Remote references
+// and plugins are refused; loading files is restricted to each kustomization's root.
+func build(fsys filesys.FileSystem, dir string, ov overlay) ([]*unstructured.Unstructured, error) {
 	rel, err := cleanEntry(strings.TrimPrefix(path.Clean("/"+dir), "/"))
 	if err != nil {
 		return nil, fmt.Errorf("path %q: %w", dir, err)
@@ -44,10 +64,11 @@ func build(fsys filesys.FileSystem, dir, targetNamespace string) ([]*unstructure
 		return nil, err
 	}
 	root := buildDir
-	if targetNamespace != "" {
+	if ov.targetNamespace != "" || len(ov.images) > 0 {
 		k := kustypes.Kustomization{
 			TypeMeta:  kustypes.TypeMeta{APIVersion: kustypes.KustomizationVersion, Kind: kustypes.KustomizationKind},
-			Namespace: targetNamespace,
+			Namespace: ov.targetNamespace,
+			Images:    ov.images,
 			Resources: []string{".." + buildDir},
 		}
 		b, err := yaml.Marshal(k)

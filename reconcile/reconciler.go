@@ -265,6 +265,9 @@ func (r *Reconciler) run(ctx context.Context, p *pass, k *ferryv1.Kustomization,
 	if msg := r.dependenciesReady(ctx, p, k); msg != "" {
 		return outcome{reason: ferryv1.DependencyNotReadyReason, message: msg}
 	}
+	if out, ok := r.serviceAccountExists(ctx, k); !ok {
+		return out
+	}
 
 	timeout := defaultTimeout
 	if k.Spec.Timeout != nil && k.Spec.Timeout.Duration > 0 {
@@ -279,15 +282,23 @@ func (r *Reconciler) run(ctx context.Context, p *pass, k *ferryv1.Kustomization,
 	if err := src.extract(ctx, p.cache, fsys, srcRoot); err != nil {
 		return outcome{reason: ferryv1.BuildFailedReason, message: fmt.Sprintf("revision %s: extract %s: %v", src.commit, k.Spec.SourceRef.Name, err)}
 	}
-	objs, err := build(fsys, k.Spec.Path, k.Spec.TargetNamespace)
+	objs, err := build(fsys, k.Spec.Path, overlayOf(k))
 	if err != nil {
 		return outcome{reason: ferryv1.BuildFailedReason, message: fmt.Sprintf("revision %s: %v", src.commit, err)}
 	}
 	r.manager.SetOwnerLabels(objs, k.Name, k.Namespace)
 
+	mgr, err := r.managerFor(k)
+	if err != nil {
+		return outcome{reason: ferryv1.ApplyFailedReason, message: fmt.Sprintf("revision %s: %v", src.commit, err)}
+	}
+	if err := r.dryRun(ctx, mgr.Client(), k, objs); err != nil {
+		return outcome{reason: ferryv1.ApplyFailedReason, message: fmt.Sprintf("revision %s: nothing applied: %v", src.commit, err)}
+	}
+
 	opts := ssa.DefaultApplyOptions()
 	opts.WaitTimeout = timeout
-	cs, applyErr := r.manager.ApplyAllStaged(ctx, objs, opts)
+	cs, applyErr := mgr.ApplyAllStaged(ctx, objs, opts)
 	applied := inventoryOf(cs)
 	old := k.Status.Inventory
 	if applyErr != nil {
@@ -304,7 +315,7 @@ func (r *Reconciler) run(ctx context.Context, p *pass, k *ferryv1.Kustomization,
 		if len(stale) > 0 {
 			del := ssa.DefaultDeleteOptions()
 			del.Inclusions = r.manager.GetOwnerLabels(k.Name, k.Namespace)
-			pcs, err := r.manager.DeleteAll(ctx, stale, del)
+			pcs, err := mgr.DeleteAll(ctx, stale, del)
 			if err != nil {
 				k.Status.Inventory = mergeInventories(old, applied)
 				return outcome{reason: ferryv1.ApplyFailedReason, message: fmt.Sprintf("revision %s: prune: %v", src.commit, err)}
@@ -316,7 +327,7 @@ func (r *Reconciler) run(ctx context.Context, p *pass, k *ferryv1.Kustomization,
 	}
 	if k.Spec.Wait {
 		wo := ssa.WaitOptions{Interval: 2 * time.Second, Timeout: timeout}
-		if err := r.manager.WaitForSetWithContext(ctx, cs.ToObjMetadataSet(), wo); err != nil {
+		if err := mgr.WaitForSetWithContext(ctx, cs.ToObjMetadataSet(), wo); err != nil {
 			return outcome{reason: ferryv1.HealthCheckFailedReason, message: fmt.Sprintf("revision %s: %v", src.commit, err)}
 		}
 	}

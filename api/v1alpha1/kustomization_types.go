@@ -30,6 +30,9 @@ const (
 	DependencyCycleReason = "DependencyCycle"
 	// SourceNotFoundReason: the cache's current bundle has no Git item of that name.
 	SourceNotFoundReason = "SourceNotFound"
+	// ServiceAccountNotFoundReason: spec.serviceAccountName names a ServiceAccount that does
+	// not exist in the Kustomization's namespace.
+	ServiceAccountNotFoundReason = "ServiceAccountNotFound"
 )
 
 // Kustomization builds a folder of a Git source with kustomize and applies it to the cluster
@@ -63,6 +66,26 @@ type KustomizationSpec struct {
 	Wait bool `json:"wait,omitempty"`
 	// Suspend stops reconciliation; the status is left as it is.
 	Suspend bool `json:"suspend,omitempty"`
+	// ServiceAccountName is a ServiceAccount of the Kustomization's namespace: when set, the
+	// reconciler applies, prunes and reads for health as that ServiceAccount (impersonating
+	// system:serviceaccount:<namespace>:<name>), so the Kustomization is bound by its RBAC.
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+	// Images overrides container image names, tags and digests in the build (a kustomize
+	// overlay's images list).
+	Images []Image `json:"images,omitempty"`
+}
+
+// Image is an image override: every container image named Name gets NewName, NewTag or
+// Digest (the digest wins over the tag).
+type Image struct {
+	// Name is the image name to match, without tag or digest.
+	Name string `json:"name"`
+	// NewName replaces the image name.
+	NewName string `json:"newName,omitempty"`
+	// NewTag replaces the tag.
+	NewTag string `json:"newTag,omitempty"`
+	// Digest replaces the tag with a digest ("sha256:…").
+	Digest string `json:"digest,omitempty"`
 }
 
 // SourceReference names a source of the cache.

@@ -43,6 +43,10 @@ func (s *KustomizationSpec) DeepCopyInto(out *KustomizationSpec) {
 		t := *s.Timeout
 		out.Timeout = &t
 	}
+	if s.Images != nil {
+		out.Images = make([]Image, len(s.Images))
+		copy(out.Images, s.Images)
+	}
 }
 
 // DeepCopy returns a copy of s.

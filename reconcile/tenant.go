@@ -1,0 +1,142 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
+	"github.com/fluxcd/pkg/ssa"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
+)
+
+// serviceAccountUser returns the user name Kubernetes gives the ServiceAccount ns/name.
+func serviceAccountUser(ns, name string) string {
+	return "system:serviceaccount:" + ns + ":" + name
+}
+
+// serviceAccountExists checks that the ServiceAccount k's spec.serviceAccountName names exists
+// in k's namespace; ok is true when it does or when k names none, and otherwise out says why
+// not.
+func (r *Reconciler) serviceAccountExists(ctx context.Context, k *ferryv1.Kustomization) (out outcome, ok bool) {
+	name := k.Spec.ServiceAccountName
+	if name == "" {
+		return outcome{}, true
+	}
+	var sa corev1.ServiceAccount
+	err := r.client.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: name}, &sa)
+	switch {
+	case err == nil:
+		return outcome{}, true
+	case apierrors.IsNotFound(err):
+		return outcome{reason: ferryv1.ServiceAccountNotFoundReason, message: fmt.Sprintf("serviceaccount %s/%s not found", k.Namespace, name)}, false
+	default:
+		return outcome{reason: ferryv1.ApplyFailedReason, message: fmt.Sprintf("serviceaccount %s/%s: %v", k.Namespace, name, err)}, false
+	}
+}
+
+// managerFor returns the resource manager k's objects are applied, pruned and waited for
+// with: the reconciler's own, or, when k names a ServiceAccount, one whose client impersonates
+// it (sharing the reconciler's REST mapper), so k is bound by the ServiceAccount's RBAC.
+func (r *Reconciler) managerFor(k *ferryv1.Kustomization) (*ssa.ResourceManager, error) {
+	if k.Spec.ServiceAccountName == "" {
+		return r.manager, nil
+	}
+	cfg := rest.CopyConfig(r.restCfg)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: serviceAccountUser(k.Namespace, k.Spec.ServiceAccountName)}
+	c, err := client.New(cfg, client.Options{Scheme: r.client.Scheme(), Mapper: r.client.RESTMapper()})
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client as serviceaccount %s/%s: %w", k.Namespace, k.Spec.ServiceAccountName, err)
+	}
+	poller := polling.NewStatusPoller(c, c.RESTMapper(), polling.Options{})
+	return ssa.NewResourceManager(c, poller, ssa.Owner{Field: FieldManager, Group: OwnerGroup}), nil
+}
+
+// dryRun server-side applies every object of objs with dry run through c (the client k's
+// objects are applied with) and returns an error naming every object the API server refused,
+// and why. Two refusals are expected and let through, because the apply stages them: a
+// namespaced object whose namespace is not found but is a Namespace of objs, and an object
+// whose kind is not served but is defined by a CustomResourceDefinition of objs.
+func (r *Reconciler) dryRun(ctx context.Context, c client.Client, k *ferryv1.Kustomization, objs []*unstructured.Unstructured) error {
+	namespaces := map[string]bool{}
+	kinds := map[schema.GroupKind]bool{}
+	for _, o := range objs {
+		gvk := o.GroupVersionKind()
+		switch {
+		case gvk.Group == "" && gvk.Kind == "Namespace":
+			namespaces[o.GetName()] = true
+		case gvk.Group == "apiextensions.k8s.io" && gvk.Kind == "CustomResourceDefinition":
+			group, _, _ := unstructured.NestedString(o.Object, "spec", "group")
+			kind, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
+			kinds[schema.GroupKind{Group: group, Kind: kind}] = true
+		}
+	}
+	sorted := append([]*unstructured.Unstructured(nil), objs...)
+	sort.Sort(ssa.SortableUnstructureds(sorted))
+	var refused []string
+	for _, o := range sorted {
+		obj := o.DeepCopy()
+		err := c.Patch(ctx, obj, client.Apply, client.DryRunAll, client.ForceOwnership, client.FieldOwner(FieldManager))
+		if err == nil {
+			continue
+		}
+		gvk := o.GroupVersionKind()
+		if apierrors.IsNotFound(err) && o.GetNamespace() != "" && namespaces[o.GetNamespace()] {
+			continue
+		}
+		if apimeta.IsNoMatchError(err) && kinds[gvk.GroupKind()] {
+			continue
+		}
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return fmt.Errorf("dry-run %s: %w", objectName(o), err)
+		}
+		refused = append(refused, objectName(o)+": "+r.refusal(k, o, err))
+	}
+	if len(refused) > 0 {
+		return fmt.Errorf("dry-run refused %s", strings.Join(refused, "; "))
+	}
+	return nil
+}
+
+// refusal says why the API server refused o: the reason in lower case ("forbidden",
+// "invalid") and the server's message; a refusal of a ServiceAccount's request says which
+// ServiceAccount may not apply what where.
+func (r *Reconciler) refusal(k *ferryv1.Kustomization, o *unstructured.Unstructured, err error) string {
+	reason := strings.ToLower(string(apierrors.ReasonForError(err)))
+	if reason == "" {
+		return err.Error()
+	}
+	if apierrors.IsForbidden(err) && k.Spec.ServiceAccountName != "" {
+		resource := strings.ToLower(o.GetKind())
+		gvk := o.GroupVersionKind()
+		if m, merr := r.client.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); merr == nil {
+			resource = m.Resource.Resource
+		}
+		where := "at cluster scope"
+		if o.GetNamespace() != "" {
+			where = "in namespace " + o.GetNamespace()
+		}
+		return fmt.Sprintf("%s: serviceaccount %s/%s cannot apply %s %s (%s)", reason, k.Namespace, k.Spec.ServiceAccountName, resource, where, err.Error())
+	}
+	return reason + ": " + err.Error()
+}
+
+// objectName names an object as "<Kind> <namespace>/<name>", or "<Kind> <name>" when it is
+// cluster-scoped.
+func objectName(o *unstructured.Unstructured) string {
+	if o.GetNamespace() == "" {
+		return o.GetKind() + " " + o.GetName()
+	}
+	return o.GetKind() + " " + o.GetNamespace() + "/" + o.GetName()
+}
