@@ -86,8 +86,7 @@ func (r *Reconciler) dryRun(ctx context.Context, c client.Client, k *ferryv1.Kus
 	sort.Sort(ssa.SortableUnstructureds(sorted))
 	var refused []string
 	for _, o := range sorted {
-		obj := o.DeepCopy()
-		err := c.Patch(ctx, obj, client.Apply, client.DryRunAll, client.ForceOwnership, client.FieldOwner(FieldManager))
+		err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(o.DeepCopy()), client.DryRunAll, client.ForceOwnership, client.FieldOwner(FieldManager))
 		if err == nil {
 			continue
 		}
