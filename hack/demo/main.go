@@ -19,8 +19,6 @@ import (
 	"time"
 
 	"github.com/sigstore/cosign/v2/pkg/cosign"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ferry-gitops/ferry/internal/testenv"
 )
@@ -189,15 +187,43 @@ images:
 		return err
 	}
 	fmt.Printf("    api server https://%s (%s), kubeconfig %s\n", cluster.Host, v.GitVersion, cluster.Kubeconfig)
-	if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: "ferry-demo-probe"}, Data: map[string]string{"written-by": "make demo"},
-	}, metav1.CreateOptions{}); err != nil {
+
+	step("sync reconcile: apply the Git source with kustomize and install the chart with Helm, from the cache")
+	kubectl, err := testenv.ToolPath("kubectl")
+	if err != nil {
 		return err
 	}
-	fmt.Println("    ConfigMap default/ferry-demo-probe written and readable")
+	if _, err := ferry(work, nil, "sync", "reconcile", "--cache", "cache", "--kubeconfig", cluster.Kubeconfig, "--install-crds"); err != nil {
+		return err
+	}
+	objects := `apiVersion: ferry.dev/v1alpha1
+kind: Kustomization
+metadata: {name: platform, namespace: default}
+spec: {interval: 1m, sourceRef: {kind: GitSource, name: platform}, path: apps, prune: true}
+---
+apiVersion: ferry.dev/v1alpha1
+kind: HelmRelease
+metadata: {name: demo, namespace: default}
+spec: {interval: 1m, chart: {name: demo}, targetNamespace: default, dependsOn: [{name: platform, kind: Kustomization}]}
+`
+	if err := os.WriteFile(filepath.Join(work, "ferry-objects.yaml"), []byte(objects), 0o644); err != nil {
+		return err
+	}
+	if err := show(work, kubectl, "--kubeconfig", cluster.Kubeconfig, "apply", "-f", "ferry-objects.yaml"); err != nil {
+		return err
+	}
+	if _, err := ferry(work, nil, "sync", "reconcile", "--cache", "cache", "--kubeconfig", cluster.Kubeconfig); err != nil {
+		return err
+	}
+	if err := show(work, kubectl, "--kubeconfig", cluster.Kubeconfig, "wait", "--for=condition=Ready", "kustomization/platform", "helmrelease/demo", "--timeout=30s"); err != nil {
+		return err
+	}
+	if err := show(work, kubectl, "--kubeconfig", cluster.Kubeconfig, "get", "kustomizations,helmreleases,configmaps"); err != nil {
+		return err
+	}
 
-	step("not yet implemented: reconciling the cluster from the cache, and the unattended agent")
-	fmt.Println("    each arrives with its own issue; this demo grows with them")
+	step("not yet implemented: the unattended agent (sync run) that does all of this on its own")
+	fmt.Println("    it arrives with its own issue; this demo grows with it")
 
 	step("stopping everything (%.1fs)", time.Since(start).Seconds())
 	return nil
@@ -248,5 +274,17 @@ func demoServe(ctx context.Context, work string) error {
 		fmt.Println("      " + filepath.Join("platform", "apps", filepath.Base(f)))
 	}
 	_, err = ferry(work, nil, "sync", "registry-config", "--cache", "cache", "--endpoint", "https://ferry.ferry-system.svc:5000")
+	return err
+}
+
+// show runs a tool, echoing the command and indenting what it prints.
+func show(dir, bin string, args ...string) error {
+	fmt.Printf("    $ %s %s\n", filepath.Base(bin), strings.Join(args, " "))
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		fmt.Println("      " + line)
+	}
 	return err
 }

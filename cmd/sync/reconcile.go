@@ -1,0 +1,66 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/ferry-gitops/ferry/reconcile"
+)
+
+func reconcileCommand() *cobra.Command {
+	var dir, kubeconfig string
+	var installCRDs bool
+	cmd := &cobra.Command{
+		Use:   "reconcile",
+		Short: "Reconcile the cluster's Kustomizations and HelmReleases once, from the cache",
+		Long: `reconcile runs one pass over every Ferry Kustomization and HelmRelease in the cluster, each
+after its dependencies, from the cache's current bundle: kustomize builds applied server-side,
+pruned and corrected; Helm releases installed, upgraded or rolled back. Each object's status
+says how it went. It reaches nothing but the cluster's API server.
+
+It uses the in-cluster credentials, or --kubeconfig.`,
+		Example: "  sync reconcile --cache /var/lib/ferry/cache --install-crds",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := restConfig(kubeconfig)
+			if err != nil {
+				return err
+			}
+			if installCRDs {
+				if err := reconcile.InstallCRDs(cmd.Context(), cfg); err != nil {
+					return err
+				}
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			r, err := reconcile.New(cfg, dir, reconcile.Options{Logger: log})
+			if err != nil {
+				return err
+			}
+			return r.ReconcileAll(cmd.Context())
+		},
+	}
+	addCacheFlag(cmd, &dir)
+	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster credentials)")
+	cmd.Flags().BoolVar(&installCRDs, "install-crds", false, "install or update Ferry's CRDs first")
+	return cmd
+}
+
+// restConfig reads a kubeconfig file, or the in-cluster credentials without one.
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("no --kubeconfig and not in a cluster: %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+	}
+	return cfg, nil
+}
