@@ -3,6 +3,8 @@ package reconcile_test
 import (
 	"context"
 	"encoding/json"
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -411,4 +413,54 @@ func TestHelmReleaseCycle(t *testing.T) {
 	cycle := "HelmRelease " + h.ns + "/app -> Kustomization " + h.ns + "/k -> HelmRelease " + h.ns + "/app"
 	h.expectHR("app", false, ferryv1.DependencyCycleReason, "", nil, cycle)
 	h.expectNotReady("k", ferryv1.DependencyCycleReason, cycle)
+}
+
+// unreadyDeployment never becomes available here: there is no kubelet to run its pods.
+const unreadyDeployment = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}-web
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: registry.example/web@sha256:0000000000000000000000000000000000000000000000000000000000000000
+`
+
+// An upgrade whose health check fails (wait: its Deployment never becomes available within the
+// timeout) is rolled back, and the HelmRelease says so.
+func TestHelmReleaseRollsBackWhenHealthCheckFails(t *testing.T) {
+	ctx := context.Background()
+	h, _ := newHelmEnv(t, "helm-health", map[string]string{"x/cm.yaml": configMapYAML("default", "helm-health-x", "one")})
+	h.addChart("1.0.0", nil)
+	h.addChart("1.1.0", map[string]string{"web.yaml": unreadyDeployment})
+	h.importCharts("1.0.0")
+	hr := h.helmRelease("app", `{"greeting":"hello"}`)
+	hr.Spec.Wait = true
+	hr.Spec.Timeout = &metav1.Duration{Duration: 3 * time.Second}
+	if err := h.c.Create(ctx, hr); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.r.ReconcileAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.expectHR("app", true, ferryv1.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"})
+
+	h.importCharts("1.1.0")
+	if err := h.r.ReconcileAll(ctx); err == nil {
+		t.Fatal("an upgrade that never became healthy was reported as applied")
+	}
+	h.expectHR("app", false, ferryv1.UpgradeFailedReason, "1.0.0",
+		[]string{"3:1.0.0:deployed", "2:1.1.0:failed", "1:1.0.0:superseded"}, "rolled back to revision 1")
+	var dep appsv1.Deployment
+	err := h.c.Get(ctx, types.NamespacedName{Namespace: "default", Name: hr.Spec.ReleaseName + "-web"}, &dep)
+	if !apierrors.IsNotFound(err) {
+		t.Fatalf("the unhealthy upgrade's Deployment is still there after the rollback: %v", err)
+	}
+	_, c := h.getHR("app")
+	t.Logf("health check failed, rolled back: %s", c.Message)
 }
