@@ -45,8 +45,9 @@ func overlayOf(k *ferryv1.Kustomization) overlay {
 
 // build runs kustomize on dir (relative to the source's root) in fsys, with the source tree at
 // srcRoot. With a target namespace or images, a generated overlay sets them. Remote references
-// and plugins are refused; loading files is restricted to each kustomization's root.
-func build(fsys filesys.FileSystem, dir string, ov overlay) ([]*unstructured.Unstructured, error) {
+// and plugins are refused; loading files is restricted to each kustomization's root. With
+// vars not nil, postBuild substitution is done on every object that does not disable it.
+func build(fsys filesys.FileSystem, dir string, ov overlay, vars map[string]string) ([]*unstructured.Unstructured, error) {
 	rel, err := cleanEntry(strings.TrimPrefix(path.Clean("/"+dir), "/"))
 	if err != nil {
 		return nil, fmt.Errorf("path %q: %w", dir, err)
@@ -92,11 +93,17 @@ func build(fsys filesys.FileSystem, dir string, ov overlay) ([]*unstructured.Uns
 	}
 	var objs []*unstructured.Unstructured
 	for _, res := range resMap.Resources() {
-		m, err := res.Map()
+		// Through JSON, so numbers are int64 or float64 as unstructured objects expect (a map
+		// straight from the YAML holds int, which cannot be deep-copied).
+		b, err := substituteJSON(res, vars)
 		if err != nil {
 			return nil, fmt.Errorf("kustomize build %q: %s: %w", dir, res.CurId(), err)
 		}
-		objs = append(objs, &unstructured.Unstructured{Object: m})
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(b); err != nil {
+			return nil, fmt.Errorf("kustomize build %q: %s: %w", dir, res.CurId(), err)
+		}
+		objs = append(objs, u)
 	}
 	return objs, nil
 }

@@ -71,6 +71,7 @@ func (r *Reconciler) reconcileHelmRelease(ctx context.Context, p *pass, h *ferry
 		Reason:             out.reason,
 		Message:            truncate(out.message, 32000),
 	})
+	r.recordEvent(h, out)
 	if err := r.client.Status().Patch(ctx, h, client.MergeFrom(orig)); err != nil {
 		return fmt.Errorf("helmrelease %s: write status: %w", name, err)
 	}

@@ -463,4 +463,13 @@ func TestHelmReleaseRollsBackWhenHealthCheckFails(t *testing.T) {
 	}
 	_, c := h.getHR("app")
 	t.Logf("health check failed, rolled back: %s", c.Message)
+
+	ok := h.waitEvent(ferryv1.HelmReleaseKind, "app", ferryv1.ReconciliationSucceededReason)
+	if ok.Type != corev1.EventTypeNormal || !strings.Contains(ok.Note, "1.0.0") || ok.ReportingController != "ferry" {
+		t.Errorf("success Event: %s %q by %q", ok.Type, ok.Note, ok.ReportingController)
+	}
+	failed := h.waitEvent(ferryv1.HelmReleaseKind, "app", ferryv1.UpgradeFailedReason)
+	if failed.Type != corev1.EventTypeWarning || !strings.Contains(failed.Note, "rolled back to revision 1") {
+		t.Errorf("failure Event: %s %q", failed.Type, failed.Note)
+	}
 }

@@ -96,6 +96,7 @@ func newEnv(t *testing.T, repo string, files map[string]string) (*env, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(e.r.Close)
 	e.c = e.r.Client()
 	if err := e.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.ns}}); err != nil {
 		t.Fatal(err)

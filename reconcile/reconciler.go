@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
@@ -50,6 +51,9 @@ type Reconciler struct {
 	manager  *ssa.ResourceManager
 	cacheDir string
 	log      *slog.Logger
+	// broadcaster and events record an Event for each reconciliation's outcome.
+	broadcaster events.EventBroadcaster
+	events      events.EventRecorder
 }
 
 // NewScheme returns a scheme with Kubernetes' built-in types and Ferry's.
@@ -76,6 +80,10 @@ func New(cfg *rest.Config, cacheDir string, o Options) (*Reconciler, error) {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
 	poller := polling.NewStatusPoller(c, c.RESTMapper(), polling.Options{})
+	broadcaster, recorder, err := newEventRecorder(cfg, s)
+	if err != nil {
+		return nil, fmt.Errorf("event recorder: %w", err)
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -86,6 +94,9 @@ func New(cfg *rest.Config, cacheDir string, o Options) (*Reconciler, error) {
 		manager:  ssa.NewResourceManager(c, poller, ssa.Owner{Field: FieldManager, Group: OwnerGroup}),
 		cacheDir: cacheDir,
 		log:      log,
+
+		broadcaster: broadcaster,
+		events:      recorder,
 	}, nil
 }
 
@@ -201,6 +212,8 @@ type outcome struct {
 	ready   bool
 	reason  string
 	message string
+	// event, when set, is the note of the success Event in place of message.
+	event string
 }
 
 func (o outcome) err(k *ferryv1.Kustomization) error {
@@ -234,6 +247,7 @@ func (r *Reconciler) reconcile(ctx context.Context, p *pass, k *ferryv1.Kustomiz
 		Reason:             out.reason,
 		Message:            truncate(out.message, 32000),
 	})
+	r.recordEvent(k, out)
 	if err := r.client.Status().Patch(ctx, k, client.MergeFrom(orig)); err != nil {
 		return fmt.Errorf("kustomization %s: write status: %w", name, err)
 	}
@@ -282,7 +296,13 @@ func (r *Reconciler) run(ctx context.Context, p *pass, k *ferryv1.Kustomization,
 	if err := src.extract(ctx, p.cache, fsys, srcRoot); err != nil {
 		return outcome{reason: ferryv1.BuildFailedReason, message: fmt.Sprintf("revision %s: extract %s: %v", src.commit, k.Spec.SourceRef.Name, err)}
 	}
-	objs, err := build(fsys, k.Spec.Path, overlayOf(k))
+	var vars map[string]string
+	if k.Spec.PostBuild != nil {
+		if vars, err = r.substitutionVars(ctx, k); err != nil {
+			return outcome{reason: ferryv1.BuildFailedReason, message: fmt.Sprintf("revision %s: postBuild: %v", src.commit, err)}
+		}
+	}
+	objs, err := build(fsys, k.Spec.Path, overlayOf(k), vars)
 	if err != nil {
 		return outcome{reason: ferryv1.BuildFailedReason, message: fmt.Sprintf("revision %s: %v", src.commit, err)}
 	}
@@ -307,6 +327,7 @@ func (r *Reconciler) run(ctx context.Context, p *pass, k *ferryv1.Kustomization,
 		return outcome{reason: ferryv1.ApplyFailedReason, message: fmt.Sprintf("revision %s: %v", src.commit, applyErr)}
 	}
 	k.Status.Inventory = applied
+	pruned := 0
 	if k.Spec.Prune {
 		stale, err := staleObjects(old, applied)
 		if err != nil {
@@ -322,6 +343,9 @@ func (r *Reconciler) run(ctx context.Context, p *pass, k *ferryv1.Kustomization,
 			}
 			for _, e := range pcs.Entries {
 				log.Info("pruned", "object", e.Subject, "action", string(e.Action))
+				if e.Action == ssa.DeletedAction {
+					pruned++
+				}
 			}
 		}
 	}
@@ -331,8 +355,27 @@ func (r *Reconciler) run(ctx context.Context, p *pass, k *ferryv1.Kustomization,
 			return outcome{reason: ferryv1.HealthCheckFailedReason, message: fmt.Sprintf("revision %s: %v", src.commit, err)}
 		}
 	}
+	if len(k.Spec.HealthChecks) > 0 {
+		if msg := r.healthCheck(ctx, mgr, k, timeout); msg != "" {
+			return outcome{reason: ferryv1.HealthCheckFailedReason, message: fmt.Sprintf("revision %s: %s", src.commit, msg)}
+		}
+	}
 	k.Status.LastAppliedRevision = src.commit
-	return outcome{ready: true, reason: ferryv1.ReconciliationSucceededReason, message: "Applied revision: " + src.commit}
+	created, configured := 0, 0
+	for _, e := range cs.Entries {
+		switch e.Action {
+		case ssa.CreatedAction:
+			created++
+		case ssa.ConfiguredAction:
+			configured++
+		}
+	}
+	return outcome{
+		ready:   true,
+		reason:  ferryv1.ReconciliationSucceededReason,
+		message: "Applied revision: " + src.commit,
+		event:   fmt.Sprintf("Applied revision: %s: %d created, %d configured, %d pruned", src.commit, created, configured, pruned),
+	}
 }
 
 // dependenciesReady returns "" when every dependency of k is Ready at its current revision,

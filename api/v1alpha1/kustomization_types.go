@@ -18,11 +18,13 @@ const (
 
 	// ReconciliationSucceededReason: the build was applied (and, with wait, became ready).
 	ReconciliationSucceededReason = "ReconciliationSucceeded"
-	// BuildFailedReason: the source could not be extracted or kustomize could not build it.
+	// BuildFailedReason: the source could not be extracted, kustomize could not build it, or
+	// postBuild substitution failed (including a missing substituteFrom object).
 	BuildFailedReason = "BuildFailed"
 	// ApplyFailedReason: the server rejected an object, or pruning failed.
 	ApplyFailedReason = "ApplyFailed"
-	// HealthCheckFailedReason: with wait, the applied objects did not become ready in time.
+	// HealthCheckFailedReason: with wait, the applied objects, or the healthChecks objects,
+	// did not become ready in time.
 	HealthCheckFailedReason = "HealthCheckFailed"
 	// DependencyNotReadyReason: a dependency is missing, not Ready, or not at its current revision.
 	DependencyNotReadyReason = "DependencyNotReady"
@@ -73,6 +75,41 @@ type KustomizationSpec struct {
 	// Images overrides container image names, tags and digests in the build (a kustomize
 	// overlay's images list).
 	Images []Image `json:"images,omitempty"`
+	// PostBuild substitutes variables in the built objects before they are applied.
+	PostBuild *PostBuild `json:"postBuild,omitempty"`
+	// HealthChecks lists objects that must be Current (kstatus) within the timeout after the
+	// apply before the Kustomization is Ready.
+	HealthChecks []HealthCheckReference `json:"healthChecks,omitempty"`
+}
+
+// PostBuild is the variable substitution done on the built objects: ${VAR} and
+// ${VAR:=default} in their string values are replaced. Objects annotated or labelled
+// kustomize.toolkit.fluxcd.io/substitute: disabled are left alone.
+type PostBuild struct {
+	// Substitute holds variables by name; it wins over SubstituteFrom.
+	Substitute map[string]string `json:"substitute,omitempty"`
+	// SubstituteFrom reads variables from ConfigMaps and Secrets of the Kustomization's
+	// namespace, in order (a later one wins).
+	SubstituteFrom []SubstituteReference `json:"substituteFrom,omitempty"`
+}
+
+// SubstituteReference names a ConfigMap or Secret whose data are substitution variables.
+type SubstituteReference struct {
+	// Kind is ConfigMap or Secret.
+	Kind string `json:"kind"`
+	// Name is the object's name in the Kustomization's namespace.
+	Name string `json:"name"`
+	// Optional lets the reconciliation go on when the object does not exist.
+	Optional bool `json:"optional,omitempty"`
+}
+
+// HealthCheckReference names an object whose health the Kustomization waits for; Namespace
+// is empty for cluster-scoped objects.
+type HealthCheckReference struct {
+	APIVersion string `json:"apiVersion,omitempty"`
+	Kind       string `json:"kind"`
+	Name       string `json:"name"`
+	Namespace  string `json:"namespace,omitempty"`
 }
 
 // Image is an image override: every container image named Name gets NewName, NewTag or

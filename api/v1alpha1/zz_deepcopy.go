@@ -47,6 +47,38 @@ func (s *KustomizationSpec) DeepCopyInto(out *KustomizationSpec) {
 		out.Images = make([]Image, len(s.Images))
 		copy(out.Images, s.Images)
 	}
+	if s.PostBuild != nil {
+		out.PostBuild = s.PostBuild.DeepCopy()
+	}
+	if s.HealthChecks != nil {
+		out.HealthChecks = make([]HealthCheckReference, len(s.HealthChecks))
+		copy(out.HealthChecks, s.HealthChecks)
+	}
+}
+
+// DeepCopyInto copies p into out.
+func (p *PostBuild) DeepCopyInto(out *PostBuild) {
+	*out = *p
+	if p.Substitute != nil {
+		out.Substitute = make(map[string]string, len(p.Substitute))
+		for k, v := range p.Substitute {
+			out.Substitute[k] = v
+		}
+	}
+	if p.SubstituteFrom != nil {
+		out.SubstituteFrom = make([]SubstituteReference, len(p.SubstituteFrom))
+		copy(out.SubstituteFrom, p.SubstituteFrom)
+	}
+}
+
+// DeepCopy returns a copy of p.
+func (p *PostBuild) DeepCopy() *PostBuild {
+	if p == nil {
+		return nil
+	}
+	out := new(PostBuild)
+	p.DeepCopyInto(out)
+	return out
 }
 
 // DeepCopy returns a copy of s.

@@ -40,6 +40,7 @@ It uses the in-cluster credentials, or --kubeconfig.`,
 			if err != nil {
 				return err
 			}
+			defer r.Close() // stops the event sender
 			return r.ReconcileAll(cmd.Context())
 		},
 	}
