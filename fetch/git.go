@@ -16,37 +16,21 @@ import (
 	"github.com/ferry-gitops/ferry/spec"
 )
 
-// Media types, artifact type and annotations of a Git item; docs/git-artifacts.md describes them.
+// The Git item format lives in the bundle package, which both halves of Ferry share; these
+// names keep fetch's API.
 const (
-	// GitArtifactType is the artifactType of a Git item's root index and of its pack manifest.
-	GitArtifactType = "application/vnd.ferry.git.v1"
-	// GitPackMediaType is the media type of the packfile layer.
-	GitPackMediaType = "application/vnd.ferry.git.pack.v1"
-	// GitConfigMediaType is the media type of the pack manifest's config, a GitConfig.
-	GitConfigMediaType = "application/vnd.ferry.git.config.v1+json"
-	// GitFluxConfigMediaType is the config media type of the Flux artifact of the tree.
-	GitFluxConfigMediaType = "application/vnd.cncf.flux.config.v1+json"
-	// GitFluxContentMediaType is the layer media type of the Flux artifact: the tree as a tar.gz.
-	GitFluxContentMediaType = "application/vnd.cncf.flux.content.v1.tar+gzip"
-	// GitRoleAnnotation says what each manifest of a Git item's root index is: GitRolePack or GitRoleFlux.
-	GitRoleAnnotation = "dev.ferry.git.role"
-	// GitRolePack marks the manifest that carries the packfile.
-	GitRolePack = "pack"
-	// GitRoleFlux marks the Flux artifact of the tree.
-	GitRoleFlux = "flux"
+	GitArtifactType         = bundle.GitArtifactType
+	GitPackMediaType        = bundle.GitPackMediaType
+	GitConfigMediaType      = bundle.GitConfigMediaType
+	GitFluxConfigMediaType  = bundle.GitFluxConfigMediaType
+	GitFluxContentMediaType = bundle.GitFluxContentMediaType
+	GitRoleAnnotation       = bundle.GitRoleAnnotation
+	GitRolePack             = bundle.GitRolePack
+	GitRoleFlux             = bundle.GitRoleFlux
 )
 
 // GitConfig is the config blob of a Git item's pack manifest.
-type GitConfig struct {
-	// URL is the source's URL without credentials.
-	URL string `json:"url"`
-	// Ref is the ref as the spec gives it.
-	Ref spec.GitRef `json:"ref"`
-	// ResolvedRef is the full ref name the commit was found at; "" for a commit ref.
-	ResolvedRef string `json:"resolvedRef"`
-	// Commit is the resolved commit's hash in hex.
-	Commit string `json:"commit"`
-}
+type GitConfig = bundle.GitConfig
 
 // Git fetches a Git source: it resolves src.Ref, pushes the history of the commit as a packfile
 // and its tree as a Flux artifact into dst, and returns the item whose root index lists both.

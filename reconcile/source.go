@@ -18,7 +18,6 @@ import (
 
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
-	"github.com/ferry-gitops/ferry/fetch"
 )
 
 // Limits on what a source may hold once extracted.
@@ -39,23 +38,27 @@ type source struct {
 	flux   ocispec.Descriptor // the tar.gz layer of the tree
 }
 
-// findSource looks up a Git item by name in rec and reads its commit from the pack config.
-func findSource(ctx context.Context, c *cache.Cache, rec *cache.Record, name string) (*source, error) {
+// recordItem finds the item named name, of kind kind, in the current bundle's record.
+func recordItem(rec *cache.Record, name string, kind bundle.Kind) (*cache.RecordItem, error) {
 	if rec == nil {
 		return nil, fmt.Errorf("%w: the cache holds no bundle yet", errSourceNotFound)
 	}
-	var item *cache.RecordItem
 	for i := range rec.Items {
-		if rec.Items[i].Name == name {
-			item = &rec.Items[i]
-			break
+		if it := &rec.Items[i]; it.Name == name {
+			if it.Kind != kind {
+				return nil, fmt.Errorf("%w: item %q of bundle %d is of kind %s, not %s", errSourceNotFound, name, rec.Sequence, it.Kind, kind)
+			}
+			return it, nil
 		}
 	}
-	if item == nil {
-		return nil, fmt.Errorf("%w: bundle %d has no item %q", errSourceNotFound, rec.Sequence, name)
-	}
-	if item.Kind != bundle.KindGit {
-		return nil, fmt.Errorf("%w: item %q of bundle %d is of kind %s, not git", errSourceNotFound, name, rec.Sequence, item.Kind)
+	return nil, fmt.Errorf("%w: bundle %d has no item %q", errSourceNotFound, rec.Sequence, name)
+}
+
+// findSource looks up a Git item by name in rec and reads its commit from the pack config.
+func findSource(ctx context.Context, c *cache.Cache, rec *cache.Record, name string) (*source, error) {
+	item, err := recordItem(rec, name, bundle.KindGit)
+	if err != nil {
+		return nil, err
 	}
 	var idx ocispec.Index
 	if err := readJSON(ctx, c, item.Root, &idx); err != nil {
@@ -64,23 +67,23 @@ func findSource(ctx context.Context, c *cache.Cache, rec *cache.Record, name str
 	s := &source{item: *item, commit: item.Revision}
 	var pack, flux *ocispec.Descriptor
 	for i := range idx.Manifests {
-		switch idx.Manifests[i].Annotations[fetch.GitRoleAnnotation] {
-		case fetch.GitRolePack:
+		switch idx.Manifests[i].Annotations[bundle.GitRoleAnnotation] {
+		case bundle.GitRolePack:
 			pack = &idx.Manifests[i]
-		case fetch.GitRoleFlux:
+		case bundle.GitRoleFlux:
 			flux = &idx.Manifests[i]
 		}
 	}
 	if flux == nil {
-		return nil, fmt.Errorf("git item %q: root index has no manifest with %s=%s", name, fetch.GitRoleAnnotation, fetch.GitRoleFlux)
+		return nil, fmt.Errorf("git item %q: root index has no manifest with %s=%s", name, bundle.GitRoleAnnotation, bundle.GitRoleFlux)
 	}
 	if pack != nil {
 		var m ocispec.Manifest
 		if err := readJSON(ctx, c, *pack, &m); err != nil {
 			return nil, fmt.Errorf("git item %q: pack manifest: %w", name, err)
 		}
-		if m.Config.MediaType == fetch.GitConfigMediaType {
-			var cfg fetch.GitConfig
+		if m.Config.MediaType == bundle.GitConfigMediaType {
+			var cfg bundle.GitConfig
 			if err := readJSON(ctx, c, m.Config, &cfg); err != nil {
 				return nil, fmt.Errorf("git item %q: pack config: %w", name, err)
 			}
@@ -93,8 +96,8 @@ func findSource(ctx context.Context, c *cache.Cache, rec *cache.Record, name str
 	if err := readJSON(ctx, c, *flux, &fm); err != nil {
 		return nil, fmt.Errorf("git item %q: flux manifest: %w", name, err)
 	}
-	if len(fm.Layers) != 1 || fm.Layers[0].MediaType != fetch.GitFluxContentMediaType {
-		return nil, fmt.Errorf("git item %q: flux manifest must have one layer of type %s", name, fetch.GitFluxContentMediaType)
+	if len(fm.Layers) != 1 || fm.Layers[0].MediaType != bundle.GitFluxContentMediaType {
+		return nil, fmt.Errorf("git item %q: flux manifest must have one layer of type %s", name, bundle.GitFluxContentMediaType)
 	}
 	s.flux = fm.Layers[0]
 	return s, nil

@@ -15,6 +15,8 @@ import (
 	"github.com/Masterminds/semver/v3"
 	"github.com/opencontainers/go-digest"
 	"sigs.k8s.io/yaml"
+
+	"github.com/ferry-gitops/ferry/bundle"
 )
 
 // APIVersion and Kind identify a mirror spec.
@@ -52,13 +54,7 @@ type Git struct {
 }
 
 // GitRef says which commit to carry: exactly one field is set.
-type GitRef struct {
-	Branch string `json:"branch,omitempty"`
-	Tag    string `json:"tag,omitempty"`
-	// SemVer picks the highest tag matching the range (">=1.2.0 <2").
-	SemVer string `json:"semver,omitempty"`
-	Commit string `json:"commit,omitempty"`
-}
+type GitRef = bundle.GitRef
 
 // Chart is a Helm chart to carry.
 type Chart struct {

@@ -23,8 +23,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
-	"github.com/ferry-gitops/ferry/fetch"
 )
 
 // CommitRef is the ref a Git item resolved from a commit (no resolvedRef) is served at, besides
@@ -47,7 +47,7 @@ type repo struct {
 	dir    string
 	pack   string
 	commit plumbing.Hash
-	config fetch.GitConfig
+	config bundle.GitConfig
 	refs   memory.ReferenceStorage
 }
 
@@ -93,7 +93,7 @@ func (s *repoStorer) PackRefs() error { return nil }
 
 // servedRefs returns the refs an item is served with: its resolvedRef and HEAD (a symbolic ref
 // to a branch, detached at a tag), or for a commit ref a detached HEAD and CommitRef.
-func servedRefs(cfg fetch.GitConfig) (memory.ReferenceStorage, error) {
+func servedRefs(cfg bundle.GitConfig) (memory.ReferenceStorage, error) {
 	if !plumbing.IsHash(cfg.Commit) {
 		return nil, fmt.Errorf("config: commit %q is not a commit hash", cfg.Commit)
 	}
@@ -123,30 +123,30 @@ func (s *Server) load(ctx context.Context, item cache.RecordItem) (*repo, error)
 	if err := s.readJSON(ctx, item.Root, &root); err != nil {
 		return nil, fmt.Errorf("root index: %w", err)
 	}
-	if root.ArtifactType != fetch.GitArtifactType {
-		return nil, fmt.Errorf("root index %s: artifactType %q, want %q", item.Root.Digest, root.ArtifactType, fetch.GitArtifactType)
+	if root.ArtifactType != bundle.GitArtifactType {
+		return nil, fmt.Errorf("root index %s: artifactType %q, want %q", item.Root.Digest, root.ArtifactType, bundle.GitArtifactType)
 	}
 	var packDesc *ocispec.Descriptor
 	for i, m := range root.Manifests {
-		if m.Annotations[fetch.GitRoleAnnotation] == fetch.GitRolePack {
+		if m.Annotations[bundle.GitRoleAnnotation] == bundle.GitRolePack {
 			packDesc = &root.Manifests[i]
 			break
 		}
 	}
 	if packDesc == nil {
-		return nil, fmt.Errorf("root index %s: no manifest with %s=%s", item.Root.Digest, fetch.GitRoleAnnotation, fetch.GitRolePack)
+		return nil, fmt.Errorf("root index %s: no manifest with %s=%s", item.Root.Digest, bundle.GitRoleAnnotation, bundle.GitRolePack)
 	}
 	var m ocispec.Manifest
 	if err := s.readJSON(ctx, *packDesc, &m); err != nil {
 		return nil, fmt.Errorf("pack manifest: %w", err)
 	}
-	if m.Config.MediaType != fetch.GitConfigMediaType {
-		return nil, fmt.Errorf("pack manifest %s: config media type %q, want %q", packDesc.Digest, m.Config.MediaType, fetch.GitConfigMediaType)
+	if m.Config.MediaType != bundle.GitConfigMediaType {
+		return nil, fmt.Errorf("pack manifest %s: config media type %q, want %q", packDesc.Digest, m.Config.MediaType, bundle.GitConfigMediaType)
 	}
-	if len(m.Layers) != 1 || m.Layers[0].MediaType != fetch.GitPackMediaType {
-		return nil, fmt.Errorf("pack manifest %s: want one layer of media type %q", packDesc.Digest, fetch.GitPackMediaType)
+	if len(m.Layers) != 1 || m.Layers[0].MediaType != bundle.GitPackMediaType {
+		return nil, fmt.Errorf("pack manifest %s: want one layer of media type %q", packDesc.Digest, bundle.GitPackMediaType)
 	}
-	var cfg fetch.GitConfig
+	var cfg bundle.GitConfig
 	if err := s.readJSON(ctx, m.Config, &cfg); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
