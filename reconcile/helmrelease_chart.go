@@ -28,21 +28,9 @@ type chartItem struct {
 
 // findChart looks up a chart item by name in rec and finds its chart layer.
 func findChart(ctx context.Context, c *cache.Cache, rec *cache.Record, name string) (*chartItem, error) {
-	if rec == nil {
-		return nil, fmt.Errorf("%w: the cache holds no bundle yet", errSourceNotFound)
-	}
-	var item *cache.RecordItem
-	for i := range rec.Items {
-		if rec.Items[i].Name == name {
-			item = &rec.Items[i]
-			break
-		}
-	}
-	if item == nil {
-		return nil, fmt.Errorf("%w: bundle %d has no item %q", errSourceNotFound, rec.Sequence, name)
-	}
-	if item.Kind != bundle.KindChart {
-		return nil, fmt.Errorf("%w: item %q of bundle %d is of kind %s, not chart", errSourceNotFound, name, rec.Sequence, item.Kind)
+	item, err := recordItem(rec, name, bundle.KindChart)
+	if err != nil {
+		return nil, err
 	}
 	var m ocispec.Manifest
 	if err := readJSON(ctx, c, item.Root, &m); err != nil {
