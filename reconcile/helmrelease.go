@@ -58,7 +58,9 @@ func (r *Reconciler) reconcileHelmRelease(ctx context.Context, p *pass, h *ferry
 		return nil
 	}
 	orig := h.DeepCopy()
+	start := time.Now()
 	out := r.runHelmRelease(ctx, p, h, log)
+	r.report(ferryv1.HelmReleaseKind, h, h.Status.LastAppliedRevision, start, out)
 	h.Status.ObservedGeneration = h.Generation
 	status := metav1.ConditionFalse
 	if out.ready {

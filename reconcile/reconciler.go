@@ -42,6 +42,25 @@ const defaultTimeout = 5 * time.Minute
 type Options struct {
 	// Logger receives a line per reconciliation; nil discards.
 	Logger *slog.Logger
+	// OnResult, when set, is called after each reconciliation of an object (the agent turns
+	// these into metrics).
+	OnResult func(Result)
+}
+
+// Result is the outcome of one reconciliation of one object.
+type Result struct {
+	// Kind is KustomizationKind or HelmReleaseKind.
+	Kind, Namespace, Name string
+	// Duration is how long the reconciliation took.
+	Duration time.Duration
+	// Ready, Reason and Message are the Ready condition it ended with.
+	Ready           bool
+	Reason, Message string
+	// Revision is the last applied revision after it.
+	Revision string
+	// DriftCorrected counts objects that were changed in the cluster although their desired
+	// state was unchanged, and were put back.
+	DriftCorrected int
 }
 
 // Reconciler reconciles the cluster's Kustomizations and HelmReleases from a cache.
@@ -51,6 +70,7 @@ type Reconciler struct {
 	manager  *ssa.ResourceManager
 	cacheDir string
 	log      *slog.Logger
+	onResult func(Result)
 	// broadcaster and events record an Event for each reconciliation's outcome.
 	broadcaster events.EventBroadcaster
 	events      events.EventRecorder
@@ -94,6 +114,7 @@ func New(cfg *rest.Config, cacheDir string, o Options) (*Reconciler, error) {
 		manager:  ssa.NewResourceManager(c, poller, ssa.Owner{Field: FieldManager, Group: OwnerGroup}),
 		cacheDir: cacheDir,
 		log:      log,
+		onResult: o.OnResult,
 
 		broadcaster: broadcaster,
 		events:      recorder,
@@ -214,6 +235,22 @@ type outcome struct {
 	message string
 	// event, when set, is the note of the success Event in place of message.
 	event string
+	// drift counts objects put back although their desired state was unchanged.
+	drift int
+}
+
+// report passes one reconciliation's outcome to Options.OnResult.
+func (r *Reconciler) report(kind string, obj client.Object, revision string, start time.Time, out outcome) {
+	if r.onResult == nil {
+		return
+	}
+	r.onResult(Result{
+		Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(),
+		Duration: time.Since(start),
+		Ready:    out.ready, Reason: out.reason, Message: out.message,
+		Revision:       revision,
+		DriftCorrected: out.drift,
+	})
 }
 
 func (o outcome) err(k *ferryv1.Kustomization) error {
@@ -234,7 +271,9 @@ func (r *Reconciler) reconcile(ctx context.Context, p *pass, k *ferryv1.Kustomiz
 		return nil
 	}
 	orig := k.DeepCopy()
+	start := time.Now()
 	out := r.run(ctx, p, k, log)
+	r.report(ferryv1.KustomizationKind, k, k.Status.LastAppliedRevision, start, out)
 	k.Status.ObservedGeneration = k.Generation
 	status := metav1.ConditionFalse
 	if out.ready {
@@ -360,6 +399,7 @@ func (r *Reconciler) run(ctx context.Context, p *pass, k *ferryv1.Kustomization,
 			return outcome{reason: ferryv1.HealthCheckFailedReason, message: fmt.Sprintf("revision %s: %s", src.commit, msg)}
 		}
 	}
+	unchanged := k.Status.LastAppliedRevision == src.commit && k.Status.ObservedGeneration == k.Generation
 	k.Status.LastAppliedRevision = src.commit
 	created, configured := 0, 0
 	for _, e := range cs.Entries {
@@ -370,8 +410,13 @@ func (r *Reconciler) run(ctx context.Context, p *pass, k *ferryv1.Kustomization,
 			configured++
 		}
 	}
+	drift := 0
+	if unchanged {
+		drift = created + configured // the source did not move: whatever changed was changed in the cluster
+	}
 	return outcome{
 		ready:   true,
+		drift:   drift,
 		reason:  ferryv1.ReconciliationSucceededReason,
 		message: "Applied revision: " + src.commit,
 		event:   fmt.Sprintf("Applied revision: %s: %d created, %d configured, %d pruned", src.commit, created, configured, pruned),
