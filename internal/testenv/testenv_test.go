@@ -3,7 +3,9 @@ package testenv_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -236,4 +238,52 @@ func TestHelmRepoFetch(t *testing.T) {
 		t.Fatalf("fetched chart %s-%s with %d templates", ch.Metadata.Name, ch.Metadata.Version, len(ch.Templates))
 	}
 	t.Logf("round trip: helm repo %s: resolved podinfo ~1.0 to %s and fetched it (%d bytes, digest %s)", h.URL, cv.Version, size, cv.Digest)
+}
+
+// TestNetNSLetsOutOnlyAllowedPorts checks the fence the agent's no-network test relies on: a
+// process in the namespace reaches the forwarded port, and an attempt to reach anything else
+// is dropped and counted.
+func TestNetNSLetsOutOnlyAllowedPorts(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintln(c, "hello from the host")
+			c.Close()
+		}
+	}()
+	ns := testenv.NewNetNS(t)
+	fwd := testenv.NewForwarder(t, ns.HostIP, ln.Addr().String())
+	ns.Allow(t, fwd.Port())
+	ctx := context.Background()
+	out, err := ns.Command(ctx, "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/%d && cat <&3", ns.HostIP, fwd.Port())).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "hello from the host") {
+		t.Fatalf("allowed port: %v: %s", err, out)
+	}
+	if fwd.Connections() != 1 {
+		t.Fatalf("forwarder relayed %d connections, want 1", fwd.Connections())
+	}
+	allowed, denied, err := ns.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if allowed != 1 || denied != 0 {
+		t.Fatalf("after the allowed connection: allowed %d denied %d, want 1 and 0", allowed, denied)
+	}
+	// Anything else is dropped and counted: another host port, and an address beyond the host.
+	for _, dst := range []string{fmt.Sprintf("%s/%d", ns.HostIP, fwd.Port()+1), "192.0.2.1/80"} {
+		if out, err := ns.Command(ctx, "timeout", "2", "bash", "-c", "exec 3<>/dev/tcp/"+dst).CombinedOutput(); err == nil {
+			t.Fatalf("connection to %s succeeded from the namespace: %s", dst, out)
+		}
+	}
+	if _, denied, err = ns.Counters(); err != nil || denied == 0 {
+		t.Fatalf("denied counter %d (%v) after two forbidden connections, want > 0", denied, err)
+	}
 }
