@@ -49,6 +49,20 @@ tools: $(TOOL_STAMPS) ## build every server and CLI the tests use into .tools/bi
 build: ## build the mirror and sync binaries into bin/
 	$(GO) build -o $(BIN)/ ./cmd/mirror ./cmd/sync
 
+.PHONY: image
+image: ## build the sync agent's OCI image (linux/amd64+arm64, no Docker) into bin/image; IMAGE_PUSH=host/repo:tag [IMAGE_PLAIN_HTTP=1] pushes it
+	@version=$${VERSION:-$$(git describe --tags --always --dirty 2>/dev/null || echo dev)}; \
+	revision=$$(git rev-parse HEAD 2>/dev/null || true); \
+	export SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || echo 0)}; \
+	for arch in amd64 arm64; do \
+	  echo "image: building sync $$version for linux/$$arch"; \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w -X github.com/ferry-gitops/ferry/internal/buildinfo.Version=$$version" -o $(BIN)/linux_$$arch/sync ./cmd/sync; \
+	done; \
+	rm -rf $(BIN)/image; \
+	$(GO) run ./hack/image --binary $(BIN)/linux_amd64/sync --binary $(BIN)/linux_arm64/sync \
+	  --version "$$version" --revision "$$revision" --layout $(BIN)/image \
+	  $${IMAGE_PUSH:+--push "$$IMAGE_PUSH"} $${IMAGE_PLAIN_HTTP:+--plain-http}
+
 .PHONY: test
 test: tools ## run every test, against real servers
 	$(GO) test $(TEST_FLAGS) -v $(PKGS) 2>&1 | hack/test-summary.sh
@@ -85,4 +99,4 @@ clean-tools: ## remove every built tool
 
 .PHONY: help
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed 's/:.*## /\t/' | sort
