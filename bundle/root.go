@@ -134,7 +134,7 @@ func (b *Bundle) index() (*ocispec.Index, error) {
 			return nil, invalid("item name %q: use lowercase letters, digits and . _ - (at most 128), not %q or sha256-…", it.Name, RootRef)
 		}
 		if !it.Kind.valid() || it.Kind == KindReferrer {
-			return nil, invalid("item %s: kind %q is not image, chart, git or artifact", it.Name, it.Kind)
+			return nil, invalid("item %s: kind %q is not image, chart, git, artifact or cluster", it.Name, it.Kind)
 		}
 		d, err := entryDescriptor(it.Name, it.Descriptor)
 		if err != nil {
@@ -266,7 +266,7 @@ func ParseRoot(data []byte) (*Bundle, error) {
 	for i, e := range idx.Manifests {
 		name, kind := e.Annotations[AnnotationItemName], Kind(e.Annotations[AnnotationItemKind])
 		if !kind.valid() {
-			return nil, invalid("entry %d (%s): kind %q is not image, chart, git, artifact or referrer", i, e.Digest, kind)
+			return nil, invalid("entry %d (%s): kind %q is not image, chart, git, artifact, cluster or referrer", i, e.Digest, kind)
 		}
 		for k := range e.Annotations {
 			switch k {

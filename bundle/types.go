@@ -47,6 +47,9 @@ const (
 	KindChart    Kind = "chart"
 	KindGit      Kind = "git"
 	KindArtifact Kind = "artifact"
+	// KindCluster is the bundle's own cluster objects (signed desired state, applied before
+	// anything else); see cluster.go.
+	KindCluster Kind = "cluster"
 	// KindReferrer marks an entry that belongs to an item: an upstream signature,
 	// attestation or SBOM of one of the item's manifests.
 	KindReferrer Kind = "referrer"
@@ -54,7 +57,7 @@ const (
 
 func (k Kind) valid() bool {
 	switch k {
-	case KindImage, KindChart, KindGit, KindArtifact, KindReferrer:
+	case KindImage, KindChart, KindGit, KindArtifact, KindCluster, KindReferrer:
 		return true
 	}
 	return false

@@ -97,6 +97,9 @@ func Pack(ctx context.Context, o Options) (*Result, error) {
 	for _, im := range o.Spec.Images {
 		jobs = append(jobs, job{"image " + im.Name, func(ctx context.Context) (bundle.Item, error) { return fetch.Image(ctx, l, im, fo) }})
 	}
+	if o.Spec.Cluster != nil {
+		jobs = append(jobs, job{"cluster " + o.Spec.Cluster.Path, func(ctx context.Context) (bundle.Item, error) { return ClusterItem(ctx, l, o.Spec) }})
+	}
 	items := make([]bundle.Item, len(jobs))
 	var done atomic.Int32
 	var mu sync.Mutex

@@ -7,6 +7,11 @@
 // the values, and installs or upgrades the release with Helm's SDK, rolling a failed upgrade
 // back.
 //
-// The caller runs ReconcileAll every interval; re-applying is idempotent and corrects drift.
-// docs/reconcile.md describes ordering by dependsOn, pruning and the status contract.
+// The caller runs ReconcileAll often (every 30-60 s, and after each import); it reconciles
+// the objects that are due (new generation or source revision, not Ready, a requestedAt
+// request, a dependency reconciled, or interval elapsed) and finalizes deleted ones (pruning a
+// Kustomization's inventory, uninstalling a HelmRelease's release). Re-applying is idempotent
+// and corrects drift, for a HelmRelease by comparing its release's objects with the cluster.
+// ReconcileAllForce reconciles everything. docs/reconcile.md describes passes, deletion,
+// ordering by dependsOn, pruning and the status contract.
 package reconcile

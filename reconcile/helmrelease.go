@@ -50,18 +50,25 @@ func (r *Reconciler) ReconcileHelmRelease(ctx context.Context, key types.Namespa
 func (r *Reconciler) reconcileHelmRelease(ctx context.Context, p *pass, h *ferryv1.HelmRelease) error {
 	name := h.Namespace + "/" + h.Name
 	log := r.log.With("helmrelease", name)
+	if !h.DeletionTimestamp.IsZero() {
+		return r.finalizeHelmRelease(ctx, h, log)
+	}
 	if h.Spec.Suspend {
 		log.Info("suspended, skipped")
 		return nil
 	}
-	if !h.DeletionTimestamp.IsZero() {
-		return nil
+	if err := r.addFinalizer(ctx, h); err != nil {
+		return fmt.Errorf("helmrelease %s: add finalizer: %w", name, err)
 	}
+	defer r.ran(p, helmReleaseKey(h))
 	orig := h.DeepCopy()
 	start := time.Now()
 	out := r.runHelmRelease(ctx, p, h, log)
 	r.report(ferryv1.HelmReleaseKind, h, h.Status.LastAppliedRevision, start, out)
 	h.Status.ObservedGeneration = h.Generation
+	if v, ok := requestedAt(h); ok {
+		h.Status.LastHandledReconcileAt = v
+	}
 	status := metav1.ConditionFalse
 	if out.ready {
 		status = metav1.ConditionTrue
@@ -83,6 +90,32 @@ func (r *Reconciler) reconcileHelmRelease(ctx context.Context, p *pass, h *ferry
 	}
 	log.Warn("not ready", "reason", out.reason, "message", out.message)
 	return fmt.Errorf("helmrelease %s: %s: %s", name, out.reason, out.message)
+}
+
+// helmTimeout is the timeout of h's Helm actions: spec.timeout, else spec.interval, else
+// defaultTimeout.
+func helmTimeout(h *ferryv1.HelmRelease) time.Duration {
+	if h.Spec.Timeout != nil && h.Spec.Timeout.Duration > 0 {
+		return h.Spec.Timeout.Duration
+	}
+	if h.Spec.Interval.Duration > 0 {
+		return h.Spec.Interval.Duration
+	}
+	return defaultTimeout
+}
+
+// helmConfig returns a Helm action configuration for the release namespace relNS, storing
+// releases as Secrets there, talking to the cluster as h's ServiceAccount when it names one.
+func (r *Reconciler) helmConfig(h *ferryv1.HelmRelease, relNS string, log *slog.Logger) (*action.Configuration, error) {
+	cfg := action.NewConfiguration(action.ConfigurationSetLogger(log.Handler()))
+	getter := newRESTGetter(r.restConfigAs(h.Namespace, h.Spec.ServiceAccountName), relNS)
+	if err := cfg.Init(getter, relNS, "secret"); err != nil {
+		return nil, fmt.Errorf("helm configuration: %w", err)
+	}
+	if kc, ok := cfg.KubeClient.(*kube.Client); ok {
+		kc.Namespace = relNS
+	}
+	return cfg, nil
 }
 
 // releaseNames returns the Helm release's name and namespace.
@@ -127,13 +160,12 @@ func (r *Reconciler) runHelmRelease(ctx context.Context, p *pass, h *ferryv1.Hel
 			return outcome{reason: ferryv1.DependencyNotReadyReason, message: msg}
 		}
 	}
-
-	timeout := defaultTimeout
-	if h.Spec.Timeout != nil && h.Spec.Timeout.Duration > 0 {
-		timeout = h.Spec.Timeout.Duration
-	} else if h.Spec.Interval.Duration > 0 {
-		timeout = h.Spec.Interval.Duration
+	if out, ok := r.serviceAccountFound(ctx, h.Namespace, h.Spec.ServiceAccountName, ferryv1.InstallFailedReason); !ok {
+		return out
 	}
+
+	timeout := helmTimeout(h)
+	outer := ctx // tests have their own timeout
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
@@ -151,13 +183,9 @@ func (r *Reconciler) runHelmRelease(ctx context.Context, p *pass, h *ferryv1.Hel
 	}
 
 	relName, relNS := releaseNames(h)
-	cfg := action.NewConfiguration(action.ConfigurationSetLogger(log.Handler()))
-	getter := newRESTGetter(r.restCfg, relNS)
-	if err := cfg.Init(getter, relNS, "secret"); err != nil {
-		return outcome{reason: ferryv1.InstallFailedReason, message: fmt.Sprintf("helm configuration: %v", err)}
-	}
-	if kc, ok := cfg.KubeClient.(*kube.Client); ok {
-		kc.Namespace = relNS
+	cfg, err := r.helmConfig(h, relNS, log)
+	if err != nil {
+		return outcome{reason: ferryv1.InstallFailedReason, message: err.Error()}
 	}
 	defer r.recordHistory(cfg, h, relName, log)
 
@@ -179,7 +207,11 @@ func (r *Reconciler) runHelmRelease(ctx context.Context, p *pass, h *ferryv1.Hel
 	if err != nil && !errors.Is(err, driver.ErrReleaseNotFound) {
 		return outcome{reason: ferryv1.InstallFailedReason, message: fmt.Sprintf("%s: read release history: %v", what, err)}
 	}
-	if err != nil { // no release yet: install
+	lastRel, _ := last.(*release.Release)
+	// An uninstalled release whose history was kept (uninstall.keepHistory) is installed
+	// again, replacing it.
+	uninstalled := err == nil && lastRel != nil && lastRel.Info != nil && lastRel.Info.Status == rcommon.StatusUninstalled
+	if err != nil || uninstalled { // no release yet: install
 		retries := int64(0)
 		if h.Spec.Install != nil && h.Spec.Install.Remediation != nil {
 			retries = int64(h.Spec.Install.Remediation.Retries)
@@ -194,24 +226,25 @@ func (r *Reconciler) runHelmRelease(ctx context.Context, p *pass, h *ferryv1.Hel
 		in.Timeout = timeout
 		in.WaitStrategy = waitStrategy
 		in.ServerSideApply = true
+		in.Replace = uninstalled
 		if _, err := in.RunWithContext(ctx, ch, vals); err != nil {
 			h.Status.InstallFailures++
 			msg := fmt.Sprintf("%s: install chart %s %s: %v", what, ch.Name(), item.version, err)
-			un := action.NewUninstall(cfg)
-			un.IgnoreNotFound = true
-			un.WaitStrategy = kube.HookOnlyStrategy
-			un.Timeout = timeout
-			if _, uerr := un.Run(relName); uerr != nil {
-				msg += fmt.Sprintf("; uninstall of the failed release failed: %v", uerr)
-			}
+			msg += uninstallFailed(cfg, relName, timeout)
 			return outcome{reason: ferryv1.InstallFailedReason, message: msg}
+		}
+		tested, msg := r.runTests(outer, cfg, h, relName, relNS, log)
+		if msg != "" {
+			h.Status.InstallFailures++
+			msg = fmt.Sprintf("%s: chart %s %s installed, but %s", what, ch.Name(), item.version, msg)
+			msg += uninstallFailed(cfg, relName, timeout)
+			return outcome{reason: ferryv1.TestFailedReason, message: msg}
 		}
 		h.Status.InstallFailures, h.Status.UpgradeFailures = 0, 0
 		h.Status.LastAppliedRevision = item.version
-		return r.succeeded(cfg, what, relName, item.version)
+		return withTests(r.succeeded(cfg, what, relName, item.version), tested)
 	}
 
-	lastRel, _ := last.(*release.Release)
 	if lastRel != nil && lastRel.Info != nil && lastRel.Info.Status == rcommon.StatusDeployed &&
 		lastRel.Chart != nil && lastRel.Chart.Metadata != nil && lastRel.Chart.Metadata.Version == item.version {
 		if deployedSum, err := valuesChecksum(lastRel.Config); err == nil && deployedSum == sum {
@@ -219,7 +252,11 @@ func (r *Reconciler) runHelmRelease(ctx context.Context, p *pass, h *ferryv1.Hel
 			if !changed {
 				h.Status.InstallFailures, h.Status.UpgradeFailures = 0, 0
 			}
-			return outcome{ready: true, reason: ferryv1.ReconciliationSucceededReason, message: fmt.Sprintf("%s at revision %d, chart %s %s", what, lastRel.Version, ch.Name(), item.version)}
+			at := fmt.Sprintf("%s at revision %d, chart %s %s", what, lastRel.Version, ch.Name(), item.version)
+			if failed := failedTests(h, lastRel); failed != "" {
+				return outcome{reason: ferryv1.TestFailedReason, message: at + ": " + failed}
+			}
+			return r.checkDrift(ctx, h, lastRel, at, log)
 		}
 	}
 
@@ -256,9 +293,32 @@ func (r *Reconciler) runHelmRelease(ctx context.Context, p *pass, h *ferryv1.Hel
 		}
 		return outcome{reason: ferryv1.UpgradeFailedReason, message: msg}
 	}
+	tested, msg := r.runTests(outer, cfg, h, relName, relNS, log)
+	if msg != "" {
+		h.Status.UpgradeFailures++
+		msg = fmt.Sprintf("%s: upgraded to chart %s %s, but %s", what, ch.Name(), item.version, msg)
+		if h.Status.UpgradeFailures <= retries || remediateLast {
+			msg += "; " + r.rollback(cfg, h, relName, previous, timeout, waitStrategy)
+		}
+		return outcome{reason: ferryv1.TestFailedReason, message: msg}
+	}
 	h.Status.InstallFailures, h.Status.UpgradeFailures = 0, 0
 	h.Status.LastAppliedRevision = item.version
-	return r.succeeded(cfg, what, relName, item.version)
+	return withTests(r.succeeded(cfg, what, relName, item.version), tested)
+}
+
+// uninstallFailed uninstalls a release whose install failed, so the next pass can install
+// afresh, and returns what to append to the failure's message: "; uninstalled", or why the
+// uninstall failed too.
+func uninstallFailed(cfg *action.Configuration, relName string, timeout time.Duration) string {
+	un := action.NewUninstall(cfg)
+	un.IgnoreNotFound = true
+	un.WaitStrategy = kube.HookOnlyStrategy
+	un.Timeout = timeout
+	if _, err := un.Run(relName); err != nil {
+		return fmt.Sprintf("; uninstall of the failed release failed: %v", err)
+	}
+	return "; uninstalled"
 }
 
 // rollback rolls the release back to revision (0: the one before the last) and says how it went.

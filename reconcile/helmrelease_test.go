@@ -63,7 +63,7 @@ func newHelmEnv(t *testing.T, name string, files map[string]string) (*helmEnv, s
 	}
 	t.Cleanup(func() { repo.Stop() })
 	t.Cleanup(func() {
-		e.c.DeleteAllOf(context.Background(), &ferryv1.HelmRelease{}, client.InNamespace(e.ns))
+		removeAll(e.c, e.ns)
 	})
 	return &helmEnv{env: e, charts: repo}, commit
 }

@@ -102,7 +102,7 @@ func newEnv(t *testing.T, repo string, files map[string]string) (*env, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		e.c.DeleteAllOf(context.Background(), &ferryv1.Kustomization{}, client.InNamespace(e.ns))
+		removeAll(e.c, e.ns)
 	})
 	return e, commit
 }
@@ -295,4 +295,26 @@ func kustomizationYAML(resources ...string) string {
 		s += "  - " + r + "\n"
 	}
 	return s
+}
+
+// removeAll deletes the Kustomizations and HelmReleases of namespace ns and takes their
+// finalizers off, so they are gone at once, without being finalized (their objects and
+// releases stay), and no later test's ReconcileAll finalizes them.
+func removeAll(c client.Client, ns string) {
+	ctx := context.Background()
+	c.DeleteAllOf(ctx, &ferryv1.Kustomization{}, client.InNamespace(ns))
+	c.DeleteAllOf(ctx, &ferryv1.HelmRelease{}, client.InNamespace(ns))
+	noFinalizers := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`))
+	var ks ferryv1.KustomizationList
+	if c.List(ctx, &ks, client.InNamespace(ns)) == nil {
+		for i := range ks.Items {
+			c.Patch(ctx, &ks.Items[i], noFinalizers)
+		}
+	}
+	var hrs ferryv1.HelmReleaseList
+	if c.List(ctx, &hrs, client.InNamespace(ns)) == nil {
+		for i := range hrs.Items {
+			c.Patch(ctx, &hrs.Items[i], noFinalizers)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
@@ -45,6 +46,9 @@ type Options struct {
 	// OnResult, when set, is called after each reconciliation of an object (the agent turns
 	// these into metrics).
 	OnResult func(Result)
+	// Namespace holds the inventory ConfigMap of the bundle's own cluster objects (created if
+	// missing); default DefaultNamespace ("ferry-system").
+	Namespace string
 }
 
 // Result is the outcome of one reconciliation of one object.
@@ -61,6 +65,11 @@ type Result struct {
 	// DriftCorrected counts objects that were changed in the cluster although their desired
 	// state was unchanged, and were put back.
 	DriftCorrected int
+	// Deleted is set when the object was being deleted and its finalizer was removed (after
+	// its inventory was pruned or its release uninstalled, when that applies): it is gone.
+	// Reason is then ferry.dev's Finalized (or ServiceAccountNotFound when nothing could be
+	// deleted) and Message says what was done.
+	Deleted bool
 }
 
 // Reconciler reconciles the cluster's Kustomizations and HelmReleases from a cache.
@@ -71,9 +80,15 @@ type Reconciler struct {
 	cacheDir string
 	log      *slog.Logger
 	onResult func(Result)
+	bundleNS string // Options.Namespace
 	// broadcaster and events record an Event for each reconciliation's outcome.
 	broadcaster events.EventBroadcaster
 	events      events.EventRecorder
+
+	// mu guards lastRun: when this Reconciler last reconciled each object (ReconcileAll
+	// reconciles an object whose interval has passed since).
+	mu      sync.Mutex
+	lastRun map[objKey]time.Time
 }
 
 // NewScheme returns a scheme with Kubernetes' built-in types and Ferry's.
@@ -115,9 +130,12 @@ func New(cfg *rest.Config, cacheDir string, o Options) (*Reconciler, error) {
 		cacheDir: cacheDir,
 		log:      log,
 		onResult: o.OnResult,
+		bundleNS: o.Namespace,
 
 		broadcaster: broadcaster,
 		events:      recorder,
+
+		lastRun: map[objKey]time.Time{},
 	}, nil
 }
 
@@ -135,6 +153,9 @@ type pass struct {
 	cycles       map[objKey]string
 	sources      map[string]*source    // by item name
 	charts       map[string]*chartItem // by item name
+	// force makes every object due; ran holds the objects reconciled so far in the pass.
+	force bool
+	ran   map[objKey]bool
 }
 
 func (r *Reconciler) newPass(ctx context.Context) (*pass, error) {
@@ -160,6 +181,7 @@ func (r *Reconciler) newPass(ctx context.Context) (*pass, error) {
 		helmReleases: map[types.NamespacedName]*ferryv1.HelmRelease{},
 		sources:      map[string]*source{},
 		charts:       map[string]*chartItem{},
+		ran:          map[objKey]bool{},
 	}
 	deps := map[objKey][]objKey{}
 	for i := range list.Items {
@@ -191,16 +213,58 @@ func (p *pass) source(ctx context.Context, name string) (*source, error) {
 	return s, nil
 }
 
-// ReconcileAll reconciles every Kustomization and HelmRelease of the cluster, each after its
-// dependencies, from the cache's current bundle. It returns the failures joined, each naming
-// its object; every outcome is also in the object's status.
+// ReconcileAll reconciles the Kustomizations and HelmReleases of the cluster that are due
+// (see docs/reconcile.md, "Passes": a new generation, a new source revision, not Ready, a
+// reconcile.ferry.dev/requestedAt request, a dependency reconciled in this pass, or interval
+// elapsed since this Reconciler last reconciled it), each after its dependencies, from the
+// cache's current bundle. Objects being deleted are finalized first, dependents before their
+// dependencies. It returns the failures joined, each naming its object; every outcome is also
+// in the object's status.
 func (r *Reconciler) ReconcileAll(ctx context.Context) error {
+	return r.reconcileAll(ctx, false)
+}
+
+// ReconcileAllForce is ReconcileAll with every object due: everything is reconciled, as a
+// one-shot run (sync reconcile) wants.
+func (r *Reconciler) ReconcileAllForce(ctx context.Context) error {
+	return r.reconcileAll(ctx, true)
+}
+
+func (r *Reconciler) reconcileAll(ctx context.Context, force bool) error {
+	if err := r.applyBundleObjects(ctx); err != nil {
+		return err
+	}
 	p, err := r.newPass(ctx)
 	if err != nil {
 		return err
 	}
+	p.force = force
 	var errs []error
+	// Deleted objects first, dependents before their dependencies.
+	for i := len(p.order) - 1; i >= 0; i-- {
+		key := p.order[i]
+		if !p.deleted(key) {
+			continue
+		}
+		switch key.Kind {
+		case ferryv1.KustomizationKind:
+			err = r.reconcile(ctx, p, p.byKey[key.NamespacedName])
+		case ferryv1.HelmReleaseKind:
+			err = r.reconcileHelmRelease(ctx, p, p.helmReleases[key.NamespacedName])
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, key := range p.order {
+		due, why := r.due(ctx, p, key)
+		if !due {
+			if !p.deleted(key) {
+				r.log.Debug("not due, skipped", "kind", key.Kind, "object", key.NamespacedName.String())
+			}
+			continue
+		}
+		r.log.Debug("due", "kind", key.Kind, "object", key.NamespacedName.String(), "why", why)
 		switch key.Kind {
 		case ferryv1.KustomizationKind:
 			err = r.reconcile(ctx, p, p.byKey[key.NamespacedName])
@@ -263,18 +327,25 @@ func (o outcome) err(k *ferryv1.Kustomization) error {
 func (r *Reconciler) reconcile(ctx context.Context, p *pass, k *ferryv1.Kustomization) error {
 	name := k.Namespace + "/" + k.Name
 	log := r.log.With("kustomization", name)
+	if !k.DeletionTimestamp.IsZero() {
+		return r.finalizeKustomization(ctx, k, log)
+	}
 	if k.Spec.Suspend {
 		log.Info("suspended, skipped")
 		return nil
 	}
-	if !k.DeletionTimestamp.IsZero() {
-		return nil
+	if err := r.addFinalizer(ctx, k); err != nil {
+		return fmt.Errorf("kustomization %s: add finalizer: %w", name, err)
 	}
+	defer r.ran(p, kustomizationKey(k))
 	orig := k.DeepCopy()
 	start := time.Now()
 	out := r.run(ctx, p, k, log)
 	r.report(ferryv1.KustomizationKind, k, k.Status.LastAppliedRevision, start, out)
 	k.Status.ObservedGeneration = k.Generation
+	if v, ok := requestedAt(k); ok {
+		k.Status.LastHandledReconcileAt = v
+	}
 	status := metav1.ConditionFalse
 	if out.ready {
 		status = metav1.ConditionTrue

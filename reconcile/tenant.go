@@ -30,20 +30,49 @@ func serviceAccountUser(ns, name string) string {
 // in k's namespace; ok is true when it does or when k names none, and otherwise out says why
 // not.
 func (r *Reconciler) serviceAccountExists(ctx context.Context, k *ferryv1.Kustomization) (out outcome, ok bool) {
-	name := k.Spec.ServiceAccountName
+	return r.serviceAccountFound(ctx, k.Namespace, k.Spec.ServiceAccountName, ferryv1.ApplyFailedReason)
+}
+
+// serviceAccountFound checks that the ServiceAccount ns/name exists; ok is true when it does or
+// when name is empty, and otherwise out says why not (ServiceAccountNotFound, or failReason
+// when it could not be read).
+func (r *Reconciler) serviceAccountFound(ctx context.Context, ns, name, failReason string) (out outcome, ok bool) {
 	if name == "" {
 		return outcome{}, true
 	}
 	var sa corev1.ServiceAccount
-	err := r.client.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: name}, &sa)
+	err := r.client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &sa)
 	switch {
 	case err == nil:
 		return outcome{}, true
 	case apierrors.IsNotFound(err):
-		return outcome{reason: ferryv1.ServiceAccountNotFoundReason, message: fmt.Sprintf("serviceaccount %s/%s not found", k.Namespace, name)}, false
+		return outcome{reason: ferryv1.ServiceAccountNotFoundReason, message: fmt.Sprintf("serviceaccount %s/%s not found", ns, name)}, false
 	default:
-		return outcome{reason: ferryv1.ApplyFailedReason, message: fmt.Sprintf("serviceaccount %s/%s: %v", k.Namespace, name, err)}, false
+		return outcome{reason: failReason, message: fmt.Sprintf("serviceaccount %s/%s: %v", ns, name, err)}, false
 	}
+}
+
+// restConfigAs returns the reconciler's REST config, impersonating the ServiceAccount ns/name
+// when name is not empty.
+func (r *Reconciler) restConfigAs(ns, name string) *rest.Config {
+	cfg := rest.CopyConfig(r.restCfg)
+	if name != "" {
+		cfg.Impersonate = rest.ImpersonationConfig{UserName: serviceAccountUser(ns, name)}
+	}
+	return cfg
+}
+
+// clientAs returns the reconciler's client, or, when name is not empty, a client impersonating
+// the ServiceAccount ns/name (sharing the reconciler's REST mapper).
+func (r *Reconciler) clientAs(ns, name string) (client.Client, error) {
+	if name == "" {
+		return r.client, nil
+	}
+	c, err := client.New(r.restConfigAs(ns, name), client.Options{Scheme: r.client.Scheme(), Mapper: r.client.RESTMapper()})
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client as serviceaccount %s/%s: %w", ns, name, err)
+	}
+	return c, nil
 }
 
 // managerFor returns the resource manager k's objects are applied, pruned and waited for
@@ -53,11 +82,9 @@ func (r *Reconciler) managerFor(k *ferryv1.Kustomization) (*ssa.ResourceManager,
 	if k.Spec.ServiceAccountName == "" {
 		return r.manager, nil
 	}
-	cfg := rest.CopyConfig(r.restCfg)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: serviceAccountUser(k.Namespace, k.Spec.ServiceAccountName)}
-	c, err := client.New(cfg, client.Options{Scheme: r.client.Scheme(), Mapper: r.client.RESTMapper()})
+	c, err := r.clientAs(k.Namespace, k.Spec.ServiceAccountName)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client as serviceaccount %s/%s: %w", k.Namespace, k.Spec.ServiceAccountName, err)
+		return nil, err
 	}
 	poller := polling.NewStatusPoller(c, c.RESTMapper(), polling.Options{})
 	return ssa.NewResourceManager(c, poller, ssa.Owner{Field: FieldManager, Group: OwnerGroup}), nil

@@ -45,7 +45,7 @@ func tenantEnv(t *testing.T, e *env, ns string) *env {
 		}
 	}
 	t.Cleanup(func() {
-		e.c.DeleteAllOf(context.Background(), &ferryv1.Kustomization{}, client.InNamespace(ns))
+		removeAll(e.c, ns)
 	})
 	tenant := *e
 	tenant.ns = ns

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -36,6 +37,18 @@ type Spec struct {
 	Git        []Git        `json:"git,omitempty"`
 	Charts     []Chart      `json:"charts,omitempty"`
 	Images     []Image      `json:"images,omitempty"`
+	// Cluster names a folder of Kubernetes manifests the bundle carries as its cluster item,
+	// applied by sync before anything else.
+	Cluster *Cluster `json:"cluster,omitempty"`
+	// Dir is the folder of the spec file: relative paths (cluster.path) are resolved from it.
+	// Parse sets it from the source it is given.
+	Dir string `json:"-"`
+}
+
+// Cluster is the cluster objects a bundle carries (its desired state, signed with it).
+type Cluster struct {
+	// Path is a folder of YAML manifests (*.yaml, *.yml, recursively), relative to the spec file.
+	Path string `json:"path"`
 }
 
 // BundleConfig holds settings of the bundle as a whole.
@@ -137,7 +150,8 @@ func Load(path string) (*Spec, error) {
 	return Parse(path, data)
 }
 
-// Parse parses and validates a spec; source names it in errors.
+// Parse parses and validates a spec. source is the spec file's path: it names the spec in
+// errors, and relative paths in the spec (cluster.path) are resolved from its folder.
 func Parse(source string, data []byte) (*Spec, error) {
 	jsonData, err := yaml.YAMLToJSON(data)
 	if err != nil {
@@ -159,7 +173,13 @@ func Parse(source string, data []byte) (*Spec, error) {
 		}
 		return nil, &Error{Source: source, Problems: problems}
 	}
-	if problems = append(problems, s.validate()...); len(problems) > 0 {
+	s.Dir = filepath.Dir(source)
+	problems = append(problems, s.validate()...)
+	if s.Cluster != nil && s.Cluster.Path != "" {
+		_, cp := s.readCluster()
+		problems = append(problems, cp...)
+	}
+	if len(problems) > 0 {
 		return nil, &Error{Source: source, Problems: problems}
 	}
 	if s.Bundle.Expires.Duration == 0 {
@@ -238,16 +258,19 @@ func (s *Spec) validate() []string {
 	if s.Bundle.Expires.Duration < 0 {
 		add("bundle.expires: %s is negative", s.Bundle.Expires)
 	}
-	if len(s.Git)+len(s.Charts)+len(s.Images) == 0 {
-		add("git, charts, images: the spec lists nothing to carry")
+	if len(s.Git)+len(s.Charts)+len(s.Images) == 0 && s.Cluster == nil {
+		add("git, charts, images, cluster: the spec lists nothing to carry")
+	}
+	if s.Cluster != nil && s.Cluster.Path == "" {
+		add("cluster.path: required (a folder of YAML manifests, relative to the spec file)")
 	}
 	names := map[string]string{}
 	name := func(field, n string) {
 		switch {
 		case n == "":
 			add("%s.name: required", field)
-		case len(n) > 128 || !nameRE.MatchString(n) || n == "bundle" || strings.HasPrefix(n, "sha256-"):
-			add("%s.name: %q: use lowercase letters, digits and . _ - (at most 128 characters; not \"bundle\" or sha256-…)", field, n)
+		case len(n) > 128 || !nameRE.MatchString(n) || n == "bundle" || n == bundle.ClusterItemName || strings.HasPrefix(n, "sha256-"):
+			add("%s.name: %q: use lowercase letters, digits and . _ - (at most 128 characters; not \"bundle\", \"cluster\" or sha256-…)", field, n)
 		case names[n] != "":
 			add("%s.name: %q is already the name of %s", field, n, names[n])
 		default:

@@ -42,3 +42,27 @@ func addKnownTypes(s *runtime.Scheme) error {
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }
+
+// Finalizer is the finalizer the reconciler puts on every Kustomization and HelmRelease it
+// reconciles: when the object is deleted, the reconciler prunes its inventory (a
+// Kustomization with prune) or uninstalls its Helm release (a HelmRelease) before removing it.
+const Finalizer = "finalizers.ferry.dev"
+
+// ReconcileRequestAnnotation, set to any new value (by convention the current time), asks the
+// reconciler to reconcile the object at its next pass even when it is not due; the value
+// handled last is recorded in status.lastHandledReconcileAt (Flux's
+// reconcile.fluxcd.io/requestedAt convention).
+const ReconcileRequestAnnotation = "reconcile.ferry.dev/requestedAt"
+
+// Reasons of Events and Ready conditions about deletion and drift, shared by both kinds.
+const (
+	// FinalizedReason: the Event recorded when a deleted object's finalizer was removed (after
+	// its inventory was pruned or its release uninstalled, when that applies).
+	FinalizedReason = "Finalized"
+	// PruneFailedReason: a deleted Kustomization's inventory could not be deleted; the
+	// finalizer stays and the next pass tries again.
+	PruneFailedReason = "PruneFailed"
+	// UninstallFailedReason: a deleted HelmRelease's release could not be uninstalled; the
+	// finalizer stays and the next pass tries again.
+	UninstallFailedReason = "UninstallFailed"
+)

@@ -9,7 +9,8 @@ import (
 const HelmReleaseKind = "HelmRelease"
 
 // Reasons of a HelmRelease's Ready condition, besides ReconciliationSucceededReason,
-// DependencyNotReadyReason and DependencyCycleReason, which it shares with the Kustomization.
+// DependencyNotReadyReason, DependencyCycleReason and ServiceAccountNotFoundReason, which it
+// shares with the Kustomization, and UninstallFailedReason.
 const (
 	// ChartNotFoundReason: the cache's current bundle has no chart item of that name, or its
 	// version does not satisfy spec.chart.version.
@@ -22,6 +23,27 @@ const (
 	InstallFailedReason = "InstallFailed"
 	// UpgradeFailedReason: an upgrade failed (and was rolled back, unless that was turned off).
 	UpgradeFailedReason = "UpgradeFailed"
+	// TestFailedReason: with spec.test.enable, the release's tests failed after an install
+	// (which was uninstalled) or an upgrade (which was rolled back), or the deployed revision's
+	// tests had failed.
+	TestFailedReason = "TestFailed"
+	// DriftCorrectionFailedReason: objects of the release drifted from its manifest and could
+	// not be checked or put back.
+	DriftCorrectionFailedReason = "DriftCorrectionFailed"
+	// DriftDetectedReason: the Warning Event recorded when, with driftDetection mode warn,
+	// objects of the release differ from its manifest (they are left as they are).
+	DriftDetectedReason = "DriftDetected"
+)
+
+// Modes of spec.driftDetection.
+const (
+	// DriftDetectionEnabled: objects of the release that differ from its manifest are put back
+	// (the default).
+	DriftDetectionEnabled = "enabled"
+	// DriftDetectionWarn: differences are reported (log line and Warning Event), not corrected.
+	DriftDetectionWarn = "warn"
+	// DriftDetectionDisabled: the cluster is not compared with the release's manifest.
+	DriftDetectionDisabled = "disabled"
 )
 
 // DefaultValuesKey is the key of a valuesFrom ConfigMap or Secret read when valuesKey is empty.
@@ -46,7 +68,8 @@ type HelmReleaseSpec struct {
 	// TargetNamespace is the namespace of the release and its objects (default: the
 	// HelmRelease's namespace). It must exist.
 	TargetNamespace string `json:"targetNamespace,omitempty"`
-	// Interval is how often the HelmRelease is reconciled.
+	// Interval is the longest the HelmRelease goes without being reconciled (as a
+	// Kustomization's).
 	Interval metav1.Duration `json:"interval"`
 	// Values are merged over the chart's values, after ValuesFrom.
 	Values *apiextensionsv1.JSON `json:"values,omitempty"`
@@ -69,6 +92,43 @@ type HelmReleaseSpec struct {
 	// Wait waits for the release's objects to become ready before an install or upgrade counts
 	// as successful; otherwise only hooks are waited for.
 	Wait bool `json:"wait,omitempty"`
+	// Uninstall configures the uninstall done when the HelmRelease is deleted.
+	Uninstall *HelmUninstall `json:"uninstall,omitempty"`
+	// Test configures running the chart's tests (helm test) after an install or upgrade.
+	Test *HelmTest `json:"test,omitempty"`
+	// DriftDetection configures the comparison of the release's objects in the cluster with
+	// its manifest when the release is up to date (default mode: enabled).
+	DriftDetection *HelmDriftDetection `json:"driftDetection,omitempty"`
+	// ServiceAccountName is a ServiceAccount of the HelmRelease's namespace: when set, every
+	// Helm action (and drift correction) runs as that ServiceAccount (impersonating
+	// system:serviceaccount:<namespace>:<name>), so the release is bound by its RBAC.
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+}
+
+// HelmUninstall configures the uninstall of a deleted HelmRelease's release.
+type HelmUninstall struct {
+	// Timeout bounds the uninstall (default: the HelmRelease's timeout).
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// DisableHooks skips the chart's delete hooks.
+	DisableHooks bool `json:"disableHooks,omitempty"`
+	// KeepHistory keeps the release's history (its storage Secrets, marked uninstalled).
+	KeepHistory bool `json:"keepHistory,omitempty"`
+}
+
+// HelmTest configures the chart's tests.
+type HelmTest struct {
+	// Enable runs the chart's test hooks after every successful install or upgrade.
+	Enable bool `json:"enable,omitempty"`
+	// Timeout bounds the tests (default: the HelmRelease's timeout).
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// IgnoreFailures makes failed tests count as passed (they are still logged).
+	IgnoreFailures bool `json:"ignoreFailures,omitempty"`
+}
+
+// HelmDriftDetection configures drift detection.
+type HelmDriftDetection struct {
+	// Mode is enabled (correct drift, the default), warn (report it) or disabled.
+	Mode string `json:"mode,omitempty"`
 }
 
 // HelmChartReference names a chart item of the cache.
@@ -147,6 +207,9 @@ type HelmReleaseStatus struct {
 	UpgradeFailures int64 `json:"upgradeFailures,omitempty"`
 	// History lists the release's latest revisions, newest first.
 	History []HelmReleaseSnapshot `json:"history,omitempty"`
+	// LastHandledReconcileAt is the value of the reconcile.ferry.dev/requestedAt annotation
+	// the reconciler last handled.
+	LastHandledReconcileAt string `json:"lastHandledReconcileAt,omitempty"`
 }
 
 // HelmReleaseSnapshot is one revision of the Helm release.

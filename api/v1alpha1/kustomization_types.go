@@ -53,7 +53,9 @@ type KustomizationSpec struct {
 	SourceRef SourceReference `json:"sourceRef"`
 	// Path is the folder of the source to build, relative to its root ("" or "./": the root).
 	Path string `json:"path,omitempty"`
-	// Interval is how often the Kustomization is reconciled.
+	// Interval is the longest the Kustomization goes without being reconciled: ReconcileAll
+	// reconciles it when the interval has passed, and sooner when its spec, its source revision
+	// or a dependency changed, it is not Ready, or a reconcile is requested.
 	Interval metav1.Duration `json:"interval"`
 	// Prune deletes objects a previous build applied that the current build no longer holds.
 	Prune bool `json:"prune"`
@@ -154,6 +156,9 @@ type KustomizationStatus struct {
 	LastAttemptedRevision string `json:"lastAttemptedRevision,omitempty"`
 	// Inventory lists the objects the Kustomization applied; pruning works from it.
 	Inventory *ResourceInventory `json:"inventory,omitempty"`
+	// LastHandledReconcileAt is the value of the reconcile.ferry.dev/requestedAt annotation
+	// the reconciler last handled.
+	LastHandledReconcileAt string `json:"lastHandledReconcileAt,omitempty"`
 }
 
 // ResourceInventory lists applied objects.

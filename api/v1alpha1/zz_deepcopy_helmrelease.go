@@ -78,6 +78,26 @@ func (s *HelmReleaseSpec) DeepCopyInto(out *HelmReleaseSpec) {
 		t := *s.Timeout
 		out.Timeout = &t
 	}
+	if s.Uninstall != nil {
+		un := *s.Uninstall
+		if un.Timeout != nil {
+			t := *un.Timeout
+			un.Timeout = &t
+		}
+		out.Uninstall = &un
+	}
+	if s.Test != nil {
+		te := *s.Test
+		if te.Timeout != nil {
+			t := *te.Timeout
+			te.Timeout = &t
+		}
+		out.Test = &te
+	}
+	if s.DriftDetection != nil {
+		d := *s.DriftDetection
+		out.DriftDetection = &d
+	}
 }
 
 // DeepCopy returns a copy of s.

@@ -41,7 +41,7 @@ It uses the in-cluster credentials, or --kubeconfig.`,
 				return err
 			}
 			defer r.Close() // stops the event sender
-			return r.ReconcileAll(cmd.Context())
+			return r.ReconcileAllForce(cmd.Context())
 		},
 	}
 	addCacheFlag(cmd, &dir)

@@ -1,0 +1,149 @@
+package reconcile
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/ferry-gitops/ferry/bundle"
+)
+
+// layerOf builds a cluster layer the way mirror pack does: each document's canonical YAML after
+// its "# Source:" line, joined with "---\n".
+func layerOf(t testing.TB, docs ...[2]string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	for i, d := range docs {
+		if i > 0 {
+			b.WriteString(bundle.ClusterDocumentSeparator)
+		}
+		j, err := yaml.YAMLToJSON([]byte(d[1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := yaml.JSONToYAML(j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString(bundle.ClusterSourcePrefix + d[0] + "\n")
+		b.Write(y)
+	}
+	return b.Bytes()
+}
+
+// encodeClusterObjects writes decoded objects back as a layer.
+func encodeClusterObjects(t testing.TB, objs []clusterObject) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	for i, o := range objs {
+		if i > 0 {
+			b.WriteString(bundle.ClusterDocumentSeparator)
+		}
+		j, err := json.Marshal(o.obj.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := yaml.JSONToYAML(j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString(bundle.ClusterSourcePrefix + o.source + "\n")
+		b.Write(y)
+	}
+	return b.Bytes()
+}
+
+const (
+	nsDoc = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n"
+	cmDoc = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: apps\ndata:\n  replicas: \"3\"\n"
+	ksDoc = "apiVersion: ferry.dev/v1alpha1\nkind: Kustomization\nmetadata:\n  name: k\n  namespace: apps\nspec:\n  interval: 1m\n  retries: 3\n"
+)
+
+func TestDecodeClusterManifests(t *testing.T) {
+	data := layerOf(t, [2]string{"apps/cm.yaml", cmDoc}, [2]string{"apps/cm.yaml", ksDoc}, [2]string{"ns.yaml", nsDoc})
+	objs, err := decodeClusterManifests(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, o := range objs {
+		got = append(got, o.where())
+	}
+	want := "apps/cm.yaml document 1 (ConfigMap apps/c); apps/cm.yaml document 2 (Kustomization apps/k); ns.yaml document 1 (Namespace apps)"
+	if strings.Join(got, "; ") != want {
+		t.Fatalf("decoded %s, want %s", strings.Join(got, "; "), want)
+	}
+	if v, ok := objs[1].obj.Object["spec"].(map[string]any)["retries"].(int64); !ok || v != 3 {
+		t.Fatalf("an integer decodes as int64, as the Kubernetes client decodes it: %#v", objs[1].obj.Object["spec"])
+	}
+	if !bytes.Equal(encodeClusterObjects(t, objs), data) {
+		t.Fatal("the objects do not encode back to the layer")
+	}
+	if objs, err := decodeClusterManifests(nil); err != nil || len(objs) != 0 {
+		t.Fatalf("an empty layer: %v, %v", objs, err)
+	}
+}
+
+// Every malformed layer is refused with the file and document named.
+func TestDecodeClusterManifestsRefuses(t *testing.T) {
+	good := string(layerOf(t, [2]string{"a.yaml", nsDoc}))
+	for _, tc := range []struct{ name, data, want string }{
+		{"no source line", nsDoc, "document 1 of the layer does not open with a \"# Source:\" line"},
+		{"second without source", good + "---\n" + nsDoc, "document 2 of the layer does not open"},
+		{"absolute source", "# Source: /etc/x.yaml\n" + nsDoc, "not a relative path"},
+		{"dotdot source", "# Source: a/../../x.yaml\n" + nsDoc, "not a clean relative path"},
+		{"control characters", "# Source: a\x1b[2J.yaml\n" + nsDoc, "control characters"},
+		{"empty source", "# Source: \n" + nsDoc, "empty"},
+		{"no final newline", strings.TrimSuffix(good, "\n"), "do not end with a newline"},
+		{"not canonical", "# Source: a.yaml\nkind: Namespace\napiVersion: v1\nmetadata: {name: apps}\n", "a.yaml document 1: not in the canonical encoding"},
+		{"comment inside", "# Source: a.yaml\napiVersion: v1 # hidden\nkind: Namespace\nmetadata:\n  name: apps\n", "a.yaml document 1: not in the canonical encoding"},
+		{"bad yaml", "# Source: a.yaml\napiVersion: [\n", "a.yaml document 1: not valid YAML"},
+		{"list", "# Source: a.yaml\n- a\n- b\n", "a.yaml document 1: not a Kubernetes object"},
+		{"empty document", "# Source: a.yaml\n", "a.yaml document 1: not a Kubernetes object"},
+		{"no name", string(layerOf(t, [2]string{"a.yaml", nsDoc}, [2]string{"a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  namespace: x\n"})), "a.yaml document 2: not a Kubernetes object: metadata.name required"},
+		{"name not a string", string(layerOf(t, [2]string{"a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: 3\n"})), "a.yaml document 1: metadata.name: want a string"},
+		{"namespace not a string", string(layerOf(t, [2]string{"a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: [x]\n"})), "metadata.namespace: want a string"},
+		{"bad apiVersion", string(layerOf(t, [2]string{"a.yaml", "apiVersion: a/b/c\nkind: ConfigMap\nmetadata:\n  name: a\n"})), "apiVersion \"a/b/c\""},
+		{"duplicate", string(layerOf(t, [2]string{"a.yaml", nsDoc}, [2]string{"b.yaml", nsDoc})), "b.yaml document 1: Namespace apps is already defined by a.yaml document 1"},
+		{"too large", "# Source: a.yaml\n" + strings.Repeat("#", bundle.MaxClusterManifestsSize), "more than 16777216"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := decodeClusterManifests([]byte(tc.data))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one saying %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzClusterManifests feeds the cluster-layer decoder arbitrary bytes: it never panics, and
+// whatever it accepts is exactly what its objects encode to, so the objects applied are the
+// bytes signed.
+func FuzzClusterManifests(f *testing.F) {
+	f.Add(layerOf(f, [2]string{"apps/cm.yaml", cmDoc}, [2]string{"apps/cm.yaml", ksDoc}, [2]string{"ns.yaml", nsDoc}))
+	f.Add(layerOf(f, [2]string{"a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  x: |\n    ---\n    line\n  y: \"---\"\n"}))
+	f.Add([]byte("# Source: a.yaml\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: &a x\n  labels: {l: *a}\n"))
+	f.Add([]byte("# Source: a.yaml\napiVersion: v1\nkind: X\nmetadata:\n  name: a\nspec:\n  n: 12345678901234567890123\n  f: 1.5e+300\n"))
+	f.Add([]byte("# Source: a.yaml\n---\n# Source: b.yaml\n"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		objs, err := decodeClusterManifests(data)
+		if err != nil {
+			if !strings.Contains(err.Error(), "document") && !strings.Contains(err.Error(), "manifests") {
+				t.Fatalf("an error that names no document: %v", err)
+			}
+			return
+		}
+		if got := encodeClusterObjects(t, objs); !bytes.Equal(got, data) {
+			t.Fatalf("accepted a layer its objects do not encode back to:\n%q\n%q", data, got)
+		}
+		for _, o := range objs {
+			if o.obj.GetAPIVersion() == "" || o.obj.GetKind() == "" || o.obj.GetName() == "" || o.index < 1 || checkSource(o.source) != nil {
+				t.Fatalf("accepted an incomplete object: %s %#v", o.where(), o.obj.Object)
+			}
+		}
+	})
+}
