@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"strings"
@@ -112,26 +114,36 @@ func statusCommand() *cobra.Command {
 	var dir, output string
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show the current bundle and every bundle the cache holds",
-		Args:  cobra.NoArgs,
+		Short: "Show the current bundle, every bundle the cache holds, and the bundles rejected",
+		Long: `status shows the cache's current bundle, every bundle it holds, and the last bundles that
+were rejected (by 'sync run'): where each was found, which check refused it and why. It reads
+the cache without its lock, so it works while 'sync run' is running.`,
+		Example: "  sync status --cache /var/lib/ferry/cache -o json",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cache.Open(dir)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			st, err := c.State()
-			if err != nil {
-				return err
-			}
-			recs, err := c.Records()
-			if err != nil {
-				return err
-			}
 			out := struct {
-				State   verify.State   `json:"state"`
-				Bundles []cache.Record `json:"bundles"`
-			}{st, recs}
+				State      verify.State      `json:"state"`
+				Bundles    []cache.Record    `json:"bundles"`
+				Rejections []cache.Rejection `json:"rejections"`
+			}{Bundles: []cache.Record{}, Rejections: []cache.Rejection{}}
+			c, err := cache.OpenReader(dir) // no lock: the agent may be importing
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			if err == nil { // a cache nothing made yet holds nothing
+				if out.State, err = c.State(); err != nil {
+					return err
+				}
+				recs, err := c.Records()
+				if err != nil {
+					return err
+				}
+				out.Bundles = append(out.Bundles, recs...)
+				if out.Rejections, err = c.Rejections(); err != nil {
+					return err
+				}
+			}
+			st, recs := out.State, out.Bundles
 			var b strings.Builder
 			if st.Sequence == 0 {
 				b.WriteString("no bundle accepted yet\n")
@@ -144,6 +156,19 @@ func statusCommand() *cobra.Command {
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\n", r.Sequence, string(r.Root)[:19]+"…", r.Created.Format(time.RFC3339), r.Expires.Format(time.RFC3339), r.Accepted.Format(time.RFC3339), len(r.Items))
 			}
 			tw.Flush()
+			if len(out.Rejections) > 0 {
+				fmt.Fprintf(&b, "\nrejected (last %d, newest last; left where they were):\n", len(out.Rejections))
+				tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "TIME\tSOURCE\tBUNDLE\tSEQUENCE\tCHECK\tWHY")
+				for _, r := range out.Rejections {
+					seq := "?"
+					if r.Sequence > 0 {
+						seq = fmt.Sprint(r.Sequence)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Format(time.RFC3339), r.Source, r.Candidate, seq, r.Check, strings.ReplaceAll(r.Message, "\n", " "))
+				}
+				tw.Flush()
+			}
 			return cli.Print(cmd.OutOrStdout(), output, out, strings.TrimRight(b.String(), "\n"))
 		},
 	}

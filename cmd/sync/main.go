@@ -21,7 +21,7 @@ cluster as an OCI registry and a Git remote, and reconciles the cluster from it.
 nothing but the cluster's API server and the medium the bundles arrive on.`,
 		SilenceUsage: true,
 	}
-	root.AddCommand(cli.VersionCommand(), importCommand(), statusCommand(), fsckCommand(), gcCommand(), serveCommand(), registryConfigCommand(), reconcileCommand(), installCommand())
+	root.AddCommand(cli.VersionCommand(), importCommand(), statusCommand(), fsckCommand(), gcCommand(), serveCommand(), registryConfigCommand(), reconcileCommand(), installCommand(), runCommand())
 	if err := root.Execute(); err != nil {
 		os.Exit(1)
 	}

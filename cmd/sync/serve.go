@@ -1,14 +1,10 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,13 +15,12 @@ import (
 
 	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/serve"
-	"github.com/ferry-gitops/ferry/serve/gitserve"
 	"github.com/ferry-gitops/ferry/serve/registry"
 )
 
 func serveCommand() *cobra.Command {
 	var dir, listen, certFile, keyFile, htpasswd, tokenFile, workDir string
-	var opts serve.Options
+	var protect serve.Options
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the cache's current bundle to the cluster: an OCI registry and a Git remote, read-only",
@@ -43,25 +38,7 @@ registries: see 'sync registry-config'. Nothing can be pushed.`,
 			if err != nil {
 				return err
 			}
-			reg, err := registry.New(ctx, c, log)
-			if err != nil {
-				return err
-			}
-			gitDir := filepath.Join(os.TempDir(), "ferry-git")
-			if workDir != "" {
-				gitDir = workDir
-			}
-			git, err := gitserve.New(ctx, c, gitDir, log)
-			if err != nil {
-				return err
-			}
-			go watch(ctx, c, log, func(ctx context.Context) error { return errors.Join(reg.Reload(ctx), git.Reload(ctx)) })
-			mux := http.NewServeMux()
-			mux.Handle("/v2/", reg)
-			mux.Handle("/git/", http.StripPrefix("/git", git))
-			mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-			// Ready once the current bundle is indexed, which New and gitserve.New did above.
-			mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+			opts := serve.ServerOptions{Options: protect, TLSCert: certFile, TLSKey: keyFile, GitWorkDir: workDir}
 			opts.Logger = log
 			if htpasswd != "" {
 				if opts.BasicAuth, err = serve.LoadHTPasswd(htpasswd); err != nil {
@@ -75,23 +52,13 @@ registries: see 'sync registry-config'. Nothing can be pushed.`,
 				}
 				opts.BearerTokens = strings.Fields(string(b))
 			}
-			srv := &http.Server{Addr: listen, Handler: serve.Handler(mux, opts), ReadHeaderTimeout: 10 * time.Second}
-			go func() {
-				<-ctx.Done()
-				shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				srv.Shutdown(shut)
-			}()
-			log.Info("sync serve listening", "addr", listen, "repositories", len(reg.Repositories()), "tls", certFile != "")
-			if certFile != "" {
-				err = srv.ListenAndServeTLS(certFile, keyFile)
-			} else {
-				err = srv.ListenAndServe()
+			srv, err := serve.NewServer(ctx, c, opts)
+			if err != nil {
+				return err
 			}
-			if errors.Is(err, http.ErrServerClosed) {
-				return nil
-			}
-			return err
+			go srv.Watch(ctx, 2*time.Second) // reloads whenever an import changes the current bundle
+			log.Info("sync serve listening", "addr", listen, "repositories", len(srv.Repositories()), "tls", certFile != "")
+			return srv.ListenAndServe(ctx, listen)
 		},
 	}
 	addCacheFlag(cmd, &dir)
@@ -101,8 +68,8 @@ registries: see 'sync registry-config'. Nothing can be pushed.`,
 	cmd.Flags().StringVar(&workDir, "work-dir", "", "where Git repositories are built from cached packs (derived data; default: a folder in the system's temporary directory)")
 	cmd.Flags().StringVar(&htpasswd, "htpasswd", "", "require basic authentication against this htpasswd file (bcrypt entries, htpasswd -B)")
 	cmd.Flags().StringVar(&tokenFile, "bearer-tokens", "", "accept the bearer tokens in this file (one per line)")
-	cmd.Flags().Float64Var(&opts.RatePerSecond, "rate-limit", 0, "requests per second allowed to each client (0: unlimited)")
-	cmd.Flags().IntVar(&opts.Burst, "burst", 100, "requests a client may make at once above the rate")
+	cmd.Flags().Float64Var(&protect.RatePerSecond, "rate-limit", 0, "requests per second allowed to each client (0: unlimited)")
+	cmd.Flags().IntVar(&protect.Burst, "burst", 100, "requests a client may make at once above the rate")
 	return cmd
 }
 
@@ -163,27 +130,4 @@ func upstreamHost(h string) string {
 		}
 	}
 	return h
-}
-
-// watch reloads what is served whenever the cache's current bundle changes.
-func watch(ctx context.Context, c *cache.Cache, log *slog.Logger, reload func(context.Context) error) {
-	last, _ := c.State()
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		st, err := c.State()
-		if err != nil || st == last {
-			continue
-		}
-		if err := reload(ctx); err != nil {
-			log.Error("reload after a new bundle", "sequence", st.Sequence, "err", err)
-			continue
-		}
-		last = st
-	}
 }

@@ -1,20 +1,25 @@
 // Command demo runs Ferry's flow on an embedded default, printing each step and the commands
 // it runs. It starts the upstreams a platform team would have (a registry with a multi-platform
 // image, a Git repository of manifests, a Helm repository), packs them with `mirror pack` into a
-// signed bundle split into parts as if for a USB stick, stops the upstreams, verifies and imports
-// the bundle on the far side with `sync import`, shows a damaged part refused, starts a cluster,
-// and stops everything it started.
+// signed bundle split into parts as if for a USB stick, together with the cluster's desired
+// state (a Kustomization and a HelmRelease), and stops the upstreams. On the far side it starts
+// a cluster (etcd + kube-apiserver) and the agent, `sync run`, watching a drop directory: a
+// damaged copy of the parts is rejected and reported, the good part is copied again, and the
+// agent verifies, imports, serves and reconciles on its own. It stops everything it started.
 package main
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -117,6 +122,8 @@ images:
     image: %s/demo/app
     semver: ">=1.0.0"
     platforms: [linux/amd64]
+cluster:
+  path: cluster                  # the cluster's desired state, signed with the rest
 `, git.RepoURL("platform"), helm.URL, reg.Host)
 	for name, content := range map[string][]byte{"cosign.key": keys.PrivateBytes, "cosign.pub": keys.PublicBytes, "ferry.yaml": []byte(spec)} {
 		if err := os.WriteFile(filepath.Join(work, name), content, 0o600); err != nil {
@@ -125,6 +132,16 @@ images:
 	}
 	for _, line := range strings.Split(strings.TrimSpace(spec), "\n") {
 		fmt.Println("    " + line)
+	}
+	if err := os.MkdirAll(filepath.Join(work, "cluster"), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(work, "cluster", "platform.yaml"), []byte(clusterObjects), 0o644); err != nil {
+		return err
+	}
+	fmt.Println("    cluster/platform.yaml:")
+	for _, line := range strings.Split(strings.TrimSpace(clusterObjects), "\n") {
+		fmt.Println("      " + line)
 	}
 
 	step("mirror pack: resolve, copy byte for byte, sign, split into parts for the USB stick")
@@ -142,35 +159,26 @@ images:
 		return err
 	}
 
-	step("sync import: verify offline against the pinned key, copy into the cache, commit atomically")
-	if _, err := ferry(work, nil, "sync", "import", "usb/bundle.tar.parts.json", "--key", "cosign.pub", "--cache", "cache"); err != nil {
+	step("a damaged copy: one byte flipped in one part, as a bad USB stick would")
+	drop := filepath.Join(work, "drop")
+	if err := os.MkdirAll(drop, 0o755); err != nil {
 		return err
 	}
-	if _, err := ferry(work, nil, "sync", "status", "--cache", "cache"); err != nil {
-		return err
-	}
-
-	step("a damaged copy is refused, naming the part to copy again; the cache is untouched")
 	parts, _ := filepath.Glob(filepath.Join(work, "usb", "bundle.tar.part-*"))
-	data, err := os.ReadFile(parts[len(parts)/2])
-	if err != nil {
-		return err
+	damaged := parts[len(parts)/2]
+	for _, p := range append(parts, filepath.Join(work, "usb", "bundle.tar.parts.json")) {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if p == damaged {
+			data[len(data)/2] ^= 0xff
+		}
+		if err := os.WriteFile(filepath.Join(drop, filepath.Base(p)), data, 0o644); err != nil {
+			return err
+		}
 	}
-	data[len(data)/2] ^= 0xff
-	if err := os.WriteFile(parts[len(parts)/2], data, 0o644); err != nil {
-		return err
-	}
-	if _, err := ferry(work, nil, "mirror", "verify", "usb/bundle.tar.parts.json", "--key", "cosign.pub"); err == nil {
-		return fmt.Errorf("a damaged part was accepted")
-	}
-	if _, err := ferry(work, nil, "sync", "fsck", "--cache", "cache"); err != nil {
-		return err
-	}
-
-	step("sync serve: the cache as a read-only OCI registry and Git remote for the cluster")
-	if err := demoServe(ctx, work); err != nil {
-		return err
-	}
+	fmt.Printf("    copied %d parts and the part list into drop/, %s damaged\n", len(parts), filepath.Base(damaged))
 
 	step("starting the disconnected cluster (etcd + kube-apiserver)")
 	cluster, err := testenv.StartCluster(ctx, filepath.Join(dir, "cluster"))
@@ -188,77 +196,124 @@ images:
 	}
 	fmt.Printf("    api server https://%s (%s), kubeconfig %s\n", cluster.Host, v.GitVersion, cluster.Kubeconfig)
 
-	step("sync reconcile: apply the Git source with kustomize and install the chart with Helm, from the cache")
+	step("sync run: the unattended agent, watching drop/; nothing upstream is reachable")
+	serveAddr, healthAddr := freeAddr(), freeAddr()
+	config := fmt.Sprintf(`apiVersion: ferry.dev/v1alpha1
+kind: SyncConfig
+cache: cache
+keys: [{path: cosign.pub}]
+sources: [{dir: drop}]
+intervals: {poll: 1s, reconcile: 5s, retryMin: 1s, retryMax: 5s}
+serve: {listen: "%s"}
+health: {listen: "%s"}
+kubeconfig: %s
+installCRDs: true
+`, serveAddr, healthAddr, cluster.Kubeconfig)
+	if err := os.WriteFile(filepath.Join(work, "sync.yaml"), []byte(config), 0o644); err != nil {
+		return err
+	}
+	for _, line := range strings.Split(strings.TrimSpace(config), "\n") {
+		fmt.Println("    " + line)
+	}
+	agent, err := startAgent(ctx, work, "run", "--config", "sync.yaml")
+	if err != nil {
+		return err
+	}
+	defer agent.stop()
+	health := "http://" + healthAddr
+
+	step("the damaged bundle is rejected, reported, and left where it was")
+	if err := agent.waitMetric(health, "ferry_bundles_rejected_total", 60*time.Second); err != nil {
+		return err
+	}
+	agent.printLog("bundle rejected")
 	kubectl, err := testenv.ToolPath("kubectl")
 	if err != nil {
 		return err
 	}
-	if _, err := ferry(work, nil, "sync", "reconcile", "--cache", "cache", "--kubeconfig", cluster.Kubeconfig, "--install-crds"); err != nil {
+	kube := []string{"--kubeconfig", cluster.Kubeconfig}
+	// Events are sent in the background: wait for this one to land.
+	if err := waitFor(30*time.Second, func() bool {
+		out, _ := exec.Command(kubectl, append(kube, "get", "events.events.k8s.io", "-n", "ferry-system", "-o", "jsonpath={.items[*].reason}")...).Output()
+		return strings.Contains(string(out), "BundleRejected")
+	}); err != nil {
+		return fmt.Errorf("no BundleRejected Event: %w; log %s", err, agent.logPath)
+	}
+	if err := show(work, kubectl, append(kube, "get", "events.events.k8s.io", "-n", "ferry-system", "-o", "custom-columns=REASON:.reason,NOTE:.note")...); err != nil {
 		return err
 	}
-	objects := `apiVersion: ferry.dev/v1alpha1
+
+	step("copy the damaged part again, as the rejection says: the agent verifies, imports, serves and reconciles")
+	if err := copyFile(damaged, filepath.Join(drop, filepath.Base(damaged))); err != nil {
+		return err
+	}
+	if err := agent.waitMetric(health, "ferry_current_bundle_sequence", 60*time.Second); err != nil {
+		return err
+	}
+	// The bundle's own objects (the Kustomization, the HelmRelease) are applied first.
+	if err := waitFor(60*time.Second, func() bool {
+		return exec.Command(kubectl, append(kube, "get", "kustomization/platform", "helmrelease/demo")...).Run() == nil
+	}); err != nil {
+		return fmt.Errorf("the bundle's Kustomization and HelmRelease were not applied: %w; log %s", err, agent.logPath)
+	}
+	if err := show(work, kubectl, append(kube, "wait", "--for=condition=Ready", "kustomization/platform", "helmrelease/demo", "--timeout=60s")...); err != nil {
+		return err
+	}
+	agent.printLog("")
+	if err := show(work, kubectl, append(kube, "get", "kustomizations,helmreleases,configmaps")...); err != nil {
+		return err
+	}
+	if _, err := ferry(work, nil, "sync", "status", "--cache", "cache"); err != nil {
+		return err
+	}
+
+	step("what the agent serves to the cluster: an OCI registry and a Git remote, from the cache")
+	if err := demoServe(ctx, work, serveAddr); err != nil {
+		return err
+	}
+
+	step("drift: a hand edit of an applied object is put back within the Kustomization's interval")
+	if err := show(work, kubectl, append(kube, "patch", "configmap", "demo", "--type=merge", "-p", `{"data":{"image":"edited-by-hand"}}`)...); err != nil {
+		return err
+	}
+	if err := show(work, kubectl, append(kube, "wait", "configmap/demo", "--for=jsonpath={.data.image}="+reg.Host+"/demo/app@"+image, "--timeout=60s")...); err != nil {
+		return err
+	}
+
+	step("the agent's metrics (/metrics on %s)", healthAddr)
+	if err := agent.printMetrics(health, "ferry_bundles_", "ferry_current_bundle_sequence", "ferry_drift_corrections_total", "ferry_reconcile_total"); err != nil {
+		return err
+	}
+
+	step("stopping everything (%.1fs)", time.Since(start).Seconds())
+	return agent.stop()
+}
+
+// clusterObjects is the desired state the bundle carries: the Kustomization applies the Git
+// source's apps folder and the HelmRelease installs the chart after it.
+const clusterObjects = `apiVersion: ferry.dev/v1alpha1
 kind: Kustomization
 metadata: {name: platform, namespace: default}
-spec: {interval: 1m, sourceRef: {kind: GitSource, name: platform}, path: apps, prune: true}
+spec: {interval: 5s, sourceRef: {kind: GitSource, name: platform}, path: apps, prune: true}
 ---
 apiVersion: ferry.dev/v1alpha1
 kind: HelmRelease
 metadata: {name: demo, namespace: default}
 spec: {interval: 1m, chart: {name: demo}, targetNamespace: default, dependsOn: [{name: platform, kind: Kustomization}]}
 `
-	if err := os.WriteFile(filepath.Join(work, "ferry-objects.yaml"), []byte(objects), 0o644); err != nil {
-		return err
-	}
-	if err := show(work, kubectl, "--kubeconfig", cluster.Kubeconfig, "apply", "-f", "ferry-objects.yaml"); err != nil {
-		return err
-	}
-	if _, err := ferry(work, nil, "sync", "reconcile", "--cache", "cache", "--kubeconfig", cluster.Kubeconfig); err != nil {
-		return err
-	}
-	if err := show(work, kubectl, "--kubeconfig", cluster.Kubeconfig, "wait", "--for=condition=Ready", "kustomization/platform", "helmrelease/demo", "--timeout=30s"); err != nil {
-		return err
-	}
-	if err := show(work, kubectl, "--kubeconfig", cluster.Kubeconfig, "get", "kustomizations,helmreleases,configmaps"); err != nil {
-		return err
-	}
 
-	step("not yet implemented: the unattended agent (sync run) that does all of this on its own")
-	fmt.Println("    it arrives with its own issue; this demo grows with it")
-
-	step("stopping everything (%.1fs)", time.Since(start).Seconds())
-	return nil
-}
-
-// demoServe starts `sync serve` on the cache, lists what it serves, clones the Git source from
-// it, prints the containerd configuration that points nodes at it, and stops it.
-func demoServe(ctx context.Context, work string) error {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// demoServe lists what the agent serves at addr, clones the Git source from it and prints the
+// containerd configuration that points nodes at it.
+func demoServe(ctx context.Context, work, addr string) error {
+	var catalog struct{ Repositories []string }
+	resp, err := http.Get("http://" + addr + "/v2/_catalog")
 	if err != nil {
 		return err
 	}
-	addr := l.Addr().String()
-	l.Close()
-	bin, _ := filepath.Abs(filepath.Join("bin", "sync"))
-	fmt.Printf("    $ sync serve --cache cache --listen %s &\n", addr)
-	cmd := exec.CommandContext(ctx, bin, "serve", "--cache", "cache", "--listen", addr)
-	cmd.Dir = work
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	var catalog struct{ Repositories []string }
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		resp, err := http.Get("http://" + addr + "/v2/_catalog")
-		if err == nil {
-			err = json.NewDecoder(resp.Body).Decode(&catalog)
-			resp.Body.Close()
-			if err == nil {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("sync serve did not answer: %v", err)
-		}
+	err = json.NewDecoder(resp.Body).Decode(&catalog)
+	resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("catalog: %w", err)
 	}
 	fmt.Printf("    GET http://%s/v2/_catalog\n", addr)
 	for _, r := range catalog.Repositories {
@@ -275,6 +330,181 @@ func demoServe(ctx context.Context, work string) error {
 	}
 	_, err = ferry(work, nil, "sync", "registry-config", "--cache", "cache", "--endpoint", "https://ferry.ferry-system.svc:5000")
 	return err
+}
+
+// agentProcess is `sync run` in the background, its JSON log in a file.
+type agentProcess struct {
+	cmd     *exec.Cmd
+	logPath string
+	printed int // log lines already printed
+	done    chan error
+}
+
+func startAgent(ctx context.Context, work string, args ...string) (*agentProcess, error) {
+	bin, _ := filepath.Abs(filepath.Join("bin", "sync"))
+	fmt.Printf("    $ sync %s &\n", strings.Join(args, " "))
+	logPath := filepath.Join(work, "agent.log")
+	log, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = work
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Env = append(os.Environ(), "POD_NAMESPACE=ferry-system")
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return nil, err
+	}
+	a := &agentProcess{cmd: cmd, logPath: logPath, done: make(chan error, 1)}
+	go func() { a.done <- cmd.Wait(); log.Close() }()
+	return a, nil
+}
+
+// stop sends SIGTERM and waits for the agent to exit.
+func (a *agentProcess) stop() error {
+	if a.cmd.ProcessState != nil {
+		return nil
+	}
+	_ = a.cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-a.done:
+		a.cmd.ProcessState = &os.ProcessState{}
+		if err != nil {
+			return fmt.Errorf("sync run: %v; log %s", err, a.logPath)
+		}
+		fmt.Println("    sync run stopped cleanly")
+		return nil
+	case <-time.After(20 * time.Second):
+		_ = a.cmd.Process.Kill()
+		return fmt.Errorf("sync run did not stop within 20s; log %s", a.logPath)
+	}
+}
+
+// waitMetric waits until the agent's /metrics shows sample above zero.
+func (a *agentProcess) waitMetric(health, sample string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if v, _ := metricValue(health, sample); v > 0 {
+			return nil
+		}
+		select {
+		case err := <-a.done:
+			return fmt.Errorf("sync run exited (%v); log %s", err, a.logPath)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not above 0 after %s; log %s", sample, timeout, a.logPath)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// printLog prints the agent's new log lines (only those whose message contains filter, when
+// set) as "agent: message key=value …".
+func (a *agentProcess) printLog(filter string) {
+	b, err := os.ReadFile(a.logPath)
+	if err != nil {
+		return
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	for _, line := range lines[min(a.printed, len(lines)):] {
+		var rec map[string]any
+		dec := json.NewDecoder(strings.NewReader(line))
+		dec.UseNumber() // sequences are large integers
+		if dec.Decode(&rec) != nil {
+			continue
+		}
+		msg, _ := rec["msg"].(string)
+		if filter != "" && !strings.Contains(msg, filter) {
+			continue
+		}
+		var kv []string
+		for k, v := range rec {
+			if k == "time" || k == "level" || k == "msg" {
+				continue
+			}
+			kv = append(kv, fmt.Sprintf("%s=%v", k, v))
+		}
+		sort.Strings(kv)
+		line := fmt.Sprintf("    agent: %s %s", msg, strings.Join(kv, " "))
+		if len(line) > 240 {
+			line = line[:239] + "…" // the whole line is in the agent's log
+		}
+		fmt.Println(line)
+	}
+	a.printed = len(lines)
+}
+
+// printMetrics prints the agent's metric samples whose names start with one of prefixes.
+func (a *agentProcess) printMetrics(health string, prefixes ...string) error {
+	resp, err := http.Get(health + "/metrics")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		for _, p := range prefixes {
+			if strings.HasPrefix(line, p) && !strings.Contains(line, "_bucket{") {
+				fmt.Println("    " + line)
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// metricValue returns the value of the first sample named sample (with any labels).
+func metricValue(health, sample string) (float64, error) {
+	resp, err := http.Get(health + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok || (name != sample && !strings.HasPrefix(name, sample+"{")) {
+			continue
+		}
+		return strconv.ParseFloat(strings.TrimSpace(value), 64)
+	}
+	return 0, nil
+}
+
+// waitFor polls cond every 250ms until it holds or timeout passes.
+func waitFor(timeout time.Duration, cond func() bool) error {
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(250 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not within %s", timeout)
+		}
+	}
+	return nil
+}
+
+// freeAddr returns a loopback address with a port nothing listens on.
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "127.0.0.1:0"
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o644)
 }
 
 // show runs a tool, echoing the command and indenting what it prints.

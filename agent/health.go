@@ -1,0 +1,69 @@
+package agent
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// readiness is what /readyz reports: ready once the cache is open and served, and, on the
+// leader, once the first reconciliation was attempted.
+type readiness struct {
+	mu         sync.Mutex
+	cache      string // why the cache is not open yet; "" once it is
+	serving    bool
+	leading    bool
+	reconciled bool
+	waiting    string // why the leader has not reconciled yet
+}
+
+func newReadiness() *readiness {
+	return &readiness{cache: "the cache is not open yet"}
+}
+
+func (r *readiness) update(f func(r *readiness)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f(r)
+}
+
+// reasons says why the agent is not ready; none when it is.
+func (r *readiness) reasons() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	if r.cache != "" {
+		out = append(out, "cache: "+r.cache)
+	}
+	if !r.serving {
+		out = append(out, "serve: the registry and Git remote are not serving yet")
+	}
+	if r.leading && !r.reconciled {
+		w := r.waiting
+		if w == "" {
+			w = "the first reconciliation has not been attempted yet"
+		}
+		out = append(out, "reconcile: "+w)
+	}
+	return out
+}
+
+// healthHandler serves /healthz (the process answers), /readyz (see readiness) and /metrics.
+func (a *Agent) healthHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if reasons := a.ready.reasons(); len(reasons) > 0 {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "not ready:\n  %s\n", strings.Join(reasons, "\n  "))
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{Registry: a.metrics.reg}))
+	return mux
+}

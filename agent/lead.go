@@ -1,0 +1,480 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ferry-gitops/ferry/bundle"
+	"github.com/ferry-gitops/ferry/cache"
+	"github.com/ferry-gitops/ferry/reconcile"
+	"github.com/ferry-gitops/ferry/serve"
+	"github.com/ferry-gitops/ferry/verify"
+)
+
+// leaderRun is one term of leadership: the writer's lock on the cache, the sources' candidates
+// as last seen, and what became of each.
+type leaderRun struct {
+	a   *Agent
+	c   *cache.Cache
+	srv *serve.Server
+	rep *reporter
+	log *slog.Logger
+
+	// reconcileMu is held by a reconciliation: garbage collection waits for it, since the
+	// reconciliation may be reading a bundle the collection would drop. Collection runs in the
+	// poll loop (never beside an import, which relies on the blobs it found held); gcPending
+	// says one is due.
+	reconcileMu sync.Mutex
+	gcPending   bool
+	kick        chan struct{}
+
+	backoff *backoff
+	// seen holds the identities of the last poll; roots what each candidate's root says;
+	// done what became of it; from which source it came; waiting what was logged as awaited.
+	seen     map[string]bool
+	roots    map[string]*rootInfo
+	done     map[string]outcome
+	from     map[string]int
+	waiting  map[string]string
+	accepted map[digest.Digest]bool
+}
+
+// outcome is what became of a candidate.
+type outcome struct {
+	rejected bool
+	check    string
+	state    verify.State
+}
+
+// retry reports whether a rejected candidate is worth another try although it did not change:
+// it was refused for where it stands in the chain (chain, base), and the chain has moved since.
+func (o outcome) retry(st verify.State) bool {
+	return o.rejected && (o.check == verify.CheckChain || o.check == verify.CheckBase) && st != o.state
+}
+
+// lead does the leader's work until ctx is done: poll, import, reconcile, report.
+func (a *Agent) lead(ctx context.Context, srv *serve.Server) {
+	if ctx.Err() != nil {
+		return
+	}
+	c, err := a.openWriter(ctx)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	// Leading from here: while another process holds the writer's lock (the old pod of a
+	// rolling update), this replica only serves, and is ready as soon as it serves.
+	a.metrics.leader.Set(1)
+	defer a.metrics.leader.Set(0)
+	a.ready.update(func(r *readiness) { r.leading, r.reconciled, r.waiting = true, false, "" })
+	defer a.ready.update(func(r *readiness) { r.leading = false })
+	a.log.Info("leading: importing and reconciling", "identity", a.identity)
+	rep := newReporter(a.cs, a.namespace, a.identity, a.log)
+	rep.start(ctx.Done())
+	defer rep.shutdown()
+	if err := rep.publish(ctx, c); err != nil && ctx.Err() == nil {
+		a.log.Warn("cannot publish the status", "err", err)
+	}
+	l := &leaderRun{a: a, c: c, srv: srv, rep: rep, log: a.log, kick: make(chan struct{}, 1),
+		backoff: newBackoff(a.cfg.Intervals.RetryMin.Duration, a.cfg.Intervals.RetryMax.Duration),
+		seen:    map[string]bool{}, roots: map[string]*rootInfo{}, done: map[string]outcome{}, from: map[string]int{},
+		waiting: map[string]string{}, accepted: map[digest.Digest]bool{}}
+	// Rejections are remembered across restarts: a candidate refused before is not tried (and
+	// reported) again until it changes.
+	if rejs, err := c.Rejections(); err != nil {
+		a.log.Warn("cannot read the recorded rejections", "err", err)
+	} else {
+		for _, r := range rejs {
+			l.done[r.Identity] = outcome{rejected: true, check: r.Check, state: r.State}
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		l.reconcileLoop(ctx)
+	}()
+	l.kickReconcile() // reconcile from what the cache holds, at once
+	tick := time.NewTicker(a.cfg.Intervals.Poll.Duration)
+	defer tick.Stop()
+	for {
+		l.poll(ctx)
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			a.log.Info("stopped leading", "identity", a.identity)
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (l *leaderRun) kickReconcile() {
+	select {
+	case l.kick <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// reconcileLoop reconciles the cluster after each accepted import and every
+// intervals.reconcile. It reconciles only from a bundle that imported whole: the reconciler
+// reads the cache's current bundle, which cache.Import changes only by its atomic commit, after
+// the whole bundle verified; an import that failed, was rejected or was killed part-way leaves
+// the previous bundle current, and that is what is reconciled. With no bundle yet, it waits
+// (and /readyz says so).
+func (l *leaderRun) reconcileLoop(ctx context.Context) {
+	a := l.a
+	var r *reconcile.Reconciler
+	defer func() {
+		if r != nil {
+			r.Close()
+		}
+	}()
+	crds := !a.cfg.InstallCRDs
+	tick := time.NewTicker(a.cfg.Intervals.Reconcile.Duration)
+	defer tick.Stop()
+	notReady := func(why string) { a.ready.update(func(r *readiness) { r.waiting = why }) }
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-l.kick:
+		}
+		st, err := l.c.State()
+		if err != nil {
+			notReady("cannot read the cache's state: " + err.Error())
+			continue
+		}
+		if st.Sequence == 0 {
+			notReady("no bundle accepted yet: waiting for one from " + strings.Join(a.sourceNames(), ", "))
+			continue
+		}
+		if !crds {
+			if err := reconcile.InstallCRDs(ctx, a.restCfg); err != nil {
+				if ctx.Err() == nil {
+					a.log.Error("cannot install Ferry's CRDs; retrying at the next interval", "err", err)
+					notReady("cannot install Ferry's CRDs: " + err.Error())
+				}
+				continue
+			}
+			crds = true
+		}
+		if r == nil {
+			if r, err = reconcile.New(a.restCfg, a.cfg.Cache, reconcile.Options{Logger: a.log, OnResult: a.metrics.onResult}); err != nil {
+				a.log.Error("cannot make the reconciler; retrying at the next interval", "err", err)
+				notReady("cannot make the reconciler: " + err.Error())
+				r = nil
+				continue
+			}
+		}
+		start := time.Now()
+		l.reconcileMu.Lock()
+		err = r.ReconcileAll(ctx)
+		l.reconcileMu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		a.ready.update(func(r *readiness) { r.reconciled = true })
+		if err != nil {
+			a.log.Warn("reconciled, with failures", "bundle", st.Sequence, "duration", time.Since(start).String(), "err", err)
+		} else {
+			a.log.Info("reconciled", "bundle", st.Sequence, "duration", time.Since(start).String())
+		}
+	}
+}
+
+// isAccepted reports whether root is a bundle the cache accepted (and still keeps), or that
+// this term accepted.
+func (l *leaderRun) isAccepted(root digest.Digest) bool {
+	if root == "" {
+		return false
+	}
+	if l.accepted[root] {
+		return true
+	}
+	recs, err := l.c.Records()
+	if err != nil {
+		return false
+	}
+	for _, r := range recs {
+		if r.Root == root {
+			return true
+		}
+	}
+	return false
+}
+
+// pending is a candidate to import, with what its root says.
+type pending struct {
+	c       candidate
+	root    *rootInfo
+	blocked bool // failed for a transient reason, and not due for a retry yet
+}
+
+// collect collects garbage if a collection is due and no reconciliation is running (else it
+// stays due: imports do not wait for a reconciliation to end).
+func (l *leaderRun) collect(ctx context.Context) {
+	if !l.gcPending || !l.reconcileMu.TryLock() {
+		return
+	}
+	defer l.reconcileMu.Unlock()
+	gc, err := l.c.GC(ctx, l.a.cfg.Retention.Keep)
+	switch {
+	case ctx.Err() != nil:
+	case err != nil:
+		l.log.Error("garbage collection; retrying at the next poll", "err", err)
+	default:
+		l.gcPending = false
+		l.log.Info("garbage collected", "keep", l.a.cfg.Retention.Keep, "kept", gc.Kept, "dropped", gc.Dropped, "removedBlobs", gc.Removed, "removedBytes", gc.RemovedBytes)
+	}
+}
+
+// poll lists every source, reads the root of each new candidate, and imports them in
+// ascending sequence order.
+func (l *leaderRun) poll(ctx context.Context) {
+	a := l.a
+	l.collect(ctx)
+	lim := a.policy.Limits
+	listed := map[int]bool{}
+	var cands []candidate
+	for idx, s := range a.sources { // in configuration order: candidate.source indexes it
+		key := "source " + s.String()
+		if !l.backoff.ready(key) {
+			continue
+		}
+		cs, err := s.list(ctx, lim)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			d := l.backoff.fail(key)
+			a.metrics.sourceErrors.WithLabelValues(s.String()).Inc()
+			l.log.Warn("cannot list the source; retrying", "source", s.String(), "err", err, "retryIn", d.String())
+			continue
+		}
+		l.backoff.ok(key)
+		listed[idx] = true
+		cands = append(cands, cs...)
+	}
+	st, err := l.c.State()
+	if err != nil {
+		l.log.Error("cannot read the cache's state", "err", err)
+		return
+	}
+	seen := map[string]bool{}
+	var todo []pending
+	for _, cand := range cands {
+		seen[cand.id] = true
+		l.from[cand.id] = cand.source
+		log := l.log.With("source", a.sources[cand.source].String(), "candidate", cand.name)
+		if cand.waiting != "" {
+			if l.waiting[cand.id] != cand.waiting {
+				log.Info("bundle not complete yet: waiting", "waiting", cand.waiting)
+				l.waiting[cand.id] = cand.waiting
+			}
+			continue
+		}
+		if cand.settle && !l.seen[cand.id] {
+			continue // new or changed since the last poll: maybe still being written
+		}
+		if o, ok := l.done[cand.id]; ok && !o.retry(st) {
+			continue
+		}
+		ri := l.roots[cand.id]
+		if ri == nil {
+			if !l.backoff.ready(cand.id) {
+				continue
+			}
+			ri, err = cand.root(ctx, &ioErrors{}, lim)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				d := l.backoff.fail(cand.id)
+				a.metrics.sourceErrors.WithLabelValues(a.sources[cand.source].String()).Inc()
+				log.Warn("cannot read the bundle's root; retrying", "err", err, "retryIn", d.String())
+				continue
+			}
+			l.roots[cand.id] = ri
+		}
+		todo = append(todo, pending{c: cand, root: ri, blocked: !l.backoff.ready(cand.id)})
+	}
+	// Forget candidates gone from the sources that were listed (those of a source that could
+	// not be listed are kept as they were).
+	for id, src := range l.from {
+		if listed[src] && !seen[id] {
+			delete(l.from, id)
+			delete(l.roots, id)
+			delete(l.done, id)
+			delete(l.waiting, id)
+			delete(l.seen, id)
+			l.backoff.ok(id)
+		}
+	}
+	for id := range seen {
+		l.seen[id] = true
+	}
+	// Ascending sequence; a bundle whose root could not be read first (it is rejected at once);
+	// for the same sequence, one due for a retry after one that is not.
+	sort.SliceStable(todo, func(i, j int) bool {
+		x, y := todo[i], todo[j]
+		if x.root.Sequence != y.root.Sequence {
+			return x.root.Sequence < y.root.Sequence
+		}
+		if x.blocked != y.blocked {
+			return !x.blocked
+		}
+		if x.c.source != y.c.source {
+			return x.c.source < y.c.source
+		}
+		return x.c.name < y.c.name
+	})
+	for _, p := range todo {
+		if ctx.Err() != nil {
+			return
+		}
+		// At or below the current sequence, a candidate is skipped quietly only when it is a
+		// bundle the cache accepted; any other is imported, so that verify rejects it and the
+		// rollback or replay is reported, never hidden.
+		if l.isAccepted(p.root.Root) {
+			l.done[p.c.id] = outcome{}
+			continue
+		}
+		if p.blocked {
+			// A bundle waits for a retry: nothing later is imported before it, or the chain
+			// would break.
+			return
+		}
+		if stop := l.importOne(ctx, p); stop {
+			return
+		}
+	}
+}
+
+// importOne imports a candidate as 'sync import' does (cache.Import with the pinned policy) and
+// reports the outcome. It returns true when the poll must stop: the agent is stopping, or the
+// import failed for a transient reason and nothing later may go before it.
+func (l *leaderRun) importOne(ctx context.Context, p pending) bool {
+	a := l.a
+	src := a.sources[p.c.source]
+	log := l.log.With("source", src.String(), "candidate", p.c.name, "sequence", p.root.Sequence)
+	st, err := l.c.State()
+	if err != nil {
+		log.Error("cannot read the cache's state", "err", err)
+		return true
+	}
+	media := &ioErrors{}
+	var read int64
+	observe := bundle.WithObserver(func(e bundle.Entry) { read += e.Descriptor.Size })
+	log.Info("importing bundle", "current", st.Sequence)
+	start := time.Now()
+	// cache.Import commits a bundle only once all of it verified; until that atomic commit the
+	// cache's current bundle (what serve and reconcile read) stays the previous one.
+	res, err := l.c.Import(ctx, func(opts ...bundle.ReadOption) (*bundle.Result, error) {
+		return p.c.read(ctx, media, append(opts, observe)...)
+	}, a.policy)
+	took := time.Since(start)
+	a.metrics.importBytes.Add(float64(read))
+	switch {
+	case err == nil:
+		a.metrics.importSeconds.WithLabelValues("accepted").Observe(took.Seconds())
+		l.backoff.ok(p.c.id)
+		l.done[p.c.id] = outcome{}
+		l.accepted[res.Record.Root] = true
+		if res.AlreadyAccepted {
+			return false
+		}
+		l.accept(ctx, log, src, p, res, took)
+		return false
+	case ctx.Err() != nil:
+		log.Info("import abandoned: stopping; the cache is as it was")
+		return true
+	}
+	check, isRejection := rejectionCheck(err)
+	if mediaErr := media.get(); mediaErr != nil || !isRejection {
+		// The medium failed (or something around the import did): not the bundle's fault.
+		a.metrics.importSeconds.WithLabelValues("failed").Observe(took.Seconds())
+		a.metrics.sourceErrors.WithLabelValues(src.String()).Inc()
+		d := l.backoff.fail(p.c.id)
+		log.Warn("import failed; retrying, and importing nothing later before it", "err", err, "medium", errString(mediaErr), "retryIn", d.String())
+		return true
+	}
+	a.metrics.importSeconds.WithLabelValues("rejected").Observe(took.Seconds())
+	l.reject(ctx, log, src, p, st, check, err)
+	return false
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// rejectionCheck reports whether err is a rejection (a trust check or a structural check of
+// the bundle failed) and which check. A *verify.Rejection with no check wraps an error that
+// was not the bundle's (an unreadable file, a full disk): that is no rejection.
+func rejectionCheck(err error) (string, bool) {
+	if r, ok := verify.AsRejection(err); ok && r.Check != "" {
+		return r.Check, true
+	}
+	if e, ok := bundle.AsError(err); ok {
+		return string(e.Check), true
+	}
+	return "", false
+}
+
+// accept does what follows an accepted import: serve the new bundle, collect garbage, publish
+// the status, and reconcile at once.
+func (l *leaderRun) accept(ctx context.Context, log *slog.Logger, src source, p pending, res *cache.ImportResult, took time.Duration) {
+	a := l.a
+	rec := res.Record
+	a.metrics.accepted.Inc()
+	a.metrics.sequence.Set(float64(rec.Sequence))
+	log.Info("bundle accepted", "root", rec.Root, "blobs", res.Blobs, "newBlobs", res.New, "newBytes", res.NewBytes, "seconds", took.Seconds())
+	// Served first, then collected: nothing served points at a blob the collection removes.
+	if err := l.srv.Reload(ctx); err != nil && ctx.Err() == nil {
+		log.Error("cannot serve the new bundle", "err", err)
+	}
+	l.gcPending = true
+	l.collect(ctx)
+	if err := l.rep.publish(ctx, l.c); err != nil && ctx.Err() == nil {
+		log.Warn("cannot publish the status", "err", err)
+	}
+	l.rep.event("Normal", ReasonBundleAccepted, fmt.Sprintf("bundle %d accepted from %s %s: root %s, %d blobs (%d new)", rec.Sequence, src, p.c.name, rec.Root, res.Blobs, res.New))
+	l.kickReconcile()
+}
+
+// reject reports a rejected bundle in the log, the metrics, the cache (for 'sync status'), the
+// status ConfigMap and an Event, and leaves it where it was.
+func (l *leaderRun) reject(ctx context.Context, log *slog.Logger, src source, p pending, st verify.State, check string, err error) {
+	a := l.a
+	rej := cache.Rejection{Time: time.Now(), Source: src.String(), Candidate: p.c.name, Identity: p.c.id,
+		Sequence: p.root.Sequence, Root: p.root.Root, Check: check, Message: err.Error(), State: st}
+	if r, ok := verify.AsRejection(err); ok {
+		if r.Sequence != 0 {
+			rej.Sequence, rej.Root = r.Sequence, r.Root
+		}
+		rej.Item, rej.Fix = r.Item, r.Fix
+	} else if e, ok := bundle.AsError(err); ok {
+		rej.Item, rej.Fix = e.Item, e.Fix
+	}
+	a.metrics.rejected.WithLabelValues(check).Inc()
+	log.Warn("bundle rejected; left where it was", "check", check, "item", rej.Item, "root", rej.Root, "current", st.Sequence, "err", err)
+	if err := l.c.RecordRejection(rej); err != nil {
+		log.Error("cannot record the rejection in the cache", "err", err)
+	}
+	l.done[p.c.id] = outcome{rejected: true, check: check, state: st}
+	if err := l.rep.publish(ctx, l.c); err != nil && ctx.Err() == nil {
+		log.Warn("cannot publish the status", "err", err)
+	}
+	l.rep.event("Warning", ReasonBundleRejected, fmt.Sprintf("rejected (%s): %s %s: %v; left where it was, see 'sync status'", check, src, p.c.name, err))
+}

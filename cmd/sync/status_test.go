@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferry-gitops/ferry/cache"
+	"github.com/ferry-gitops/ferry/verify"
+)
+
+// sync status lists the rejections the agent recorded, while the agent holds the cache's
+// lock; on a cache nothing made yet it says no bundle was accepted.
+func TestStatusListsRejections(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cache")
+	status := func(args ...string) string {
+		t.Helper()
+		cmd := statusCommand()
+		var out bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetArgs(append([]string{"--cache", dir}, args...))
+		if err := cmd.Execute(); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	if got := status(); got != "no bundle accepted yet\nSEQUENCE  ROOT  CREATED  EXPIRES  ACCEPTED  ITEMS\n" {
+		t.Fatalf("status of a cache nothing made yet:\n%q", got)
+	}
+	w, err := cache.Open(dir) // the agent's writer's lock, held while status runs
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.RecordRejection(cache.Rejection{Time: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC), Source: "dir /drop", Candidate: "old.tar", Identity: "x",
+		Sequence: 1, Check: verify.CheckRollback, Message: "bundle 1 rejected: sequence 1 < last accepted 2 (rollback); see 'sync status'"}); err != nil {
+		t.Fatal(err)
+	}
+	text := status()
+	for _, want := range []string{"rejected (last 1, newest last; left where they were):", "TIME", "CHECK",
+		"2026-11-25T10:00:00Z  dir /drop  old.tar  1         rollback  bundle 1 rejected: sequence 1 < last accepted 2 (rollback)"} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("status does not say %q:\n%s", want, text)
+		}
+	}
+	var out struct {
+		Rejections []cache.Rejection `json:"rejections"`
+		Bundles    []cache.Record    `json:"bundles"`
+	}
+	if err := json.Unmarshal([]byte(status("-o", "json")), &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Rejections) != 1 || out.Rejections[0].Check != verify.CheckRollback || out.Rejections[0].Candidate != "old.tar" || out.Bundles == nil {
+		t.Fatalf("status -o json: %+v", out)
+	}
+}
