@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -43,6 +44,10 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	flag.Parse()
+	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
+		return m.Run() // fuzzing the manifest decoder needs no servers, nor do its workers
+	}
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "ferry-reconcile-")
 	if err != nil {
