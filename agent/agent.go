@@ -48,6 +48,7 @@ type Agent struct {
 	o         Options
 	log       *slog.Logger
 	policy    verify.Policy
+	protect   serve.Options
 	sources   []source
 	restCfg   *rest.Config
 	cs        kubernetes.Interface
@@ -60,8 +61,9 @@ type Agent struct {
 	ran             atomic.Bool
 }
 
-// New checks cfg, loads the pinned keys, prepares the clients of the sources and the API server
-// (none of which makes a request yet) and opens the listeners. Run serves them.
+// New checks cfg, loads the pinned keys and the served registry's credentials (serve.htpasswd,
+// serve.bearerTokens), prepares the clients of the sources and the API server (none of which
+// makes a request yet) and opens the listeners. Run serves them.
 func New(cfg Config, o Options) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -84,6 +86,10 @@ func New(cfg Config, o Options) (*Agent, error) {
 	if a.policy, err = cfg.Policy(o.Now); err != nil {
 		return nil, err
 	}
+	if a.protect, err = cfg.ServeOptions(); err != nil {
+		return nil, err
+	}
+	a.protect.Logger = log
 	for i, s := range cfg.Sources {
 		switch {
 		case s.Dir != "":
@@ -206,7 +212,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Wait()
 		return result()
 	}
-	srv, err := serve.NewServer(ctx, reader, serve.ServerOptions{Options: serve.Options{Logger: a.log},
+	srv, err := serve.NewServer(ctx, reader, serve.ServerOptions{Options: a.protect,
 		TLSCert: a.cfg.Serve.TLSCert, TLSKey: a.cfg.Serve.TLSKey, GitWorkDir: a.cfg.Serve.GitWorkDir})
 	if err != nil {
 		a.serveL.Close()

@@ -6,19 +6,23 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
+	"math"
 	"net"
 	"os"
 	"reflect"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"oras.land/oras-go/v2/registry"
-	"sigs.k8s.io/yaml"
 
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/internal/cli"
+	"github.com/ferry-gitops/ferry/internal/strictyaml"
+	"github.com/ferry-gitops/ferry/serve"
 	"github.com/ferry-gitops/ferry/verify"
 )
 
@@ -37,6 +41,7 @@ const (
 	DefaultRetryMin         = 5 * time.Second
 	DefaultRetryMax         = 5 * time.Minute
 	DefaultServeListen      = ":5000"
+	DefaultServeBurst       = 100
 	DefaultHealthListen     = ":8080"
 	DefaultLeaseNamespace   = "ferry-system"
 	DefaultLeaseName        = "ferry-sync"
@@ -151,12 +156,23 @@ type IntervalsConfig struct {
 	RetryMax Duration `json:"retryMax,omitzero"`
 }
 
-// ServeConfig is the registry and Git remote the cache is served on.
+// ServeConfig is the registry and Git remote the cache is served on, and what protects them
+// (as sync serve's flags do; see serve.Options).
 type ServeConfig struct {
 	Listen     string `json:"listen"`
 	TLSCert    string `json:"tlsCert"`
 	TLSKey     string `json:"tlsKey"`
 	GitWorkDir string `json:"gitWorkDir"`
+	// HTPasswd is an htpasswd file of bcrypt entries (htpasswd -B): clients must authenticate
+	// with basic authentication against it, or with a bearer token. Empty: no basic auth.
+	HTPasswd string `json:"htpasswd"`
+	// BearerTokens is a file of tokens (one per line) accepted as "Authorization: Bearer
+	// <token>". Empty: none. With neither file, anyone who reaches the listener may read.
+	BearerTokens string `json:"bearerTokens"`
+	// RateLimit is the requests per second allowed to each client (0: unlimited).
+	RateLimit float64 `json:"rateLimit"`
+	// Burst is how many requests a client may make at once above the rate (default 100).
+	Burst int `json:"burst"`
 }
 
 // HealthConfig is the listener of /healthz, /readyz and /metrics.
@@ -246,20 +262,14 @@ func LoadConfig(path string) (*Config, error) {
 // ParseConfig parses a configuration strictly (an unknown field is an error naming it), sets
 // the defaults and validates it; source names it in errors.
 func ParseConfig(source string, data []byte) (*Config, error) {
-	jsonData, err := yaml.YAMLToJSON(data)
+	raw, jsonData, err := strictyaml.Decode(data)
 	if err != nil {
-		return nil, &ConfigError{Source: source, Problems: []string{"not valid YAML: " + err.Error()}}
-	}
-	var raw any
-	if err := json.Unmarshal(jsonData, &raw); err != nil {
 		return nil, &ConfigError{Source: source, Problems: []string{"not valid YAML: " + err.Error()}}
 	}
 	if _, ok := raw.(map[string]any); !ok {
 		return nil, &ConfigError{Source: source, Problems: []string{"want a mapping with apiVersion: " + APIVersion + " and kind: " + Kind}}
 	}
-	var problems []string
-	checkFields("", raw, reflect.TypeOf(Config{}), &problems)
-	if len(problems) > 0 {
+	if problems := (strictyaml.Checker{Leaf: checkLeaf, Shapes: true}).Check(raw, reflect.TypeFor[Config]()); len(problems) > 0 {
 		return nil, &ConfigError{Source: source, Problems: problems}
 	}
 	var c Config
@@ -282,89 +292,33 @@ var (
 	timeType     = reflect.TypeOf(time.Time{})
 )
 
-// checkFields reports keys of v that t does not have and values of t's own scalar types
-// (durations, sizes, times) that do not parse, each with its path.
-func checkFields(path string, v any, t reflect.Type, problems *[]string) {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	add := func(format string, args ...any) { *problems = append(*problems, fmt.Sprintf(format, args...)) }
+// checkLeaf checks the values of the configuration's own scalar types (durations, sizes,
+// times), which their decoders would report without a path.
+func checkLeaf(_ string, v any, t reflect.Type) (string, bool) {
 	switch t {
 	case durationType:
 		s, ok := v.(string)
 		if !ok {
-			add("%s: want a duration such as 10s or 1m, got %v", path, v)
-			return
+			return fmt.Sprintf("want a duration such as 10s or 1m, got %v", v), true
 		}
 		if d, err := time.ParseDuration(s); err != nil || d <= 0 {
-			add("%s: %q: want a positive duration such as 10s or 1m", path, s)
+			return fmt.Sprintf("%q: want a positive duration such as 10s or 1m", s), true
 		}
-		return
+		return "", true
 	case sizeType:
 		b, _ := json.Marshal(v)
 		if _, err := parseSize(b); err != nil {
-			add("%s: %v", path, err)
+			return err.Error(), true
 		}
-		return
+		return "", true
 	case timeType:
 		s, ok := v.(string)
 		if _, err := time.Parse(time.RFC3339, s); !ok || err != nil {
-			add("%s: %v: want a time such as 2026-01-01T00:00:00Z (RFC 3339)", path, v)
+			return fmt.Sprintf("%v: want a time such as 2026-01-01T00:00:00Z (RFC 3339)", v), true
 		}
-		return
+		return "", true
 	}
-	switch t.Kind() {
-	case reflect.Struct:
-		m, ok := v.(map[string]any)
-		if !ok {
-			if v != nil {
-				add("%s: want a mapping, got %v", path, v)
-			}
-			return
-		}
-		fields := map[string]reflect.Type{}
-		var names []string
-		for i := range t.NumField() {
-			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if name == "" || name == "-" {
-				continue
-			}
-			fields[name] = f.Type
-			names = append(names, name)
-		}
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			ft, ok := fields[k]
-			if !ok {
-				add("%s: unknown field; known fields here: %s", join(path, k), strings.Join(names, ", "))
-				continue
-			}
-			checkFields(join(path, k), m[k], ft, problems)
-		}
-	case reflect.Slice:
-		s, ok := v.([]any)
-		if !ok {
-			if v != nil {
-				add("%s: want a list, got %v", path, v)
-			}
-			return
-		}
-		for i, e := range s {
-			checkFields(fmt.Sprintf("%s[%d]", path, i), e, t.Elem(), problems)
-		}
-	}
-}
-
-func join(path, k string) string {
-	if path == "" {
-		return k
-	}
-	return path + "." + k
+	return "", false
 }
 
 // setDefaults fills what the file left out.
@@ -388,6 +342,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Serve.Listen == "" {
 		c.Serve.Listen = DefaultServeListen
+	}
+	if c.Serve.Burst == 0 {
+		c.Serve.Burst = DefaultServeBurst
 	}
 	if c.Health.Listen == "" {
 		c.Health.Listen = DefaultHealthListen
@@ -511,6 +468,12 @@ func (c *Config) validate(source string) error {
 	if (c.Serve.TLSCert == "") != (c.Serve.TLSKey == "") {
 		add("serve.tlsCert, serve.tlsKey: give both or neither")
 	}
+	if r := c.Serve.RateLimit; r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+		add("serve.rateLimit: %v, want requests per second per client (0: unlimited)", r)
+	}
+	if c.Serve.Burst < 0 {
+		add("serve.burst: %d is negative", c.Serve.Burst)
+	}
 	if _, port, _ := net.SplitHostPort(c.Health.Listen); c.Serve.Listen == c.Health.Listen && port != "0" { // port 0: any free port
 		add("health.listen: %q is also serve.listen; they need different addresses", c.Health.Listen)
 	}
@@ -561,4 +524,36 @@ func (c *Config) Policy(now func() time.Time) (verify.Policy, error) {
 		p.Keys = append(p.Keys, verify.TrustedKey{Key: key, NotBefore: k.NotBefore, NotAfter: k.NotAfter})
 	}
 	return p, nil
+}
+
+// ServeOptions loads serve.htpasswd and serve.bearerTokens and returns the protections of the
+// served registry and Git remote. A file that cannot be read, does not parse, or holds no entry
+// (which would leave the listener open while it looks protected) is an error naming its field.
+func (c *Config) ServeOptions() (serve.Options, error) {
+	o := serve.Options{RatePerSecond: c.Serve.RateLimit, Burst: c.Serve.Burst}
+	if c.Serve.HTPasswd != "" {
+		users, err := serve.LoadHTPasswd(c.Serve.HTPasswd)
+		if err != nil {
+			return o, fmt.Errorf("serve.htpasswd: %w", err)
+		}
+		if len(users) == 0 {
+			return o, fmt.Errorf("serve.htpasswd: %s has no user:bcrypt-hash entries", c.Serve.HTPasswd)
+		}
+		for _, u := range slices.Sorted(maps.Keys(users)) {
+			if _, err := bcrypt.Cost(users[u]); err != nil {
+				return o, fmt.Errorf("serve.htpasswd: %s: user %q: not a bcrypt hash: %w", c.Serve.HTPasswd, u, err)
+			}
+		}
+		o.BasicAuth = users
+	}
+	if c.Serve.BearerTokens != "" {
+		b, err := os.ReadFile(c.Serve.BearerTokens)
+		if err != nil {
+			return o, fmt.Errorf("serve.bearerTokens: %w", err)
+		}
+		if o.BearerTokens = strings.Fields(string(b)); len(o.BearerTokens) == 0 {
+			return o, fmt.Errorf("serve.bearerTokens: %s holds no tokens", c.Serve.BearerTokens)
+		}
+	}
+	return o, nil
 }

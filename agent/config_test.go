@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/ferry-gitops/ferry/agent"
 	"github.com/ferry-gitops/ferry/internal/testbundle"
 )
@@ -127,7 +129,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"retry bounds backwards", replace("retryMin: 5s, retryMax: 5m", "retryMin: 10m, retryMax: 5m"), []string{"intervals.retryMin: 10m0s is longer than intervals.retryMax 5m0s"}},
 		{"interval a number", replace("poll: 10s", "poll: 10"), []string{"intervals.poll: want a duration"}},
 		{"tls cert without key", replace(`tlsCert: ""`, `tlsCert: tls.crt`), []string{"serve.tlsCert, serve.tlsKey: give both or neither"}},
-		{"serve unknown field", replace(`gitWorkDir: ""`, `gitWorkDir: "", htpasswd: x`), []string{"serve.htpasswd: unknown field"}},
+		{"serve unknown field", replace(`gitWorkDir: ""`, `gitWorkDir: "", auth: x`), []string{"serve.auth: unknown field"}},
 		{"health on the serve address", replace(`health: {listen: ":8080"}`, `health: {listen: ":5000"}`), []string{`health.listen: ":5000" is also serve.listen`}},
 		{"installCRDs not a bool", replace("installCRDs: true", "installCRDs: yes please"), []string{"installCRDs: want bool, got string"}},
 		{"lease namespace invalid", replace("namespace: ferry-system", "namespace: Ferry_System"), []string{`leaderElection.namespace: "Ferry_System"`}},
@@ -188,4 +190,121 @@ func TestLoadConfigAndKeys(t *testing.T) {
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "sources: name at least one source of bundles") {
 		t.Fatalf("Validate after removing the sources: %v", err)
 	}
+}
+
+// writeHTPasswd writes an htpasswd file of one user and its bcrypt hash, as htpasswd -B does.
+func writeHTPasswd(t *testing.T, path, user, password string) {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("# nodes\n"+user+":"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serve.htpasswd, serve.bearerTokens, serve.rateLimit and serve.burst: the values are checked
+// when the file is parsed, the files when they are loaded (ServeOptions, which agent.New calls
+// before it listens), each error naming its field.
+func TestServeProtections(t *testing.T) {
+	dir := t.TempDir()
+	htpasswd := filepath.Join(dir, "htpasswd")
+	writeHTPasswd(t, htpasswd, "node", "s3cret")
+	file := func(name, body string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tokens := file("tokens", "tok-123\n  tok-456\n\n")
+	head := "apiVersion: ferry.dev/v1alpha1\nkind: SyncConfig\nkeys: [{path: k.pub}]\nsources: [{dir: /drop}]\n"
+	for _, tc := range []struct {
+		name  string
+		serve string // the serve: section
+		// want checks ServeOptions' result, for a configuration that loads.
+		want func(t *testing.T, o protections)
+		// parseErr and loadErr are what ParseConfig and ServeOptions say (one of them fails).
+		parseErr, loadErr string
+	}{
+		{name: "none: open, unlimited, default burst", serve: "{}", want: func(t *testing.T, o protections) {
+			if len(o.users) != 0 || len(o.tokens) != 0 || o.rate != 0 || o.burst != agent.DefaultServeBurst {
+				t.Fatalf("options %+v, want no credentials, rate 0, burst %d", o, agent.DefaultServeBurst)
+			}
+		}},
+		{name: "all four", serve: "{htpasswd: " + htpasswd + ", bearerTokens: " + tokens + ", rateLimit: 2.5, burst: 7}", want: func(t *testing.T, o protections) {
+			if len(o.users) != 1 || o.users[0] != "node" || strings.Join(o.tokens, " ") != "tok-123 tok-456" || o.rate != 2.5 || o.burst != 7 {
+				t.Fatalf("options %+v", o)
+			}
+		}},
+		{name: "htpasswd alone", serve: "{htpasswd: " + htpasswd + "}", want: func(t *testing.T, o protections) {
+			if len(o.users) != 1 || len(o.tokens) != 0 || o.burst != agent.DefaultServeBurst {
+				t.Fatalf("options %+v", o)
+			}
+		}},
+		{name: "tokens alone, a whole-number rate", serve: "{bearerTokens: " + tokens + ", rateLimit: 20}", want: func(t *testing.T, o protections) {
+			if len(o.users) != 0 || len(o.tokens) != 2 || o.rate != 20 {
+				t.Fatalf("options %+v", o)
+			}
+		}},
+		{name: "negative rate", serve: "{rateLimit: -1}", parseErr: "serve.rateLimit: -1, want requests per second per client (0: unlimited)"},
+		{name: "rate not a number", serve: "{rateLimit: fast}", parseErr: "serve.rateLimit: want float64, got string"},
+		{name: "negative burst", serve: "{burst: -3}", parseErr: "serve.burst: -3 is negative"},
+		{name: "burst not a whole number", serve: "{burst: 1.5}", parseErr: "serve.burst: want int, got number 1.5"},
+		{name: "misspelled field", serve: "{htpassword: x}", parseErr: "serve.htpassword: unknown field; known fields here: listen, tlsCert, tlsKey, gitWorkDir, htpasswd, bearerTokens, rateLimit, burst"},
+		{name: "htpasswd missing", serve: "{htpasswd: " + filepath.Join(dir, "nope") + "}", loadErr: "serve.htpasswd: open " + filepath.Join(dir, "nope") + ": no such file or directory"},
+		{name: "htpasswd not user:hash", serve: "{htpasswd: " + file("plain", "node:s3cret\n") + "}", loadErr: "serve.htpasswd: " + filepath.Join(dir, "plain") + ":1: want user:bcrypt-hash (htpasswd -B)"},
+		{name: "htpasswd without entries", serve: "{htpasswd: " + file("comments", "# nobody yet\n\n") + "}", loadErr: "serve.htpasswd: " + filepath.Join(dir, "comments") + " has no user:bcrypt-hash entries"},
+		{name: "htpasswd hash broken", serve: "{htpasswd: " + file("broken", "node:$2y$10$short\n") + "}", loadErr: "serve.htpasswd: " + filepath.Join(dir, "broken") + `: user "node": not a bcrypt hash`},
+		{name: "tokens missing", serve: "{bearerTokens: " + filepath.Join(dir, "nope") + "}", loadErr: "serve.bearerTokens: open " + filepath.Join(dir, "nope") + ": no such file or directory"},
+		{name: "tokens empty", serve: "{bearerTokens: " + file("empty", "\n \n") + "}", loadErr: "serve.bearerTokens: " + filepath.Join(dir, "empty") + " holds no tokens"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := agent.ParseConfig("sync.yaml", []byte(head+"serve: "+tc.serve+"\n"))
+			if tc.parseErr != "" {
+				var ce *agent.ConfigError
+				if !errors.As(err, &ce) || !strings.Contains(err.Error(), tc.parseErr) {
+					t.Fatalf("ParseConfig: %v, want a *ConfigError saying %q", err, tc.parseErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, err := c.ServeOptions()
+			if tc.loadErr != "" {
+				if err == nil || !strings.HasPrefix(err.Error(), tc.loadErr) {
+					t.Fatalf("ServeOptions: %v, want an error starting %q", err, tc.loadErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := protections{tokens: o.BearerTokens, rate: o.RatePerSecond, burst: o.Burst}
+			for u := range o.BasicAuth {
+				got.users = append(got.users, u)
+			}
+			tc.want(t, got)
+		})
+	}
+	// A change made after loading (as flags make) is checked again.
+	c, err := agent.ParseConfig("sync.yaml", []byte(head))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Serve.RateLimit = -0.5
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "serve.rateLimit: -0.5") {
+		t.Fatalf("Validate with a negative rate: %v", err)
+	}
+}
+
+// protections is what the test looks at of a serve.Options.
+type protections struct {
+	users  []string
+	tokens []string
+	rate   float64
+	burst  int
 }

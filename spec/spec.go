@@ -15,9 +15,9 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 	"github.com/opencontainers/go-digest"
-	"sigs.k8s.io/yaml"
 
 	"github.com/ferry-gitops/ferry/bundle"
+	"github.com/ferry-gitops/ferry/internal/strictyaml"
 )
 
 // APIVersion and Kind identify a mirror spec.
@@ -153,16 +153,11 @@ func Load(path string) (*Spec, error) {
 // Parse parses and validates a spec. source is the spec file's path: it names the spec in
 // errors, and relative paths in the spec (cluster.path) are resolved from its folder.
 func Parse(source string, data []byte) (*Spec, error) {
-	jsonData, err := yaml.YAMLToJSON(data)
+	raw, jsonData, err := strictyaml.Decode(data)
 	if err != nil {
 		return nil, &Error{Source: source, Problems: []string{"not valid YAML: " + err.Error()}}
 	}
-	var raw any
-	if err := json.Unmarshal(jsonData, &raw); err != nil {
-		return nil, &Error{Source: source, Problems: []string{"not valid YAML: " + err.Error()}}
-	}
-	var problems []string
-	unknownFields("", raw, reflect.TypeOf(Spec{}), &problems)
+	problems := strictyaml.Checker{Leaf: durationLeaf}.Check(raw, reflect.TypeFor[Spec]())
 	var s Spec
 	if err := json.NewDecoder(bytes.NewReader(jsonData)).Decode(&s); err != nil {
 		var te *json.UnmarshalTypeError
@@ -188,60 +183,9 @@ func Parse(source string, data []byte) (*Spec, error) {
 	return &s, nil
 }
 
-// unknownFields reports keys of v that t (a struct, slice or map type) does not have, with paths.
-func unknownFields(path string, v any, t reflect.Type, problems *[]string) {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch t.Kind() {
-	case reflect.Struct:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return // a type error, reported by the decoder
-		}
-		fields := map[string]reflect.Type{}
-		var names []string
-		for i := range t.NumField() {
-			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if name == "" || name == "-" {
-				continue
-			}
-			fields[name] = f.Type
-			names = append(names, name)
-		}
-		if t == reflect.TypeOf(Duration{}) {
-			return
-		}
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			ft, ok := fields[k]
-			if !ok {
-				*problems = append(*problems, fmt.Sprintf("%s: unknown field; known fields here: %s", join(path, k), strings.Join(names, ", ")))
-				continue
-			}
-			unknownFields(join(path, k), m[k], ft, problems)
-		}
-	case reflect.Slice:
-		s, ok := v.([]any)
-		if !ok {
-			return
-		}
-		for i, e := range s {
-			unknownFields(fmt.Sprintf("%s[%d]", path, i), e, t.Elem(), problems)
-		}
-	}
-}
-
-func join(path, k string) string {
-	if path == "" {
-		return k
-	}
-	return path + "." + k
+// durationLeaf leaves a Duration to its decoder, which reports what is wrong with it.
+func durationLeaf(_ string, _ any, t reflect.Type) (string, bool) {
+	return "", t == reflect.TypeFor[Duration]()
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*$`)
