@@ -3,8 +3,10 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/internal/testenv"
 	"github.com/ferry-gitops/ferry/reconcile"
 )
@@ -257,7 +260,7 @@ func agentKubeconfig(t *testing.T, dir string, c *testenv.Cluster, server string
 	return path
 }
 
-// startAgent runs `sync run` in the namespace with its output in logPath; the returned function
+// startAgent runs `sync run` in the namespace (or, with ns nil, here) with its output in logPath; the returned function
 // stops it with SIGTERM and fails the test if it does not exit cleanly.
 func startAgent(t *testing.T, ns *testenv.NetNS, logPath string, args ...string) func() {
 	t.Helper()
@@ -265,7 +268,12 @@ func startAgent(t *testing.T, ns *testenv.NetNS, logPath string, args ...string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := ns.Command(context.Background(), filepath.Join(bin, "sync"), append([]string{"run"}, args...)...)
+	var cmd *exec.Cmd
+	if ns != nil {
+		cmd = ns.Command(context.Background(), filepath.Join(bin, "sync"), append([]string{"run"}, args...)...)
+	} else {
+		cmd = exec.Command(filepath.Join(bin, "sync"), append([]string{"run"}, args...)...)
+	}
 	cmd.Env = append(os.Environ(), "POD_NAMESPACE=ferry-system", "POD_NAME=ferry-sync-test")
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -371,4 +379,90 @@ func tail(path string) string {
 		b = b[len(b)-6000:]
 	}
 	return string(b)
+}
+
+// TestAgentKilledMidImportRecovers kills `sync run` (SIGKILL, as a power cut would) in the middle
+// of importing a bundle: the cache keeps the previous bundle, whole; the agent restarted on it
+// finishes the job, and fsck finds the cache whole.
+func TestAgentKilledMidImportRecovers(t *testing.T) {
+	dir := t.TempDir()
+	sign := signer(t, dir)
+	b1 := wideBundle(t, 1, "", 3, sign)
+	b2 := wideBundle(t, 2, b1.Root.Digest, 30, sign)
+	cluster := testenv.NewCluster(t)
+	drop, cacheDir := filepath.Join(dir, "drop"), filepath.Join(dir, "cache")
+	os.MkdirAll(drop, 0o755)
+	health := freeAddr(t)
+	config := fmt.Sprintf(`apiVersion: ferry.dev/v1alpha1
+kind: SyncConfig
+cache: %s
+keys: [{path: %s}]
+sources: [{dir: %s}]
+intervals: {poll: 500ms, reconcile: 1m, retryMin: 1s, retryMax: 5s}
+serve: {listen: "%s", gitWorkDir: %s}
+health: {listen: "%s"}
+kubeconfig: %s
+installCRDs: true
+`, cacheDir, filepath.Join(dir, "ops.pub"), drop, freeAddr(t), filepath.Join(dir, "git"), health, cluster.Kubeconfig)
+	cfgPath := filepath.Join(dir, "sync.yaml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	current := func() uint64 {
+		var st struct{ State struct{ Sequence uint64 } }
+		if err := json.Unmarshal([]byte(must(t, dir, nil, "sync", "status", "--cache", cacheDir, "--output", "json")), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.State.Sequence
+	}
+
+	// Bundle 1, imported by an agent that is then stopped.
+	copyDir(t, b1.Dir, filepath.Join(drop, "b1"))
+	logPath := filepath.Join(dir, "agent-1.log")
+	stop := startAgent(t, nil, logPath, "--config", cfgPath)
+	waitFor(t, logPath, 60*time.Second, "bundle 1 imported", func() bool { return metric(t, "http://"+health, "ferry_current_bundle_sequence") == "1" })
+	stop()
+
+	// Bundle 2 arrives; the agent dies a hundred durable steps into the cache's work, in the
+	// middle of copying bundle 2's blobs (its import takes about two hundred).
+	copyDir(t, b2.Dir, filepath.Join(drop, "b2"))
+	crashLog := filepath.Join(dir, "agent-crash.log")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // if the kill never comes
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "sync"), "run", "--config", cfgPath)
+	cmd.Env = append(os.Environ(), cache.CrashEnv+"=100", "POD_NAMESPACE=ferry-system")
+	out, err := cmd.CombinedOutput()
+	os.WriteFile(crashLog, out, 0o644)
+	var ee *exec.ExitError
+	if !asExit(err, &ee) || ee.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL || ctx.Err() != nil {
+		t.Fatalf("sync run was to kill itself mid-import; it ended with %v\n%s", err, tail(crashLog))
+	}
+	if !strings.Contains(string(out), "importing bundle") || strings.Contains(string(out), "bundle accepted") {
+		t.Fatalf("the kill did not land during bundle 2's import:\n%s", tail(crashLog))
+	}
+	if got := current(); got != 1 {
+		t.Fatalf("after the kill mid-import the current bundle is %d, want 1 (the import must not be half visible)", got)
+	}
+
+	// Restarted, the agent recovers the cache, imports bundle 2 whole, and fsck agrees.
+	logPath = filepath.Join(dir, "agent-2.log")
+	stop = startAgent(t, nil, logPath, "--config", cfgPath)
+	waitFor(t, logPath, 60*time.Second, "bundle 2 imported after the restart", func() bool { return metric(t, "http://"+health, "ferry_current_bundle_sequence") == "2" })
+	stop()
+	if got := current(); got != 2 {
+		t.Fatalf("after the restart the current bundle is %d, want 2", got)
+	}
+	fsck := must(t, dir, nil, "sync", "fsck", "--cache", cacheDir)
+	t.Logf("killed mid-import, restarted: bundle 2 imported; fsck: %s", strings.TrimSpace(fsck))
+}
+
+// freeAddr returns a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
