@@ -147,6 +147,13 @@ func TestServeToStockClients(t *testing.T) {
 	if !strings.Contains(cfg, fmt.Sprintf("server = \"https://%s\"", u.reg.Host)) || !strings.Contains(cfg, "override_path = true") {
 		t.Fatalf("registry-config:\n%s", cfg)
 	}
+	// Only image registries get entries: the Helm repository and the Git server are no
+	// registries nodes pull from.
+	for _, other := range []string{strings.TrimPrefix(u.helm.URL, "http://"), strings.TrimPrefix(strings.TrimSuffix(u.git.RepoURL("platform"), "/platform.git"), "http://")} {
+		if strings.Contains(cfg, other) {
+			t.Fatalf("registry-config has an entry for %s, which serves no images:\n%s", other, cfg)
+		}
+	}
 }
 
 // sync serve over TLS with basic authentication: stock crane pulls with credentials, and is

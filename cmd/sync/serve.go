@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/serve"
 	"github.com/ferry-gitops/ferry/serve/registry"
@@ -78,7 +79,7 @@ func registryConfigCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "registry-config",
 		Short: "Print containerd hosts.toml files that make nodes pull through Ferry",
-		Long: `registry-config prints, for every upstream registry in the current bundle, the containerd
+		Long: `registry-config prints, for every upstream registry of the current bundle's images, the containerd
 hosts.toml (for /etc/containerd/certs.d/<registry>/hosts.toml) that sends pulls to Ferry's
 registry, and the CRI-O registries.conf mirror entries that do the same. A registry's port is written "-PORT" in
 Ferry's repository names (repository names cannot hold a colon).`,
@@ -89,12 +90,21 @@ Ferry's repository names (repository names cannot hold a colon).`,
 			if err != nil {
 				return err
 			}
-			reg, err := registry.New(cmd.Context(), c, nil)
+			rec, err := c.Current()
 			if err != nil {
 				return err
 			}
+			if rec == nil {
+				return fmt.Errorf("cache %s holds no bundle yet: import one first", dir)
+			}
+			// Only images are pulled by nodes: charts and Git sources are served too, but their
+			// hosts need no mirror entry.
 			hosts := map[string]bool{}
-			for _, repo := range reg.Repositories() {
+			for _, it := range rec.Items {
+				if it.Kind != bundle.KindImage {
+					continue
+				}
+				repo, _ := registry.RepositoryName(bundle.Item{Name: it.Name, Kind: it.Kind, Source: it.Source, Revision: it.Revision})
 				if h, _, ok := strings.Cut(repo, "/"); ok && strings.ContainsAny(h, ".-") {
 					hosts[h] = true
 				}
