@@ -103,6 +103,10 @@ without it flags alone configure the agent.`,
 	f.StringVar(&cfg.Serve.TLSCert, "tls-cert", "", "TLS certificate file (PEM) of the registry and Git remote; plain HTTP without it")
 	f.StringVar(&cfg.Serve.TLSKey, "tls-key", "", "TLS private key file (PEM)")
 	f.StringVar(&cfg.Serve.GitWorkDir, "git-work-dir", "", "where Git repositories are built from cached packs (derived data)")
+	f.StringVar(&cfg.Serve.HTPasswd, "htpasswd", "", "require basic authentication of the registry and Git remote against this htpasswd file (bcrypt entries)")
+	f.StringVar(&cfg.Serve.BearerTokens, "bearer-tokens", "", "accept the bearer tokens in this file (one per line)")
+	f.Float64Var(&cfg.Serve.RateLimit, "rate-limit", 0, "requests per second allowed to each client of the registry and Git remote (0: unlimited)")
+	f.IntVar(&cfg.Serve.Burst, "burst", cfg.Serve.Burst, "requests a client may make at once above the rate")
 	f.StringVar(&cfg.Health.Listen, "health-listen", cfg.Health.Listen, "address /healthz, /readyz and /metrics listen on")
 	f.BoolVar(&cfg.LeaderElection.Enabled, "leader-elect", false, "elect a leader with a Lease, so that several replicas are safe")
 	f.BoolVar(&cfg.InstallCRDs, "install-crds", false, "install or update Ferry's CRDs before the first reconciliation")
@@ -136,6 +140,10 @@ func (o *runFlags) config(cmd *cobra.Command) (*agent.Config, error) {
 			"git-work-dir":       func() { cfg.Serve.GitWorkDir = flags.Serve.GitWorkDir },
 			"tls-cert":           func() { cfg.Serve.TLSCert = flags.Serve.TLSCert },
 			"tls-key":            func() { cfg.Serve.TLSKey = flags.Serve.TLSKey },
+			"htpasswd":           func() { cfg.Serve.HTPasswd = flags.Serve.HTPasswd },
+			"bearer-tokens":      func() { cfg.Serve.BearerTokens = flags.Serve.BearerTokens },
+			"rate-limit":         func() { cfg.Serve.RateLimit = flags.Serve.RateLimit },
+			"burst":              func() { cfg.Serve.Burst = flags.Serve.Burst },
 			"poll-interval":      func() { cfg.Intervals.Poll = flags.Intervals.Poll },
 			"reconcile-interval": func() { cfg.Intervals.Reconcile = flags.Intervals.Reconcile },
 		} {

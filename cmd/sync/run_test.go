@@ -33,10 +33,11 @@ installCRDs: true
 		want string
 		err  string
 	}{
-		{"the file alone", []string{"--config", file}, "cache=/var/lib/ferry/cache keys=[/etc/ferry/keys/a.pub /etc/ferry/keys/b.pub] threshold=2 sources=[dir:/var/lib/ferry/drop s3:bundles] poll=30s reconcile=1m0s health=:8080 leader=true crds=true", ""},
+		{"the file alone", []string{"--config", file}, "cache=/var/lib/ferry/cache keys=[/etc/ferry/keys/a.pub /etc/ferry/keys/b.pub] threshold=2 sources=[dir:/var/lib/ferry/drop s3:bundles] poll=30s reconcile=1m0s health=:8080 leader=true crds=true serve=htpasswd:,rate:0,burst:100", ""},
 		{"flags override", []string{"--config", file, "--cache", "/data/cache", "--health-listen", ":9090", "--leader-elect=false", "--poll-interval", "2s",
-			"--key", "/k/c.pub", "--threshold", "1", "--drop-dir", "/media/usb"}, "cache=/data/cache keys=[/k/c.pub] threshold=1 sources=[s3:bundles dir:/media/usb] poll=2s reconcile=1m0s health=:9090 leader=false crds=true", ""},
-		{"flags alone", []string{"--key", "/k/c.pub", "--drop-dir", "/drop", "--reconcile-interval", "5m"}, "cache=/var/lib/ferry/cache keys=[/k/c.pub] threshold=1 sources=[dir:/drop] poll=10s reconcile=5m0s health=:8080 leader=false crds=false", ""},
+			"--key", "/k/c.pub", "--threshold", "1", "--drop-dir", "/media/usb", "--htpasswd", "/etc/ferry/htpasswd", "--rate-limit", "20", "--burst", "5"},
+			"cache=/data/cache keys=[/k/c.pub] threshold=1 sources=[s3:bundles dir:/media/usb] poll=2s reconcile=1m0s health=:9090 leader=false crds=true serve=htpasswd:/etc/ferry/htpasswd,rate:20,burst:5", ""},
+		{"flags alone", []string{"--key", "/k/c.pub", "--drop-dir", "/drop", "--reconcile-interval", "5m"}, "cache=/var/lib/ferry/cache keys=[/k/c.pub] threshold=1 sources=[dir:/drop] poll=10s reconcile=5m0s health=:8080 leader=false crds=false serve=htpasswd:,rate:0,burst:100", ""},
 		{"a flag that breaks the file", []string{"--config", file, "--threshold", "3"}, "", "threshold: 3, want between 1 and the number of keys (2)"},
 		{"flags alone, no key", []string{"--drop-dir", "/drop"}, "", "keys: pin at least one public key bundles must be signed by (sync run --key)"},
 		{"a file that does not parse", []string{"--config", filepath.Join(dir, "missing.yaml")}, "", "missing.yaml"},
@@ -68,9 +69,9 @@ installCRDs: true
 					sources = append(sources, "s3:"+s.S3.Bucket)
 				}
 			}
-			got := fmt.Sprintf("cache=%s keys=[%s] threshold=%d sources=[%s] poll=%s reconcile=%s health=%s leader=%v crds=%v",
+			got := fmt.Sprintf("cache=%s keys=[%s] threshold=%d sources=[%s] poll=%s reconcile=%s health=%s leader=%v crds=%v serve=htpasswd:%s,rate:%g,burst:%d",
 				cfg.Cache, strings.Join(keys, " "), cfg.Threshold, strings.Join(sources, " "), cfg.Intervals.Poll.Duration, cfg.Intervals.Reconcile.Duration,
-				cfg.Health.Listen, cfg.LeaderElection.Enabled, cfg.InstallCRDs)
+				cfg.Health.Listen, cfg.LeaderElection.Enabled, cfg.InstallCRDs, cfg.Serve.HTPasswd, cfg.Serve.RateLimit, cfg.Serve.Burst)
 			if got != tc.want {
 				t.Fatalf("got  %s\nwant %s", got, tc.want)
 			}
