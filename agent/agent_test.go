@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ferry-gitops/ferry/agent"
+	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/internal/testbundle"
 	"github.com/ferry-gitops/ferry/verify"
 )
@@ -265,5 +266,38 @@ func TestStopsCleanly(t *testing.T) {
 	defer cancel()
 	if err := r.a.Run(ctx); err == nil || !strings.Contains(err.Error(), "already") {
 		t.Fatalf("Run a second time: %v", err)
+	}
+}
+
+// An old copy of a bundle that garbage collection has since dropped is no rollback attempt:
+// a restarted agent finds it still in the drop directory and skips it quietly.
+func TestCollectedBundlesLeftOnTheMediumAreSkipped(t *testing.T) {
+	h := newHarness(t, "agent-collected")
+	h.cfg.Retention.Keep = 1
+	r := h.start(agent.Options{})
+	b1 := h.bundle(1, "")
+	b2 := h.bundle(2, b1.Root.Digest)
+	dropTar(t, h.drop, "b1.tar", b1)
+	waitFor(t, 15*time.Second, "bundle 1 accepted", func() bool { return h.state().Sequence == 1 })
+	dropTar(t, h.drop, "b2.tar", b2)
+	waitFor(t, 15*time.Second, "bundle 2 accepted", func() bool { return h.state().Sequence == 2 })
+	c, err := cache.OpenReader(h.cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "bundle 1 collected (retention.keep 1)", func() bool {
+		recs, err := c.Records()
+		return err == nil && len(recs) == 1
+	})
+	r.stop()
+
+	r = h.start(agent.Options{})
+	waitFor(t, 15*time.Second, "the restarted agent ready", func() bool { return r.value("ferry_current_bundle_sequence") == 2 })
+	time.Sleep(time.Second) // ten polls of the drop directory, which still holds b1.tar
+	if rej := h.rejections(); len(rej) != 0 || r.value(`ferry_bundles_rejected_total{check="rollback"}`) != 0 {
+		t.Fatalf("the collected bundle 1 left on the medium was reported: %+v", rej)
+	}
+	if h.state().Sequence != 2 {
+		t.Fatalf("current %+v, want 2", h.state())
 	}
 }

@@ -191,8 +191,8 @@ func (l *leaderRun) reconcileLoop(ctx context.Context) {
 	}
 }
 
-// isAccepted reports whether root is a bundle the cache accepted (and still keeps), or that
-// this term accepted.
+// isAccepted reports whether root is a bundle the cache ever accepted (one it keeps, or one
+// garbage collection dropped since), or that this term accepted.
 func (l *leaderRun) isAccepted(root digest.Digest) bool {
 	if root == "" {
 		return false
@@ -200,16 +200,12 @@ func (l *leaderRun) isAccepted(root digest.Digest) bool {
 	if l.accepted[root] {
 		return true
 	}
-	recs, err := l.c.Records()
+	roots, err := l.c.AcceptedRoots()
 	if err != nil {
 		return false
 	}
-	for _, r := range recs {
-		if r.Root == root {
-			return true
-		}
-	}
-	return false
+	_, ok := roots[root]
+	return ok
 }
 
 // pending is a candidate to import, with what its root says.

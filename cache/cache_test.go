@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -261,6 +262,7 @@ func TestFsckAndGC(t *testing.T) {
 	c := open(t, dir)
 	var prev digest.Digest
 	var last *testbundle.Fixture
+	roots := map[digest.Digest]uint64{}
 	for seq := uint64(1); seq <= 4; seq++ {
 		f := testbundle.New(t, seq, prev, nil)
 		f.Bundle.Items[1].Revision = strings.Repeat("r", int(seq)) // each bundle differs
@@ -271,6 +273,7 @@ func TestFsckAndGC(t *testing.T) {
 			t.Fatalf("bundle %d: %v", seq, err)
 		}
 		prev, last = f.Root.Digest, f
+		roots[f.Root.Digest] = seq
 	}
 	rep, err := c.GC(ctx, 2)
 	if err != nil {
@@ -278,6 +281,14 @@ func TestFsckAndGC(t *testing.T) {
 	}
 	if len(rep.Kept) != 2 || rep.Kept[1] != 4 || len(rep.Dropped) != 2 || rep.Removed == 0 {
 		t.Fatalf("gc: %+v", rep)
+	}
+	// The dropped bundles are still known as accepted once, by root and sequence.
+	if recs, _ := c.Records(); len(recs) != 2 {
+		t.Fatalf("%d records after gc, want 2", len(recs))
+	}
+	accepted, err := c.AcceptedRoots()
+	if err != nil || !reflect.DeepEqual(accepted, roots) {
+		t.Fatalf("accepted roots after gc: %v (%v), want %v", accepted, err, roots)
 	}
 	if f, err := c.Fsck(ctx, false); err != nil || !f.OK() {
 		t.Fatalf("fsck after gc: %+v %v", f, err)

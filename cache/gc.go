@@ -37,9 +37,11 @@ func (c *Cache) GC(ctx context.Context, keep int) (*GCReport, error) {
 		return nil
 	}
 	first := max(len(recs)-keep, 0)
+	var dropped []Record
 	for i, r := range recs {
 		if i < first {
 			rep.Dropped = append(rep.Dropped, r.Sequence)
+			dropped = append(dropped, r)
 			continue
 		}
 		rep.Kept = append(rep.Kept, r.Sequence)
@@ -47,10 +49,14 @@ func (c *Cache) GC(ctx context.Context, keep int) (*GCReport, error) {
 			return nil, fmt.Errorf("gc: bundle %d is not whole (run 'sync fsck'): %w", r.Sequence, err)
 		}
 	}
-	// Records go first: once a bundle is dropped, nothing serves it.
-	for _, seq := range rep.Dropped {
+	// Records go first: once a bundle is dropped, nothing serves it. Each dropped bundle is
+	// remembered as accepted once, before its record goes (see AcceptedRoots).
+	for _, r := range dropped {
+		if err := c.noteCollected(r); err != nil {
+			return nil, fmt.Errorf("gc: remember bundle %d: %w", r.Sequence, err)
+		}
 		step()
-		if err := os.Remove(filepath.Join(c.dir, recordsDir, recordName(seq))); err != nil {
+		if err := os.Remove(filepath.Join(c.dir, recordsDir, recordName(r.Sequence))); err != nil {
 			return nil, err
 		}
 	}
