@@ -19,10 +19,7 @@ import (
 	"helm.sh/helm/v4/pkg/storage/driver"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	apimeta "k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
@@ -48,48 +45,10 @@ func (r *Reconciler) ReconcileHelmRelease(ctx context.Context, key types.Namespa
 }
 
 func (r *Reconciler) reconcileHelmRelease(ctx context.Context, p *pass, h *ferryv1.HelmRelease) error {
-	name := h.Namespace + "/" + h.Name
-	log := r.log.With("helmrelease", name)
-	if !h.DeletionTimestamp.IsZero() {
-		return r.finalizeHelmRelease(ctx, h, log)
-	}
-	if h.Spec.Suspend {
-		log.Info("suspended, skipped")
-		return nil
-	}
-	if err := r.addFinalizer(ctx, h); err != nil {
-		return fmt.Errorf("helmrelease %s: add finalizer: %w", name, err)
-	}
-	defer r.ran(p, helmReleaseKey(h))
-	orig := h.DeepCopy()
-	start := time.Now()
-	out := r.runHelmRelease(ctx, p, h, log)
-	r.report(ferryv1.HelmReleaseKind, h, h.Status.LastAppliedRevision, start, out)
-	h.Status.ObservedGeneration = h.Generation
-	if v, ok := requestedAt(h); ok {
-		h.Status.LastHandledReconcileAt = v
-	}
-	status := metav1.ConditionFalse
-	if out.ready {
-		status = metav1.ConditionTrue
-	}
-	apimeta.SetStatusCondition(&h.Status.Conditions, metav1.Condition{
-		Type:               ferryv1.ReadyCondition,
-		Status:             status,
-		ObservedGeneration: h.Generation,
-		Reason:             out.reason,
-		Message:            truncate(out.message, 32000),
-	})
-	r.recordEvent(h, out)
-	if err := r.client.Status().Patch(ctx, h, client.MergeFrom(orig)); err != nil {
-		return fmt.Errorf("helmrelease %s: write status: %w", name, err)
-	}
-	if out.ready {
-		log.Info("applied", "revision", h.Status.LastAppliedRevision)
-		return nil
-	}
-	log.Warn("not ready", "reason", out.reason, "message", out.message)
-	return fmt.Errorf("helmrelease %s: %s: %s", name, out.reason, out.message)
+	return r.reconcileObject(ctx, p, helmReleaseKey(h), h, h.Spec.Suspend,
+		statusRefs{&h.Status.Conditions, &h.Status.ObservedGeneration, &h.Status.LastHandledReconcileAt, &h.Status.LastAppliedRevision},
+		func(log *slog.Logger) error { return r.finalizeHelmRelease(ctx, h, log) },
+		func(log *slog.Logger) outcome { return r.runHelmRelease(ctx, p, h, log) })
 }
 
 // helmTimeout is the timeout of h's Helm actions: spec.timeout, else spec.interval, else

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -317,56 +318,69 @@ func (r *Reconciler) report(kind string, obj client.Object, revision string, sta
 	})
 }
 
-func (o outcome) err(k *ferryv1.Kustomization) error {
-	if o.ready {
-		return nil
-	}
-	return fmt.Errorf("kustomization %s/%s: %s: %s", k.Namespace, k.Name, o.reason, o.message)
+func (r *Reconciler) reconcile(ctx context.Context, p *pass, k *ferryv1.Kustomization) error {
+	return r.reconcileObject(ctx, p, kustomizationKey(k), k, k.Spec.Suspend,
+		statusRefs{&k.Status.Conditions, &k.Status.ObservedGeneration, &k.Status.LastHandledReconcileAt, &k.Status.LastAppliedRevision},
+		func(log *slog.Logger) error { return r.finalizeKustomization(ctx, k, log) },
+		func(log *slog.Logger) outcome { return r.run(ctx, p, k, log) })
 }
 
-func (r *Reconciler) reconcile(ctx context.Context, p *pass, k *ferryv1.Kustomization) error {
-	name := k.Namespace + "/" + k.Name
-	log := r.log.With("kustomization", name)
-	if !k.DeletionTimestamp.IsZero() {
-		return r.finalizeKustomization(ctx, k, log)
+// statusRefs points at the status fields Kustomizations and HelmReleases share.
+type statusRefs struct {
+	conditions             *[]metav1.Condition
+	observedGeneration     *int64
+	lastHandledReconcileAt *string
+	lastAppliedRevision    *string
+}
+
+// reconcileObject is what reconciling a Kustomization and a HelmRelease have in common: finalize
+// it when deleted, skip it when suspended, add the finalizer, run, and write the outcome as its
+// status (Ready, observedGeneration, lastHandledReconcileAt), an Event, a log line and a Result.
+func (r *Reconciler) reconcileObject(ctx context.Context, p *pass, key objKey, obj client.Object, suspended bool, st statusRefs,
+	finalize func(*slog.Logger) error, run func(*slog.Logger) outcome) error {
+	kind := strings.ToLower(key.Kind)
+	name := obj.GetNamespace() + "/" + obj.GetName()
+	log := r.log.With(kind, name)
+	if !obj.GetDeletionTimestamp().IsZero() {
+		return finalize(log)
 	}
-	if k.Spec.Suspend {
+	if suspended {
 		log.Info("suspended, skipped")
 		return nil
 	}
-	if err := r.addFinalizer(ctx, k); err != nil {
-		return fmt.Errorf("kustomization %s: add finalizer: %w", name, err)
+	if err := r.addFinalizer(ctx, obj); err != nil {
+		return fmt.Errorf("%s %s: add finalizer: %w", kind, name, err)
 	}
-	defer r.ran(p, kustomizationKey(k))
-	orig := k.DeepCopy()
+	defer r.ran(p, key)
+	orig := obj.DeepCopyObject().(client.Object)
 	start := time.Now()
-	out := r.run(ctx, p, k, log)
-	r.report(ferryv1.KustomizationKind, k, k.Status.LastAppliedRevision, start, out)
-	k.Status.ObservedGeneration = k.Generation
-	if v, ok := requestedAt(k); ok {
-		k.Status.LastHandledReconcileAt = v
+	out := run(log)
+	r.report(key.Kind, obj, *st.lastAppliedRevision, start, out)
+	*st.observedGeneration = obj.GetGeneration()
+	if v, ok := requestedAt(obj); ok {
+		*st.lastHandledReconcileAt = v
 	}
 	status := metav1.ConditionFalse
 	if out.ready {
 		status = metav1.ConditionTrue
 	}
-	apimeta.SetStatusCondition(&k.Status.Conditions, metav1.Condition{
+	apimeta.SetStatusCondition(st.conditions, metav1.Condition{
 		Type:               ferryv1.ReadyCondition,
 		Status:             status,
-		ObservedGeneration: k.Generation,
+		ObservedGeneration: obj.GetGeneration(),
 		Reason:             out.reason,
 		Message:            truncate(out.message, 32000),
 	})
-	r.recordEvent(k, out)
-	if err := r.client.Status().Patch(ctx, k, client.MergeFrom(orig)); err != nil {
-		return fmt.Errorf("kustomization %s: write status: %w", name, err)
+	r.recordEvent(obj, out)
+	if err := r.client.Status().Patch(ctx, obj, client.MergeFrom(orig)); err != nil {
+		return fmt.Errorf("%s %s: write status: %w", kind, name, err)
 	}
 	if out.ready {
-		log.Info("applied", "revision", k.Status.LastAppliedRevision)
-	} else {
-		log.Warn("not ready", "reason", out.reason, "message", out.message)
+		log.Info("applied", "revision", *st.lastAppliedRevision)
+		return nil
 	}
-	return out.err(k)
+	log.Warn("not ready", "reason", out.reason, "message", out.message)
+	return fmt.Errorf("%s %s: %s: %s", kind, name, out.reason, out.message)
 }
 
 // run does one reconciliation and updates k's status fields but its Ready condition.
