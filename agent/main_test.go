@@ -110,7 +110,7 @@ func newHarness(t *testing.T, ns string) *harness {
 type running struct {
 	t      *testing.T
 	a      *agent.Agent
-	logs   *syncBuffer
+	logs   *testenv.SyncBuffer
 	health string
 	serve  string
 	cancel context.CancelFunc
@@ -121,7 +121,7 @@ type running struct {
 // start runs an agent with h's configuration until the test ends (or stop).
 func (h *harness) start(o agent.Options) *running {
 	h.t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	o.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if o.Now == nil {
 		o.Now = now
@@ -350,22 +350,4 @@ func copyDir(t *testing.T, src, dst string) {
 	if err := os.Rename(tmp, dst); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

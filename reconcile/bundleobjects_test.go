@@ -20,12 +20,8 @@ import (
 
 	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
 	"github.com/ferry-gitops/ferry/bundle"
-	"github.com/ferry-gitops/ferry/cache"
-	"github.com/ferry-gitops/ferry/fetch"
 	"github.com/ferry-gitops/ferry/internal/testbundle"
 	"github.com/ferry-gitops/ferry/reconcile"
-	"github.com/ferry-gitops/ferry/spec"
-	"github.com/ferry-gitops/ferry/verify"
 )
 
 // bundleObjectsEnv is e with its own reconciler, whose bundle-object inventory lives in
@@ -45,43 +41,14 @@ func bundleObjectsEnv(t *testing.T, e *env, invNS string) *reconcile.Reconciler 
 // It returns the cluster item.
 func importWithCluster(e *env, cluster func(l *bundle.Layout) bundle.Item) *bundle.Item {
 	e.t.Helper()
-	ctx := context.Background()
-	dir := e.t.TempDir()
-	l, err := bundle.NewLayout(dir)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.seq++
-	b := &bundle.Bundle{Sequence: e.seq, Created: testbundle.Created, Expires: testbundle.Created.Add(30 * 24 * time.Hour), Previous: e.last}
-	item, err := fetch.Git(ctx, l, spec.Git{Name: "platform", URL: gitServer.RepoURL(e.repo), Ref: spec.GitRef{Branch: "main"}}, &fetch.Options{})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	b.Items = append(b.Items, item)
+	dir, l, b := e.nextBundle()
 	var cl *bundle.Item
 	if cluster != nil {
 		it := cluster(l)
 		cl = &it
 		b.Items = append(b.Items, it)
 	}
-	root, _, err := b.Descriptor()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if root, err = bundle.Write(ctx, l, b, e.signer.Sign(e.t, l, root)); err != nil {
-		e.t.Fatal(err)
-	}
-	e.last = root.Digest
-	c, err := cache.Open(e.cacheDir)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer c.Close()
-	policy := verify.Policy{Keys: []verify.TrustedKey{e.signer.Key("ops")}, Now: func() time.Time { return testbundle.Created.Add(time.Hour) }}
-	read := func(opts ...bundle.ReadOption) (*bundle.Result, error) { return bundle.ReadLayout(ctx, dir, opts...) }
-	if _, err := c.Import(ctx, read, policy); err != nil {
-		e.t.Fatalf("import bundle %d: %v", e.seq, err)
-	}
+	e.signAndImport(dir, l, b)
 	return cl
 }
 

@@ -19,13 +19,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
-	"github.com/ferry-gitops/ferry/bundle"
-	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/fetch"
-	"github.com/ferry-gitops/ferry/internal/testbundle"
 	"github.com/ferry-gitops/ferry/internal/testenv"
 	"github.com/ferry-gitops/ferry/spec"
-	"github.com/ferry-gitops/ferry/verify"
 )
 
 // chartTemplate renders a ConfigMap <release>-cm holding the value greeting and the chart's
@@ -84,44 +80,16 @@ func (h *helmEnv) addChart(version string, more map[string]string) {
 // item "app" in the next signed bundle, and imports it into the cache.
 func (h *helmEnv) importCharts(version string) {
 	h.t.Helper()
-	ctx := context.Background()
-	dir := h.t.TempDir()
-	l, err := bundle.NewLayout(dir)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.seq++
-	b := &bundle.Bundle{Sequence: h.seq, Created: testbundle.Created, Expires: testbundle.Created.Add(30 * 24 * time.Hour), Previous: h.last}
-	git, err := fetch.Git(ctx, l, spec.Git{Name: "platform", URL: gitServer.RepoURL(h.env.repo), Ref: spec.GitRef{Branch: "main"}}, &fetch.Options{})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	ch, err := fetch.Chart(ctx, l, spec.Chart{Name: "app", Repository: h.charts.URL, Version: version}, &fetch.Options{})
+	dir, l, b := h.nextBundle()
+	ch, err := fetch.Chart(context.Background(), l, spec.Chart{Name: "app", Repository: h.charts.URL, Version: version}, &fetch.Options{})
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	if ch.Revision != version {
 		h.t.Fatalf("carried chart version %s, want %s", ch.Revision, version)
 	}
-	b.Items = append(b.Items, git, ch)
-	root, _, err := b.Descriptor()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	if root, err = bundle.Write(ctx, l, b, h.signer.Sign(h.t, l, root)); err != nil {
-		h.t.Fatal(err)
-	}
-	h.last = root.Digest
-	c, err := cache.Open(h.cacheDir)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer c.Close()
-	policy := verify.Policy{Keys: []verify.TrustedKey{h.signer.Key("ops")}, Now: func() time.Time { return testbundle.Created.Add(time.Hour) }}
-	read := func(opts ...bundle.ReadOption) (*bundle.Result, error) { return bundle.ReadLayout(ctx, dir, opts...) }
-	if _, err := c.Import(ctx, read, policy); err != nil {
-		h.t.Fatalf("import bundle %d: %v", h.seq, err)
-	}
+	b.Items = append(b.Items, ch)
+	h.signAndImport(dir, l, b)
 }
 
 // helmRelease is a HelmRelease of chart item "app" releasing into namespace default.

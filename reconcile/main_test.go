@@ -1,7 +1,6 @@
 package reconcile_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -83,7 +81,7 @@ type env struct {
 	last     digest.Digest
 	r        *reconcile.Reconciler
 	c        client.Client
-	logs     *syncBuffer
+	logs     *testenv.SyncBuffer
 }
 
 // newEnv creates the repository repo holding files, a namespace for Kustomizations named like
@@ -96,7 +94,7 @@ func newEnv(t *testing.T, repo string, files map[string]string) (*env, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, repo: repo, ns: "ks-" + repo, cacheDir: t.TempDir(), signer: testbundle.NewSigner(t), logs: &syncBuffer{}}
+	e := &env{t: t, repo: repo, ns: "ks-" + repo, cacheDir: t.TempDir(), signer: testbundle.NewSigner(t), logs: &testenv.SyncBuffer{}}
 	e.r, err = reconcile.New(cluster.Config, e.cacheDir, reconcile.Options{Logger: slog.New(slog.NewJSONHandler(e.logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -126,19 +124,32 @@ func (e *env) commit(files map[string]string) string {
 // (the next sequence) and imports it into the cache.
 func (e *env) importBundle() {
 	e.t.Helper()
-	ctx := context.Background()
-	dir := e.t.TempDir()
+	importWithCluster(e, nil)
+}
+
+// nextBundle starts e's next bundle (the next sequence, chained to the last) in a fresh layout,
+// with the repository's main branch as Git item "platform".
+func (e *env) nextBundle() (dir string, l *bundle.Layout, b *bundle.Bundle) {
+	e.t.Helper()
+	dir = e.t.TempDir()
 	l, err := bundle.NewLayout(dir)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	e.seq++
-	b := &bundle.Bundle{Sequence: e.seq, Created: testbundle.Created, Expires: testbundle.Created.Add(30 * 24 * time.Hour), Previous: e.last}
-	item, err := fetch.Git(ctx, l, spec.Git{Name: "platform", URL: gitServer.RepoURL(e.repo), Ref: spec.GitRef{Branch: "main"}}, &fetch.Options{})
+	b = &bundle.Bundle{Sequence: e.seq, Created: testbundle.Created, Expires: testbundle.Created.Add(30 * 24 * time.Hour), Previous: e.last}
+	item, err := fetch.Git(context.Background(), l, spec.Git{Name: "platform", URL: gitServer.RepoURL(e.repo), Ref: spec.GitRef{Branch: "main"}}, &fetch.Options{})
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	b.Items = append(b.Items, item)
+	return dir, l, b
+}
+
+// signAndImport signs b, writes it into l (at dir) and imports it into e's cache.
+func (e *env) signAndImport(dir string, l *bundle.Layout, b *bundle.Bundle) {
+	e.t.Helper()
+	ctx := context.Background()
 	root, _, err := b.Descriptor()
 	if err != nil {
 		e.t.Fatal(err)
@@ -264,24 +275,6 @@ func (e *env) applied() []string {
 		}
 	}
 	return out
-}
-
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // configMapYAML is a ConfigMap manifest; an empty namespace leaves it out.

@@ -23,6 +23,7 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 	"github.com/sigstore/sigstore-go/pkg/tlog"
+	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -284,6 +285,25 @@ func rekorEntry(t *testing.T, vs *ca.VirtualSigstore, e *tlog.Entry) *protorekor
 	return tle
 }
 
+// entityContent returns what the test CA made when it signed: the certificate, the signature
+// and the transparency log entry.
+func entityContent(t *testing.T, e *ca.TestEntity) (sgverify.VerificationContent, sgverify.SignatureContent, *tlog.Entry) {
+	t.Helper()
+	vc, err := e.VerificationContent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := e.SignatureContent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := e.TlogEntries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vc, sc, entries[0]
+}
+
 // signKeyless signs ref as identity of issuer with vs, a local Fulcio and Rekor, and attaches
 // the signature with the cosign CLI (tag-based, with certificate, chain and Rekor bundle).
 func (u *upstream) signKeyless(vs *ca.VirtualSigstore, ref, identity, issuer string) {
@@ -294,19 +314,8 @@ func (u *upstream) signKeyless(vs *ca.VirtualSigstore, ref, identity, issuer str
 	if err != nil {
 		u.t.Fatal(err)
 	}
-	vc, err := e.VerificationContent()
-	if err != nil {
-		u.t.Fatal(err)
-	}
-	sc, err := e.SignatureContent()
-	if err != nil {
-		u.t.Fatal(err)
-	}
-	entries, err := e.TlogEntries()
-	if err != nil {
-		u.t.Fatal(err)
-	}
-	tle := rekorEntry(u.t, vs, entries[0])
+	vc, sc, entry := entityContent(u.t, e)
+	tle := rekorEntry(u.t, vs, entry)
 	rekorBundle, err := json.Marshal(map[string]any{"rekorBundle": map[string]any{
 		"SignedEntryTimestamp": tle.GetInclusionPromise().GetSignedEntryTimestamp(),
 		"Payload": map[string]any{
@@ -358,18 +367,7 @@ func (u *upstream) attestKeyless(vs *ca.VirtualSigstore, ref, signs, identity, i
 	if err != nil {
 		u.t.Fatal(err)
 	}
-	vc, err := e.VerificationContent()
-	if err != nil {
-		u.t.Fatal(err)
-	}
-	sc, err := e.SignatureContent()
-	if err != nil {
-		u.t.Fatal(err)
-	}
-	entries, err := e.TlogEntries()
-	if err != nil {
-		u.t.Fatal(err)
-	}
+	vc, sc, entry := entityContent(u.t, e)
 	env := sc.(*sgbundle.Envelope).Envelope
 	body, err := base64.StdEncoding.DecodeString(env.Payload)
 	if err != nil {
@@ -387,7 +385,7 @@ func (u *upstream) attestKeyless(vs *ca.VirtualSigstore, ref, signs, identity, i
 		MediaType: verify.SigstoreBundleMediaType,
 		VerificationMaterial: &protobundle.VerificationMaterial{
 			Content:     &protobundle.VerificationMaterial_Certificate{Certificate: &protocommon.X509Certificate{RawBytes: vc.Certificate().Raw}},
-			TlogEntries: []*protorekor.TransparencyLogEntry{rekorEntry(u.t, vs, entries[0])},
+			TlogEntries: []*protorekor.TransparencyLogEntry{rekorEntry(u.t, vs, entry)},
 		},
 		Content: &protobundle.Bundle_DsseEnvelope{DsseEnvelope: pe},
 	}

@@ -103,24 +103,6 @@ func openCache(t testing.TB) *cache.Cache {
 	return c
 }
 
-// syncBuffer is a log destination safe for the server's concurrent requests.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // gitCLI runs the stock git client with no system or user configuration.
 type gitCLI struct{ home string }
 
@@ -169,7 +151,7 @@ type upstream struct {
 type served struct {
 	upstream
 	url  string
-	logs *syncBuffer
+	logs *testenv.SyncBuffer
 }
 
 func serveFixture(t *testing.T) served {
@@ -201,7 +183,7 @@ func serveFixture(t *testing.T) served {
 	must(g.Stop())
 	c := openCache(t)
 	s.importBundle(t, c, dir)
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	srv, err := gitserve.New(ctx, c, t.TempDir(), slog.New(slog.NewTextHandler(logs, nil)))
 	must(err)
 	hs := httptest.NewServer(srv)
@@ -507,7 +489,7 @@ func TestReload(t *testing.T) {
 	c := openCache(t)
 	s.importBundle(t, c, dir1)
 	work := t.TempDir()
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	srv, err := gitserve.New(ctx, c, work, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
