@@ -505,15 +505,7 @@ func TestGitTreeLinksAndModes(t *testing.T) {
 	work := t.TempDir()
 	gitCLI(t, work, "init", "--quiet", "--initial-branch=main", ".")
 	files := map[string]string{"app.yaml": "kind: ConfigMap\n", "bin/run.sh": "#!/bin/sh\necho run\n"}
-	for name, body := range files {
-		p := filepath.Join(work, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testenv.WriteFiles(t, work, files)
 	if err := os.Chmod(filepath.Join(work, "bin", "run.sh"), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/internal/testbundle"
+	"github.com/ferry-gitops/ferry/internal/testenv"
 	"github.com/ferry-gitops/ferry/pack"
 	"github.com/ferry-gitops/ferry/spec"
 	"github.com/ferry-gitops/ferry/verify"
@@ -32,15 +33,7 @@ func clusterSpec(t *testing.T) *spec.Spec {
 		"cluster/empty.yaml":    "---\n# nothing\n",
 		"cluster/z/nested.yaml": "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: deployer, namespace: tools}\n",
 	}
-	for name, data := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testenv.WriteFiles(t, dir, files)
 	s, err := spec.Load(filepath.Join(dir, "ferry.yaml"))
 	if err != nil {
 		t.Fatal(err)

@@ -61,15 +61,7 @@ func TestPackVerifyInspectClusterItem(t *testing.T) {
 		"cluster/namespace.yaml":     "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n",
 		"cluster/kustomization.yaml": "apiVersion: ferry.dev/v1alpha1\nkind: Kustomization\nmetadata:\n  name: platform\n  namespace: apps\nspec:\n  interval: 5m\n  path: apps\n  sourceRef: {kind: GitSource, name: platform}\n",
 	}
-	for name, data := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testenv.WriteFiles(t, dir, files)
 	out := filepath.Join(dir, "bundle")
 	tarPath := filepath.Join(dir, "bundle.tar")
 	execute(t, packCommand(), "-f", filepath.Join(dir, "ferry.yaml"), "--key", filepath.Join(dir, "cosign.key"), "--out", out, "--tar", tarPath, "--sequence", "7")
