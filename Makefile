@@ -1,5 +1,5 @@
 # Ferry's Makefile. `make demo` and `make test` are the two commands a newcomer needs;
-# both build every tool they use from Go modules into .tools/ first.
+# each builds the tools it uses (and only those) from Go modules into .tools/ first.
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := build
@@ -18,6 +18,9 @@ export FERRY_TOOLS_BIN := $(TOOLS_BIN)
 
 PKGS        := ./...
 TEST_FLAGS  ?= -count=1 -timeout 30m
+# Tools build side by side: each `go install` is one module build, and on 2 cores two of them
+# overlap their downloads and links with each other's compiles.
+TOOLS_JOBS  ?= 3
 FUZZ_TIME   ?= 60s
 
 # tool NAME MODULE VERSION [EXTRA]: a stamp named after the version, so a changed pin rebuilds
@@ -34,6 +37,9 @@ $(eval $(call tool,minio,$(MINIO_MODULE),$(MINIO_VERSION)))
 $(eval $(call tool,etcd,$(ETCD_MODULE),$(ETCD_VERSION)))
 $(eval $(call tool,kube-apiserver,$(KUBERNETES_MODULE),$(KUBERNETES_VERSION),$(KUBERNETES_STAGING)))
 $(eval $(call tool,kubectl,$(KUBERNETES_MODULE),$(KUBERNETES_VERSION),$(KUBERNETES_STAGING)))
+# kubectl and kube-apiserver compile the same k8s.io packages: kubectl waits for the build cache
+# kube-apiserver fills instead of compiling them a second time beside it.
+$(STAMPS)/kubectl@$(KUBERNETES_VERSION): | $(STAMPS)/kube-apiserver@$(KUBERNETES_VERSION)
 $(eval $(call tool,crane,$(CRANE_MODULE),$(CRANE_VERSION)))
 $(eval $(call tool,oras,$(ORAS_MODULE),$(ORAS_VERSION)))
 $(eval $(call tool,cosign,$(COSIGN_MODULE),$(COSIGN_VERSION)))
@@ -43,7 +49,16 @@ $(eval $(call tool,conformance,$(CONFORMANCE_MODULE),$(CONFORMANCE_VERSION)))
 $(eval $(call tool,skopeo,debian,$(SKOPEO_VERSION)))
 
 .PHONY: tools
-tools: $(TOOL_STAMPS) ## build every server and CLI the tests use into .tools/bin
+tools: ## build every server and CLI the tests use into .tools/bin (in parallel)
+	@$(MAKE) --no-print-directory -j$(TOOLS_JOBS) $(TOOL_STAMPS)
+
+# The demo runs a registry, etcd, kube-apiserver and kubectl: nothing else is built for it.
+DEMO_STAMPS := $(STAMPS)/registry@$(REGISTRY_VERSION) $(STAMPS)/etcd@$(ETCD_VERSION) \
+	$(STAMPS)/kube-apiserver@$(KUBERNETES_VERSION) $(STAMPS)/kubectl@$(KUBERNETES_VERSION)
+
+.PHONY: demo-tools
+demo-tools: ## build only the tools `make demo` runs
+	@$(MAKE) --no-print-directory -j$(TOOLS_JOBS) $(DEMO_STAMPS)
 
 .PHONY: build
 build: ## build the mirror and sync binaries into bin/
@@ -72,7 +87,8 @@ e2e: tools ## run only the end-to-end tests
 	$(GO) test $(TEST_FLAGS) -v ./e2e/... 2>&1 | hack/test-summary.sh
 
 .PHONY: demo
-demo: tools build ## run the whole flow on an embedded default
+demo: ## run the whole flow on an embedded default (builds only the four tools it runs)
+	@$(MAKE) --no-print-directory -j2 demo-tools build
 	$(GO) run ./hack/demo
 
 .PHONY: bench

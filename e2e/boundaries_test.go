@@ -7,8 +7,8 @@ import (
 )
 
 // The disconnected half of Ferry cannot reach upstreams because it does not contain the code
-// that would: nothing sync builds depends on the fetch package (docs: ARCHITECTURE, lines that
-// never cross).
+// that would: nothing sync builds depends on the fetch package, nor on pack (which calls fetch);
+// see docs/development.md, the package map.
 func TestSyncSideDoesNotImportFetch(t *testing.T) {
 	for _, pkg := range []string{"../cmd/sync", "../cache", "../serve/...", "../reconcile", "../verify"} {
 		out, err := exec.Command("go", "list", "-deps", pkg).Output()

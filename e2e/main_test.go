@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/internal/testenv"
 )
 
@@ -19,7 +20,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "../cmd/mirror", "../cmd/sync")
+	// The crash tests need the cache's fault hook, which only a ferry_faults build carries.
+	cmd := exec.Command("go", "build", "-tags", cache.FaultsTag, "-o", dir+string(os.PathSeparator), "../cmd/mirror", "../cmd/sync")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build ferry binaries:", err)

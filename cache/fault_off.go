@@ -1,0 +1,8 @@
+//go:build !ferry_faults
+
+package cache
+
+// FaultsEnabled reports whether this build carries the crash hook.
+const FaultsEnabled = false
+
+func crashAt(int64) {}
