@@ -47,6 +47,7 @@ $(eval $(call tool,helm,$(HELM_MODULE),$(HELM_VERSION)))
 $(eval $(call tool,staticcheck,$(STATICCHECK_MODULE),$(STATICCHECK_VERSION)))
 $(eval $(call tool,conformance,$(CONFORMANCE_MODULE),$(CONFORMANCE_VERSION)))
 $(eval $(call tool,skopeo,debian,$(SKOPEO_VERSION)))
+$(eval $(call tool,nft,debian,$(NFT_VERSION)))
 
 .PHONY: tools
 tools: ## build every server and CLI the tests use into .tools/bin (in parallel)

@@ -33,6 +33,13 @@ case $name in
     fi
     ln -sf "$(command -v skopeo)" "$bin/skopeo"
     ;;
+  nft)
+    # Debian's nftables: the offline tests fence their network namespace with it.
+    if ! command -v nft >/dev/null; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null
+    fi
+    ln -sf "$(command -v nft)" "$bin/nft"
+    ;;
   etcd)
     scratch
     go get "$module@$version"

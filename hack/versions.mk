@@ -25,3 +25,5 @@ CONFORMANCE_MODULE    := github.com/opencontainers/distribution-spec/conformance
 CONFORMANCE_VERSION   := v0.0.0-20260831232431-97274622c111
 # skopeo comes from Debian's packages (apt-get), as the machine provides it.
 SKOPEO_VERSION        := debian
+# nft (nftables), for the network-namespace fence of the offline agent tests, likewise.
+NFT_VERSION           := debian
