@@ -37,7 +37,9 @@ func regLoc(repo *remote.Repository, tag string) medium.Location {
 }
 
 // plainHTTP reaches repo's registry over plain HTTP, as the test registries serve.
-func plainHTTP(repo *remote.Repository) medium.Option { return medium.WithPlainHTTP(repo.Reference.Registry) }
+func plainHTTP(repo *remote.Repository) medium.Option {
+	return medium.WithPlainHTTP(repo.Reference.Registry)
+}
 
 // pushTo writes the bundle in dir to tag in repo and returns its root.
 func pushTo(ctx context.Context, repo *remote.Repository, dir, tag string, opts ...bundle.ReadOption) (ocispec.Descriptor, error) {
