@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
-	"oras.land/oras-go/v2/registry"
 
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/internal/authfile"
 	"github.com/ferry-gitops/ferry/internal/cli"
 	"github.com/ferry-gitops/ferry/internal/strictyaml"
+	"github.com/ferry-gitops/ferry/medium"
 	"github.com/ferry-gitops/ferry/serve"
 	"github.com/ferry-gitops/ferry/verify"
 )
@@ -417,9 +417,9 @@ func (c *Config) validate(source string) error {
 			set = append(set, "registry")
 			if s.Registry.Repository == "" {
 				add("%s.registry.repository: required (host/path)", f)
-			} else if ref, err := registry.ParseReference(s.Registry.Repository); err != nil {
+			} else if err := medium.CheckRepository(s.Registry.Repository); err != nil && !errors.Is(err, medium.ErrTagged) {
 				add("%s.registry.repository: %q: %v", f, s.Registry.Repository, err)
-			} else if ref.Reference != "" {
+			} else if err != nil {
 				add("%s.registry.repository: %q: name the repository without a tag or digest: every tag is a candidate", f, s.Registry.Repository)
 			}
 		}

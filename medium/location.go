@@ -1,6 +1,7 @@
 package medium
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"path"
@@ -210,4 +211,19 @@ func cleanPrefix(prefix string) string {
 		return ""
 	}
 	return p
+}
+
+// ErrTagged is a repository named with a tag or digest where only the repository is wanted.
+var ErrTagged = errors.New("names a tag or digest")
+
+// CheckRepository checks that repository is host/path, without a tag or digest (ErrTagged).
+func CheckRepository(repository string) error {
+	ref, err := registry.ParseReference(repository)
+	if err != nil {
+		return err
+	}
+	if ref.Reference != "" {
+		return ErrTagged
+	}
+	return nil
 }
