@@ -6,17 +6,12 @@ import (
 	"github.com/ferry-gitops/ferry/verify"
 )
 
-// state is where a candidate stands with the leader.
-//
-//	listed ──▶ waiting ──(its identity changes: a new candidate)
-//	   │
-//	   ├──▶ settling ──(unchanged at the next poll)──▶ ready
-//	   └──────────────────────────────────────────────▶ ready ──▶ imported
-//	                                                      │  ▲ ──▶ rejected ──(chain moved; chain, base)──▶ ready
-//	                                                      ▼  │
-//	                                                     failed (transient: retried after a backoff)
-//
-// A candidate gone from a source that was listed is forgotten, whatever its state.
+// state is where a candidate stands with the leader. From listed, a poll takes it to waiting
+// (not complete), settling (no sign of being complete, first seen) or, once its root is read,
+// ready; an import takes ready to imported, rejected or failed; failed goes back through ready
+// after a backoff; rejected is final unless it was refused for the chain (chain, base) and the
+// chain moved since. A candidate whose bytes change has a new identity: a new entry. One gone
+// from a source that was listed is forgotten, whatever its state.
 type state int
 
 const (
