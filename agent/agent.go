@@ -49,7 +49,7 @@ type Agent struct {
 	log       *slog.Logger
 	policy    verify.Policy
 	protect   serve.Options
-	sources   []source
+	sources   []*source
 	restCfg   *rest.Config
 	cs        kubernetes.Interface
 	namespace string
@@ -91,22 +91,11 @@ func New(cfg Config, o Options) (*Agent, error) {
 	}
 	a.protect.Logger = log
 	for i, s := range cfg.Sources {
-		switch {
-		case s.Dir != "":
-			a.sources = append(a.sources, &dirSource{index: i, dir: s.Dir})
-		case s.S3 != nil:
-			src, err := newS3Source(i, *s.S3)
-			if err != nil {
-				return nil, err
-			}
-			a.sources = append(a.sources, src)
-		case s.Registry != nil:
-			src, err := newRegistrySource(i, *s.Registry)
-			if err != nil {
-				return nil, err
-			}
-			a.sources = append(a.sources, src)
+		src, err := newSource(i, s)
+		if err != nil {
+			return nil, err
 		}
+		a.sources = append(a.sources, src)
 	}
 	if a.restCfg = o.RestConfig; a.restCfg == nil {
 		if a.restCfg, err = restConfig(cfg.Kubeconfig); err != nil {

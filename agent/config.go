@@ -6,22 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"math"
 	"net"
 	"os"
 	"reflect"
-	"slices"
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"oras.land/oras-go/v2/registry"
 
 	"github.com/ferry-gitops/ferry/bundle"
+	"github.com/ferry-gitops/ferry/internal/authfile"
 	"github.com/ferry-gitops/ferry/internal/cli"
 	"github.com/ferry-gitops/ferry/internal/strictyaml"
+	"github.com/ferry-gitops/ferry/medium"
 	"github.com/ferry-gitops/ferry/serve"
 	"github.com/ferry-gitops/ferry/verify"
 )
@@ -419,9 +417,9 @@ func (c *Config) validate(source string) error {
 			set = append(set, "registry")
 			if s.Registry.Repository == "" {
 				add("%s.registry.repository: required (host/path)", f)
-			} else if ref, err := registry.ParseReference(s.Registry.Repository); err != nil {
+			} else if err := medium.CheckRepository(s.Registry.Repository); err != nil && !errors.Is(err, medium.ErrTagged) {
 				add("%s.registry.repository: %q: %v", f, s.Registry.Repository, err)
-			} else if ref.Reference != "" {
+			} else if err != nil {
 				add("%s.registry.repository: %q: name the repository without a tag or digest: every tag is a candidate", f, s.Registry.Repository)
 			}
 		}
@@ -526,34 +524,16 @@ func (c *Config) Policy(now func() time.Time) (verify.Policy, error) {
 	return p, nil
 }
 
-// ServeOptions loads serve.htpasswd and serve.bearerTokens and returns the protections of the
-// served registry and Git remote. A file that cannot be read, does not parse, or holds no entry
-// (which would leave the listener open while it looks protected) is an error naming its field.
+// ServeOptions loads serve.htpasswd and serve.bearerTokens (as sync serve loads its files:
+// authfile.Load) and returns the protections of the served registry and Git remote. A file that
+// cannot be read, does not parse, or holds no entry (which would leave the listener open while
+// it looks protected) is an error naming its field.
 func (c *Config) ServeOptions() (serve.Options, error) {
 	o := serve.Options{RatePerSecond: c.Serve.RateLimit, Burst: c.Serve.Burst}
-	if c.Serve.HTPasswd != "" {
-		users, err := serve.LoadHTPasswd(c.Serve.HTPasswd)
-		if err != nil {
-			return o, fmt.Errorf("serve.htpasswd: %w", err)
-		}
-		if len(users) == 0 {
-			return o, fmt.Errorf("serve.htpasswd: %s has no user:bcrypt-hash entries", c.Serve.HTPasswd)
-		}
-		for _, u := range slices.Sorted(maps.Keys(users)) {
-			if _, err := bcrypt.Cost(users[u]); err != nil {
-				return o, fmt.Errorf("serve.htpasswd: %s: user %q: not a bcrypt hash: %w", c.Serve.HTPasswd, u, err)
-			}
-		}
-		o.BasicAuth = users
+	creds, err := authfile.Load(c.Serve.HTPasswd, c.Serve.BearerTokens)
+	if err != nil {
+		return o, fmt.Errorf("serve.%w", err)
 	}
-	if c.Serve.BearerTokens != "" {
-		b, err := os.ReadFile(c.Serve.BearerTokens)
-		if err != nil {
-			return o, fmt.Errorf("serve.bearerTokens: %w", err)
-		}
-		if o.BearerTokens = strings.Fields(string(b)); len(o.BearerTokens) == 0 {
-			return o, fmt.Errorf("serve.bearerTokens: %s holds no tokens", c.Serve.BearerTokens)
-		}
-	}
+	o.BasicAuth, o.BearerTokens = creds.BasicAuth, creds.BearerTokens
 	return o, nil
 }

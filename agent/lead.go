@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
+	"github.com/ferry-gitops/ferry/medium"
 	"github.com/ferry-gitops/ferry/reconcile"
 	"github.com/ferry-gitops/ferry/serve"
 	"github.com/ferry-gitops/ferry/verify"
@@ -36,27 +37,11 @@ type leaderRun struct {
 	kick        chan struct{}
 
 	backoff *backoff
-	// seen holds the identities of the last poll; roots what each candidate's root says;
-	// done what became of it; from which source it came; waiting what was logged as awaited.
-	seen     map[string]bool
-	roots    map[string]*rootInfo
-	done     map[string]outcome
-	from     map[string]int
-	waiting  map[string]string
+	// cands is every candidate of this term, by identity, and what became of it.
+	cands candidates
+	// accepted holds the roots this term accepted (a bundle, not a candidate: the same root may
+	// come from several candidates).
 	accepted map[digest.Digest]bool
-}
-
-// outcome is what became of a candidate.
-type outcome struct {
-	rejected bool
-	check    string
-	state    verify.State
-}
-
-// retry reports whether a rejected candidate is worth another try although it did not change:
-// it was refused for where it stands in the chain (chain, base), and the chain has moved since.
-func (o outcome) retry(st verify.State) bool {
-	return o.rejected && (o.check == verify.CheckChain || o.check == verify.CheckBase) && st != o.state
 }
 
 // lead does the leader's work until ctx is done: poll, import, reconcile, report.
@@ -84,15 +69,14 @@ func (a *Agent) lead(ctx context.Context, srv *serve.Server) {
 	}
 	l := &leaderRun{a: a, c: c, srv: srv, rep: rep, log: a.log, kick: make(chan struct{}, 1),
 		backoff: newBackoff(a.cfg.Intervals.RetryMin.Duration, a.cfg.Intervals.RetryMax.Duration),
-		seen:    map[string]bool{}, roots: map[string]*rootInfo{}, done: map[string]outcome{}, from: map[string]int{},
-		waiting: map[string]string{}, accepted: map[digest.Digest]bool{}}
+		cands:   candidates{}, accepted: map[digest.Digest]bool{}}
 	// Rejections are remembered across restarts: a candidate refused before is not tried (and
 	// reported) again until it changes.
 	if rejs, err := c.Rejections(); err != nil {
 		a.log.Warn("cannot read the recorded rejections", "err", err)
 	} else {
 		for _, r := range rejs {
-			l.done[r.Identity] = outcome{rejected: true, check: r.Check, state: r.State}
+			l.cands.recorded(r)
 		}
 	}
 	var wg sync.WaitGroup
@@ -211,7 +195,7 @@ func (l *leaderRun) isAccepted(root digest.Digest) bool {
 // pending is a candidate to import, with what its root says.
 type pending struct {
 	c       candidate
-	root    *rootInfo
+	root    *medium.RootInfo
 	blocked bool // failed for a transient reason, and not due for a retry yet
 }
 
@@ -246,7 +230,7 @@ func (l *leaderRun) poll(ctx context.Context) {
 		if !l.backoff.ready(key) {
 			continue
 		}
-		cs, err := s.list(ctx, lim)
+		cs, err := medium.List(ctx, s.loc, append(s.opts, medium.WithLimits(lim))...)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -258,7 +242,9 @@ func (l *leaderRun) poll(ctx context.Context) {
 		}
 		l.backoff.ok(key)
 		listed[idx] = true
-		cands = append(cands, cs...)
+		for _, c := range cs {
+			cands = append(cands, candidate{Candidate: c, source: idx})
+		}
 	}
 	st, err := l.c.State()
 	if err != nil {
@@ -268,56 +254,47 @@ func (l *leaderRun) poll(ctx context.Context) {
 	seen := map[string]bool{}
 	var todo []pending
 	for _, cand := range cands {
-		seen[cand.id] = true
-		l.from[cand.id] = cand.source
-		log := l.log.With("source", a.sources[cand.source].String(), "candidate", cand.name)
-		if cand.waiting != "" {
-			if l.waiting[cand.id] != cand.waiting {
-				log.Info("bundle not complete yet: waiting", "waiting", cand.waiting)
-				l.waiting[cand.id] = cand.waiting
+		seen[cand.ID] = true
+		src := a.sources[cand.source]
+		log := l.log.With("source", src.String(), "candidate", cand.Name)
+		e := l.cands.listed(cand)
+		if cand.Waiting != "" {
+			if e.wait(cand.Waiting) {
+				log.Info("bundle not complete yet: waiting", "waiting", cand.Waiting)
 			}
 			continue
 		}
-		if cand.settle && !l.seen[cand.id] {
+		if cand.Settle && !e.settled() {
 			continue // new or changed since the last poll: maybe still being written
 		}
-		if o, ok := l.done[cand.id]; ok && !o.retry(st) {
+		if e.finished(st) {
 			continue
 		}
-		ri := l.roots[cand.id]
-		if ri == nil {
-			if !l.backoff.ready(cand.id) {
+		if e.root == nil {
+			if !l.backoff.ready(cand.ID) {
 				continue
 			}
-			ri, err = cand.root(ctx, &ioErrors{}, lim)
+			ri, err := medium.ReadRoot(ctx, cand.Location, append(src.opts, medium.WithLimits(lim))...)
 			if err != nil {
 				if ctx.Err() != nil {
 					return
 				}
-				d := l.backoff.fail(cand.id)
-				a.metrics.sourceErrors.WithLabelValues(a.sources[cand.source].String()).Inc()
+				e.fail()
+				d := l.backoff.fail(cand.ID)
+				a.metrics.sourceErrors.WithLabelValues(src.String()).Inc()
 				log.Warn("cannot read the bundle's root; retrying", "err", err, "retryIn", d.String())
 				continue
 			}
-			l.roots[cand.id] = ri
+			e.ready(ri)
 		}
-		todo = append(todo, pending{c: cand, root: ri, blocked: !l.backoff.ready(cand.id)})
+		todo = append(todo, pending{c: cand, root: e.root, blocked: !l.backoff.ready(cand.ID)})
 	}
 	// Forget candidates gone from the sources that were listed (those of a source that could
 	// not be listed are kept as they were).
-	for id, src := range l.from {
-		if listed[src] && !seen[id] {
-			delete(l.from, id)
-			delete(l.roots, id)
-			delete(l.done, id)
-			delete(l.waiting, id)
-			delete(l.seen, id)
-			l.backoff.ok(id)
-		}
+	for _, id := range l.cands.gone(listed, seen) {
+		l.backoff.ok(id)
 	}
-	for id := range seen {
-		l.seen[id] = true
-	}
+	l.cands.polled(seen)
 	// Ascending sequence; a bundle whose root could not be read first (it is rejected at once);
 	// for the same sequence, one due for a retry after one that is not.
 	sort.SliceStable(todo, func(i, j int) bool {
@@ -331,7 +308,7 @@ func (l *leaderRun) poll(ctx context.Context) {
 		if x.c.source != y.c.source {
 			return x.c.source < y.c.source
 		}
-		return x.c.name < y.c.name
+		return x.c.Name < y.c.Name
 	})
 	for _, p := range todo {
 		if ctx.Err() != nil {
@@ -341,7 +318,7 @@ func (l *leaderRun) poll(ctx context.Context) {
 		// bundle the cache accepted; any other is imported, so that verify rejects it and the
 		// rollback or replay is reported, never hidden.
 		if l.isAccepted(p.root.Root) {
-			l.done[p.c.id] = outcome{}
+			l.cands.get(p.c.ID).imported()
 			continue
 		}
 		if p.blocked {
@@ -361,13 +338,12 @@ func (l *leaderRun) poll(ctx context.Context) {
 func (l *leaderRun) importOne(ctx context.Context, p pending) bool {
 	a := l.a
 	src := a.sources[p.c.source]
-	log := l.log.With("source", src.String(), "candidate", p.c.name, "sequence", p.root.Sequence)
+	log := l.log.With("source", src.String(), "candidate", p.c.Name, "sequence", p.root.Sequence)
 	st, err := l.c.State()
 	if err != nil {
 		log.Error("cannot read the cache's state", "err", err)
 		return true
 	}
-	media := &ioErrors{}
 	var read int64
 	observe := bundle.WithObserver(func(e bundle.Entry) { read += e.Descriptor.Size })
 	log.Info("importing bundle", "current", st.Sequence)
@@ -375,15 +351,15 @@ func (l *leaderRun) importOne(ctx context.Context, p pending) bool {
 	// cache.Import commits a bundle only once all of it verified; until that atomic commit the
 	// cache's current bundle (what serve and reconcile read) stays the previous one.
 	res, err := l.c.Import(ctx, func(opts ...bundle.ReadOption) (*bundle.Result, error) {
-		return p.c.read(ctx, media, append(opts, observe)...)
+		return medium.Read(ctx, p.c.Location, append(src.opts, medium.WithReadOptions(append(opts, observe)...))...)
 	}, a.policy)
 	took := time.Since(start)
 	a.metrics.importBytes.Add(float64(read))
 	switch {
 	case err == nil:
 		a.metrics.importSeconds.WithLabelValues("accepted").Observe(took.Seconds())
-		l.backoff.ok(p.c.id)
-		l.done[p.c.id] = outcome{}
+		l.backoff.ok(p.c.ID)
+		l.cands.get(p.c.ID).imported()
 		l.accepted[res.Record.Root] = true
 		if res.AlreadyAccepted {
 			return false
@@ -395,12 +371,17 @@ func (l *leaderRun) importOne(ctx context.Context, p pending) bool {
 		return true
 	}
 	check, isRejection := rejectionCheck(err)
-	if mediaErr := media.get(); mediaErr != nil || !isRejection {
+	if mediaErr, failed := medium.AsError(err); failed || !isRejection {
 		// The medium failed (or something around the import did): not the bundle's fault.
 		a.metrics.importSeconds.WithLabelValues("failed").Observe(took.Seconds())
 		a.metrics.sourceErrors.WithLabelValues(src.String()).Inc()
-		d := l.backoff.fail(p.c.id)
-		log.Warn("import failed; retrying, and importing nothing later before it", "err", err, "medium", errString(mediaErr), "retryIn", d.String())
+		l.cands.get(p.c.ID).fail()
+		d := l.backoff.fail(p.c.ID)
+		var verdict, cause error = err, nil
+		if failed {
+			verdict, cause = mediaErr.Verdict, mediaErr.Err
+		}
+		log.Warn("import failed; retrying, and importing nothing later before it", "err", verdict, "medium", errString(cause), "retryIn", d.String())
 		return true
 	}
 	a.metrics.importSeconds.WithLabelValues("rejected").Observe(took.Seconds())
@@ -430,7 +411,7 @@ func rejectionCheck(err error) (string, bool) {
 
 // accept does what follows an accepted import: serve the new bundle, collect garbage, publish
 // the status, and reconcile at once.
-func (l *leaderRun) accept(ctx context.Context, log *slog.Logger, src source, p pending, res *cache.ImportResult, took time.Duration) {
+func (l *leaderRun) accept(ctx context.Context, log *slog.Logger, src *source, p pending, res *cache.ImportResult, took time.Duration) {
 	a := l.a
 	rec := res.Record
 	a.metrics.accepted.Inc()
@@ -445,15 +426,15 @@ func (l *leaderRun) accept(ctx context.Context, log *slog.Logger, src source, p 
 	if err := l.rep.publish(ctx, l.c); err != nil && ctx.Err() == nil {
 		log.Warn("cannot publish the status", "err", err)
 	}
-	l.rep.event("Normal", ReasonBundleAccepted, fmt.Sprintf("bundle %d accepted from %s %s: root %s, %d blobs (%d new)", rec.Sequence, src, p.c.name, rec.Root, res.Blobs, res.New))
+	l.rep.event("Normal", ReasonBundleAccepted, fmt.Sprintf("bundle %d accepted from %s %s: root %s, %d blobs (%d new)", rec.Sequence, src, p.c.Name, rec.Root, res.Blobs, res.New))
 	l.kickReconcile()
 }
 
 // reject reports a rejected bundle in the log, the metrics, the cache (for 'sync status'), the
 // status ConfigMap and an Event, and leaves it where it was.
-func (l *leaderRun) reject(ctx context.Context, log *slog.Logger, src source, p pending, st verify.State, check string, err error) {
+func (l *leaderRun) reject(ctx context.Context, log *slog.Logger, src *source, p pending, st verify.State, check string, err error) {
 	a := l.a
-	rej := cache.Rejection{Time: time.Now(), Source: src.String(), Candidate: p.c.name, Identity: p.c.id,
+	rej := cache.Rejection{Time: time.Now(), Source: src.String(), Candidate: p.c.Name, Identity: p.c.ID,
 		Sequence: p.root.Sequence, Root: p.root.Root, Check: check, Message: err.Error(), State: st}
 	if r, ok := verify.AsRejection(err); ok {
 		if r.Sequence != 0 {
@@ -468,9 +449,9 @@ func (l *leaderRun) reject(ctx context.Context, log *slog.Logger, src source, p 
 	if err := l.c.RecordRejection(rej); err != nil {
 		log.Error("cannot record the rejection in the cache", "err", err)
 	}
-	l.done[p.c.id] = outcome{rejected: true, check: check, state: st}
+	l.cands.get(p.c.ID).reject(check, st)
 	if err := l.rep.publish(ctx, l.c); err != nil && ctx.Err() == nil {
 		log.Warn("cannot publish the status", "err", err)
 	}
-	l.rep.event("Warning", ReasonBundleRejected, fmt.Sprintf("rejected (%s): %s %s: %v; left where it was, see 'sync status'", check, src, p.c.name, err))
+	l.rep.event("Warning", ReasonBundleRejected, fmt.Sprintf("rejected (%s): %s %s: %v; left where it was, see 'sync status'", check, src, p.c.Name, err))
 }

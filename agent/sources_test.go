@@ -41,15 +41,11 @@ func TestS3AndRegistrySources(t *testing.T) {
 	}
 	b1 := h.bundle(1, "")
 	b2 := h.bundle(2, b1.Root.Digest)
-	if _, err := medium.WriteS3(ctx, b1.Dir, client, bucket, "site-a", "b1", 8<<10); err != nil {
-		t.Fatal(err)
-	}
-	repo, err := medium.NewRepository(reg.Host+"/ferry/bundles", true)
-	if err != nil {
+	if _, err := medium.Write(ctx, medium.S3(bucket, "site-a", "b1").Split(8<<10), b1.Dir, medium.WithS3Client(client)); err != nil {
 		t.Fatal(err)
 	}
 	for tag, dir := range map[string]string{"b2": b2.Dir, "latest": b2.Dir, "b1": b1.Dir} {
-		if _, err := medium.PushRegistry(ctx, dir, repo, tag); err != nil {
+		if _, err := medium.Write(ctx, medium.Registry(reg.Host+"/ferry/bundles", tag), dir, medium.WithPlainHTTP(reg.Host)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -98,10 +94,11 @@ func TestTransientMediumErrorsAreRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	list, err := medium.WriteS3(ctx, h.bundle(1, "").Dir, client, bucket, "", "b1", 8<<10)
+	w, err := medium.Write(ctx, medium.S3(bucket, "", "b1").Split(8<<10), h.bundle(1, "").Dir, medium.WithS3Client(client))
 	if err != nil {
 		t.Fatal(err)
 	}
+	list := w.Parts
 	lastPart := list.Parts[len(list.Parts)-1].Name
 	if len(list.Parts) < 3 {
 		t.Fatalf("%d parts; the test wants at least 3", len(list.Parts))

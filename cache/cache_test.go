@@ -81,20 +81,16 @@ func TestImportFromEveryMedium(t *testing.T) {
 		t.Fatal(err)
 	}
 	client, _ := minio.Client()
-	if _, err := medium.WriteS3(ctx, f.Dir, client, "drop", "ferry", "bundle-1.tar", 4<<10); err != nil {
+	if _, err := medium.Write(ctx, medium.S3("drop", "ferry", "bundle-1.tar").Split(4<<10), f.Dir, medium.WithS3Client(client)); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("AWS_ACCESS_KEY_ID", minio.AccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", minio.SecretKey)
 	reg := testenv.NewRegistry(t)
-	repo, err := medium.NewRepository(reg.Host+"/ferry/bundles", true)
-	if err != nil {
+	if _, err := medium.Write(ctx, medium.Registry(reg.Host+"/ferry/bundles", "latest"), f.Dir, medium.WithPlainHTTP(reg.Host)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := medium.PushRegistry(ctx, f.Dir, repo, "latest"); err != nil {
-		t.Fatal(err)
-	}
-	open_ := medium.OpenOptions{S3Endpoint: minio.Endpoint, S3Insecure: true, PlainHTTP: []string{reg.Host}}
+	open_ := []medium.Option{medium.WithS3Endpoint(minio.Endpoint, true), medium.WithPlainHTTP(reg.Host)}
 	sources := map[string]string{
 		"directory": f.Dir,
 		"tar":       tarPath,
@@ -107,7 +103,13 @@ func TestImportFromEveryMedium(t *testing.T) {
 		src := sources[name]
 		dir := t.TempDir()
 		c := open(t, dir)
-		read := func(opts ...bundle.ReadOption) (*bundle.Result, error) { return medium.Read(ctx, src, open_, opts...) }
+		loc, err := medium.Parse(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read := func(opts ...bundle.ReadOption) (*bundle.Result, error) {
+			return medium.Read(ctx, loc, append(open_, medium.WithReadOptions(opts...))...)
+		}
 		res, err := c.Import(ctx, read, policy)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)

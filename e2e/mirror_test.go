@@ -290,11 +290,7 @@ func TestMirroredImageVerifiesWithStockCosign(t *testing.T) {
 
 	// The bundle's own signature, pushed with the bundle, verifies with stock cosign.
 	bundles := fresh.Host + "/ferry/bundles"
-	repo, err = medium.NewRepository(bundles, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := medium.PushRegistry(context.Background(), dir, repo, "latest"); err != nil {
+	if _, err := medium.Write(context.Background(), medium.Registry(bundles, "latest"), dir, medium.WithPlainHTTP(fresh.Host)); err != nil {
 		t.Fatal(err)
 	}
 	out := must(t, u.dir, nil, "cosign", "verify", "--key", "mirror.pub", "--insecure-ignore-tlog=true", "--allow-insecure-registry",

@@ -43,3 +43,19 @@ func checkTag(repo *remote.Repository, tag string) error {
 	}
 	return nil
 }
+
+// newRepository returns a client of a registry location's repository, over plain HTTP if
+// WithPlainHTTP names its host.
+func newRepository(loc Location, o *options) (*remote.Repository, error) {
+	return NewRepository(loc.repository, o.isPlainHTTP(loc.Host()))
+}
+
+// trackedRepository is newRepository with a client whose failures t notes.
+func trackedRepository(loc Location, o *options, t *ioErrors) (*remote.Repository, error) {
+	repo, err := newRepository(loc, o)
+	if err != nil {
+		return nil, err
+	}
+	repo.Client = trackedClient{c: repo.Client, t: t}
+	return repo, nil
+}

@@ -16,8 +16,8 @@ import (
 	"github.com/ferry-gitops/ferry/bundle"
 )
 
-// PullRegistry copies the bundle tagged tag in repo, with its attachments, into the new directory layoutDir and verifies it.
-func PullRegistry(ctx context.Context, repo *remote.Repository, tag, layoutDir string, opts ...bundle.ReadOption) (*bundle.Result, error) {
+// pullRegistry copies the bundle tagged tag in repo, with its attachments, into the new directory layoutDir and verifies it.
+func pullRegistry(ctx context.Context, repo *remote.Repository, tag, layoutDir string, opts ...bundle.ReadOption) (*bundle.Result, error) {
 	// The root is parsed before anything else is copied; index.json is written last and removed
 	// again unless bundle.ReadLayout (given opts) finds the layout complete, so on error
 	// layoutDir holds no index.json and is to be discarded.

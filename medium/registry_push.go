@@ -15,17 +15,11 @@ import (
 	"github.com/ferry-gitops/ferry/bundle"
 )
 
-// PushRegistry verifies the bundle in layoutDir, copies it and its attachments into repo, and tags its root tag, last.
-func PushRegistry(ctx context.Context, layoutDir string, repo *remote.Repository, tag string, opts ...bundle.ReadOption) (ocispec.Descriptor, error) {
+// pushRegistry copies the bundle in layoutDir, which res says a verified read found complete,
+// and its attachments into repo, and tags its root tag, last: a tag present means the whole
+// bundle is. What the registry holds already is skipped.
+func pushRegistry(ctx context.Context, repo *remote.Repository, tag, layoutDir string, res *bundle.Result) (ocispec.Descriptor, error) {
 	where := target(repo, tag)
-	if err := checkTag(repo, tag); err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	// Nothing is sent unless bundle.ReadLayout (given opts) finds the bundle complete.
-	res, err := bundle.ReadLayout(ctx, layoutDir, opts...)
-	if err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("%s: refusing to push %s: %w", where, layoutDir, err)
-	}
 	names, err := attachmentNames(res.Index)
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("%s: %s: %w", where, layoutDir, err)

@@ -15,10 +15,10 @@ import (
 	"github.com/ferry-gitops/ferry/bundle"
 )
 
-// ReadRegistry reads the bundle tagged tag in repo straight from the registry, in stream order,
+// readRegistry reads the bundle tagged tag in repo straight from the registry, in stream order,
 // verifying every blob as it arrives: no copy is made first, so each byte is read once. It finds
-// the root's signatures the way PullRegistry does.
-func ReadRegistry(ctx context.Context, repo *remote.Repository, tag string, opts ...bundle.ReadOption) (*bundle.Result, error) {
+// the root's signatures the way pullRegistry does.
+func readRegistry(ctx context.Context, repo *remote.Repository, tag string, opts ...bundle.ReadOption) (*bundle.Result, error) {
 	where := target(repo, tag)
 	if err := checkTag(repo, tag); err != nil {
 		return nil, err

@@ -16,7 +16,7 @@ func TestReadRegistry(t *testing.T) {
 	repo := newRepo(t, reg, "ferry/bundles")
 	ctx := context.Background()
 	tb := newTestBundle(t, 3)
-	if _, err := medium.PushRegistry(ctx, tb.dir, repo, "edge"); err != nil {
+	if _, err := pushTo(ctx, repo, tb.dir, "edge"); err != nil {
 		t.Fatal(err)
 	}
 	var blobs int
@@ -25,7 +25,7 @@ func TestReadRegistry(t *testing.T) {
 			blobs++
 		}
 	}
-	res, err := medium.ReadRegistry(ctx, repo, "edge", bundle.WithObserver(count))
+	res, err := medium.Read(ctx, regLoc(repo, "edge"), plainHTTP(repo), medium.WithReadOptions(bundle.WithObserver(count)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func TestReadRegistry(t *testing.T) {
 	if err := repo.Blobs().Delete(ctx, tb.layer); err != nil {
 		t.Fatal(err)
 	}
-	_, err = medium.ReadRegistry(ctx, repo, "edge")
+	_, err = medium.Read(ctx, regLoc(repo, "edge"), plainHTTP(repo))
 	e, ok := bundle.AsError(err)
 	if !ok || e.Check != bundle.CheckMissing || e.Blob != tb.layer.Digest {
 		t.Fatalf("want the lost layer %s named as missing, got %v", tb.layer.Digest, err)

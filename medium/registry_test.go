@@ -31,6 +31,25 @@ func newRepo(t *testing.T, reg *testenv.Registry, path string) *remote.Repositor
 	return repo
 }
 
+// regLoc is the location of tag in repo.
+func regLoc(repo *remote.Repository, tag string) medium.Location {
+	return medium.Registry(repo.Reference.Registry+"/"+repo.Reference.Repository, tag)
+}
+
+// plainHTTP reaches repo's registry over plain HTTP, as the test registries serve.
+func plainHTTP(repo *remote.Repository) medium.Option {
+	return medium.WithPlainHTTP(repo.Reference.Registry)
+}
+
+// pushTo writes the bundle in dir to tag in repo and returns its root.
+func pushTo(ctx context.Context, repo *remote.Repository, dir, tag string, opts ...bundle.ReadOption) (ocispec.Descriptor, error) {
+	w, err := medium.Write(ctx, regLoc(repo, tag), dir, plainHTTP(repo), medium.WithReadOptions(opts...))
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	return w.Root, nil
+}
+
 // A bundle pushed to a registry and pulled into a new directory has the same root, the same
 // blob files and the same index.json.
 func TestRegistryRoundTrip(t *testing.T) {
@@ -39,7 +58,7 @@ func TestRegistryRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	tb := newTestBundle(t, 1)
 	for i := range 2 { // pushing again is a no-op that succeeds
-		root, err := medium.PushRegistry(ctx, tb.dir, repo, "edge-1", bundle.WithLimits(bundle.Limits{}))
+		root, err := pushTo(ctx, repo, tb.dir, "edge-1", bundle.WithLimits(bundle.Limits{}))
 		if err != nil {
 			t.Fatalf("push %d: %v", i+1, err)
 		}
@@ -48,7 +67,7 @@ func TestRegistryRoundTrip(t *testing.T) {
 		}
 	}
 	dir := filepath.Join(t.TempDir(), "pulled")
-	res, err := medium.PullRegistry(ctx, repo, "edge-1", dir)
+	res, err := medium.Pull(ctx, regLoc(repo, "edge-1"), dir, plainHTTP(repo))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +99,7 @@ func TestRegistryStockTools(t *testing.T) {
 	reg := testenv.NewRegistry(t)
 	repo := newRepo(t, reg, "ferry/bundles")
 	tb := newTestBundle(t, 2)
-	if _, err := medium.PushRegistry(context.Background(), tb.dir, repo, "edge-1"); err != nil {
+	if _, err := pushTo(context.Background(), repo, tb.dir, "edge-1"); err != nil {
 		t.Fatal(err)
 	}
 	ref := reg.Host + "/ferry/bundles"
@@ -160,9 +179,9 @@ func TestPushRegistryRefusesIncompleteBundle(t *testing.T) {
 			tb := newTestBundle(t, 3)
 			tc.damage(t, tb)
 			repo := newRepo(t, reg, "ferry/"+strings.ReplaceAll(tc.name, " ", "-"))
-			_, err := medium.PushRegistry(ctx, tb.dir, repo, "edge-1")
+			_, err := pushTo(ctx, repo, tb.dir, "edge-1")
 			if err == nil {
-				t.Fatal("PushRegistry pushed an incomplete bundle")
+				t.Fatal("Write pushed an incomplete bundle")
 			}
 			if e, ok := bundle.AsError(err); !ok || e.Check != tc.check {
 				t.Fatalf("want a bundle.Error with check %q, got %v", tc.check, err)
@@ -183,13 +202,13 @@ func TestPushRegistryRefusesIncompleteBundle(t *testing.T) {
 	}
 }
 
-// PullRegistry pulls only a Ferry bundle's root, and only into a new directory.
+// Pull pulls only a Ferry bundle's root, and only into a new directory.
 func TestPullRegistryRefuses(t *testing.T) {
 	reg := testenv.NewRegistry(t)
 	repo := newRepo(t, reg, "ferry/bundles")
 	ctx := context.Background()
 	tb := newTestBundle(t, 4)
-	if _, err := medium.PushRegistry(ctx, tb.dir, repo, "edge-1"); err != nil {
+	if _, err := pushTo(ctx, repo, tb.dir, "edge-1"); err != nil {
 		t.Fatal(err)
 	}
 	if err := repo.Tag(ctx, tb.items["podinfo"], "chart"); err != nil {
@@ -212,10 +231,10 @@ func TestPullRegistryRefuses(t *testing.T) {
 			if dir == "" {
 				dir = filepath.Join(t.TempDir(), "pulled")
 			}
-			_, err := medium.PullRegistry(ctx, repo, tc.tag, dir)
+			_, err := medium.Pull(ctx, regLoc(repo, tc.tag), dir, plainHTTP(repo))
 			prefix := "registry " + reg.Host + "/ferry/bundles:" + tc.tag + ": "
 			if err == nil || !strings.HasPrefix(err.Error(), prefix) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("PullRegistry(%s) = %v, want an error starting %q and saying %q", tc.tag, err, prefix, tc.want)
+				t.Fatalf("Pull(%s) = %v, want an error starting %q and saying %q", tc.tag, err, prefix, tc.want)
 			}
 			if _, statErr := os.Stat(filepath.Join(dir, bundle.IndexFile)); !errors.Is(statErr, os.ErrNotExist) {
 				t.Fatalf("%s has an index.json after a failed pull (%v)", dir, statErr)

@@ -70,6 +70,28 @@ func objectKeys(t *testing.T, c *minio.Client, bucket, prefix string) []string {
 	return keys
 }
 
+// writeS3 writes the bundle in dir to the bucket as parts of partSize bytes named after name.
+func writeS3(ctx context.Context, c *minio.Client, dir, bucket, prefix, name string, partSize int64) (*bundle.PartList, error) {
+	w, err := medium.Write(ctx, medium.S3(bucket, prefix, name).Split(partSize), dir, medium.WithS3Client(c))
+	if err != nil {
+		return nil, err
+	}
+	return w.Parts, nil
+}
+
+// listS3 returns the names of the part lists medium.List finds under prefix.
+func listS3(ctx context.Context, c *minio.Client, bucket, prefix string) ([]string, error) {
+	cands, err := medium.List(ctx, medium.S3Prefix(bucket, prefix), medium.WithS3Client(c))
+	if err != nil {
+		return nil, err
+	}
+	names := []string{}
+	for _, cand := range cands {
+		names = append(names, cand.Name)
+	}
+	return names, nil
+}
+
 // A bundle written to a bucket in parts reads back, verified, with the same root.
 func TestS3RoundTrip(t *testing.T) {
 	c, bucket := newBucket(t)
@@ -89,7 +111,7 @@ func TestS3RoundTrip(t *testing.T) {
 		{"one part streamed in pieces", "streamed", "streamed/", 32 << 20, 1, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			list, err := medium.WriteS3(ctx, tb.dir, c, bucket, tc.prefix, tarName, tc.partSize)
+			list, err := writeS3(ctx, c, tb.dir, bucket, tc.prefix, tarName, tc.partSize)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -105,12 +127,12 @@ func TestS3RoundTrip(t *testing.T) {
 					t.Fatalf("part %s: object of %d bytes, list says %d", p.Name, info.Size, p.Size)
 				}
 			}
-			names, err := medium.ListS3Bundles(ctx, c, bucket, tc.prefix)
+			names, err := listS3(ctx, c, bucket, tc.prefix)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !slices.Equal(names, []string{tarName + ".parts.json"}) {
-				t.Fatalf("ListS3Bundles = %q", names)
+				t.Fatalf("List = %q", names)
 			}
 			res, err := bundle.ReadParts(ctx, medium.S3FS(ctx, c, bucket, tc.prefix), names[0])
 			if err != nil {
@@ -153,12 +175,12 @@ func TestS3MatchesSplit(t *testing.T) {
 				t.Fatal(err)
 			}
 			prefix := "split-" + strings.ReplaceAll(tc.name, " ", "-")
-			got, err := medium.WriteS3(ctx, tb.dir, c, bucket, prefix, tarName, tc.partSize)
+			got, err := writeS3(ctx, c, tb.dir, bucket, prefix, tarName, tc.partSize)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if len(got.Parts) != len(want.Parts) || got.Digest != want.Digest || got.Size != want.Size {
-				t.Fatalf("WriteS3 returned %d parts, %s, %d bytes; Split %d parts, %s, %d bytes",
+				t.Fatalf("Write returned %d parts, %s, %d bytes; Split %d parts, %s, %d bytes",
 					len(got.Parts), got.Digest, got.Size, len(want.Parts), want.Digest, want.Size)
 			}
 			for _, name := range append([]string{tarName + ".parts.json"}, partNames(want)...) {
@@ -212,7 +234,7 @@ func TestS3DamagedPartRejected(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			prefix := strings.ReplaceAll(tc.name, " ", "-")
-			if _, err := medium.WriteS3(ctx, tb.dir, c, bucket, prefix, tarName, 8<<10); err != nil {
+			if _, err := writeS3(ctx, c, tb.dir, bucket, prefix, tarName, 8<<10); err != nil {
 				t.Fatal(err)
 			}
 			tc.damage(t, prefix+"/"+part)
@@ -290,15 +312,15 @@ func TestWriteS3RefusesIncompleteBundle(t *testing.T) {
 	c, bucket := newBucket(t)
 	ctx := context.Background()
 	tb := newTestBundle(t, 4)
-	if _, err := medium.WriteS3(ctx, tb.dir, c, bucket, "site", tarName, 8<<10); err != nil {
+	if _, err := writeS3(ctx, c, tb.dir, bucket, "site", tarName, 8<<10); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Remove(blobPath(tb.dir, tb.layer.Digest)); err != nil {
 		t.Fatal(err)
 	}
-	_, err := medium.WriteS3(ctx, tb.dir, c, bucket, "site", tarName, 8<<10)
+	_, err := writeS3(ctx, c, tb.dir, bucket, "site", tarName, 8<<10)
 	if err == nil {
-		t.Fatal("WriteS3 wrote an incomplete bundle")
+		t.Fatal("Write wrote an incomplete bundle")
 	}
 	e, ok := bundle.AsError(err)
 	if !ok || e.Check != bundle.CheckMissing || e.Blob != tb.layer.Digest {
@@ -313,7 +335,7 @@ func TestWriteS3RefusesIncompleteBundle(t *testing.T) {
 	t.Logf("refused: %v", err)
 }
 
-// ListS3Bundles lists the part lists directly under a prefix, sorted.
+// List lists the part lists directly under a prefix, sorted.
 func TestListS3Bundles(t *testing.T) {
 	c, bucket := newBucket(t)
 	ctx := context.Background()
@@ -335,17 +357,17 @@ func TestListS3Bundles(t *testing.T) {
 		{"nothing-here", []string{}},
 	} {
 		t.Run("prefix "+tc.prefix, func(t *testing.T) {
-			got, err := medium.ListS3Bundles(ctx, c, bucket, tc.prefix)
+			got, err := listS3(ctx, c, bucket, tc.prefix)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !slices.Equal(got, tc.want) {
-				t.Fatalf("ListS3Bundles(%q) = %q, want %q", tc.prefix, got, tc.want)
+				t.Fatalf("List(%q) = %q, want %q", tc.prefix, got, tc.want)
 			}
 		})
 	}
-	if _, err := medium.ListS3Bundles(ctx, c, bucket, "a/../b"); err == nil || !strings.Contains(err.Error(), "s3://"+bucket) {
-		t.Fatalf("ListS3Bundles with prefix a/../b: %v, want an error naming the bucket", err)
+	if _, err := listS3(ctx, c, bucket, "a/../b"); err == nil || !strings.Contains(err.Error(), "s3://"+bucket) {
+		t.Fatalf("List with prefix a/../b: %v, want an error naming the bucket", err)
 	}
 }
 
@@ -354,10 +376,10 @@ func TestWriteS3ReplacesBundle(t *testing.T) {
 	c, bucket := newBucket(t)
 	ctx := context.Background()
 	older, newer := newTestBundle(t, 5), newTestBundle(t, 6)
-	if _, err := medium.WriteS3(ctx, older.dir, c, bucket, "site", tarName, 8<<10); err != nil {
+	if _, err := writeS3(ctx, c, older.dir, bucket, "site", tarName, 8<<10); err != nil {
 		t.Fatal(err)
 	}
-	list, err := medium.WriteS3(ctx, newer.dir, c, bucket, "site", tarName, 20<<10)
+	list, err := writeS3(ctx, c, newer.dir, bucket, "site", tarName, 20<<10)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,8 @@ import (
 	"github.com/ferry-gitops/ferry/bundle"
 )
 
-// ListS3Bundles returns the names of the part lists (NAME.parts.json) directly under prefix in bucket, sorted.
-func ListS3Bundles(ctx context.Context, client *minio.Client, bucket, prefix string) ([]string, error) {
+// listS3 returns the names of the part lists (NAME.parts.json) directly under prefix in bucket, sorted.
+func listS3(ctx context.Context, client *minio.Client, bucket, prefix string) ([]string, error) {
 	loc, err := newS3Location(bucket, prefix)
 	if err != nil {
 		return nil, err

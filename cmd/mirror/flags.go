@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferry-gitops/ferry/internal/cli"
-	"github.com/ferry-gitops/ferry/pack"
+	"github.com/ferry-gitops/ferry/medium"
 )
 
 // s3Flags are the flags that name a bucket.
@@ -26,16 +26,18 @@ func (s *s3Flags) add(cmd *cobra.Command) {
 	f.StringVar(&s.partSize, "s3-part-size", "1GiB", "size of the parts written to the bucket")
 }
 
-func (s *s3Flags) target() (*pack.S3Target, error) {
+// location is where --s3 writes the bundle named name (its part list is NAME.parts.json), and
+// the option that reaches the endpoint.
+func (s *s3Flags) location(name string) (medium.Location, medium.Option, error) {
 	u, err := url.Parse(s.url)
 	if err != nil || u.Scheme != "s3" || u.Host == "" {
-		return nil, fmt.Errorf("--s3 %q: want s3://bucket/prefix", s.url)
+		return medium.Location{}, nil, fmt.Errorf("--s3 %q: want s3://bucket/prefix", s.url)
 	}
 	size, err := cli.ParseSize(s.partSize)
 	if err != nil {
-		return nil, fmt.Errorf("--s3-part-size: %w", err)
+		return medium.Location{}, nil, fmt.Errorf("--s3-part-size: %w", err)
 	}
-	return &pack.S3Target{Endpoint: s.endpoint, Bucket: u.Host, Prefix: strings.Trim(u.Path, "/"), Insecure: s.insecure, PartSize: size}, nil
+	return medium.S3(u.Host, strings.Trim(u.Path, "/"), name).Split(size), medium.WithS3Endpoint(s.endpoint, s.insecure), nil
 }
 
 // logger writes structured logs to stderr, at debug level with --verbose.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferry-gitops/ferry/fetch"
 	"github.com/ferry-gitops/ferry/internal/cli"
+	"github.com/ferry-gitops/ferry/medium"
 	"github.com/ferry-gitops/ferry/pack"
 	"github.com/ferry-gitops/ferry/signing"
 	"github.com/ferry-gitops/ferry/spec"
@@ -96,15 +97,19 @@ and an OCI registry (--registry).`,
 			if err != nil {
 				return err
 			}
-			outs := pack.Outputs{Tar: tarPath, PartSize: partSize, Registry: registry, PlainHTTP: plainHTTP}
-			if s3.url != "" {
-				if outs.S3, err = s3.target(); err != nil {
-					return err
-				}
-			}
-			written, err := pack.WriteOutputs(ctx, res, outs)
+			locs, opts, err := outputs(res, tarPath, partSize, s3, registry)
 			if err != nil {
 				return err
+			}
+			var written []string
+			if len(locs) > 0 {
+				ws, err := medium.WriteAll(ctx, locs, res.Dir, append(opts, medium.WithPlainHTTP(plainHTTP...))...)
+				if err != nil {
+					return err
+				}
+				for _, w := range ws {
+					written = append(written, w.String())
+				}
 			}
 			summary := struct {
 				*pack.Result
@@ -131,6 +136,35 @@ and an OCI registry (--registry).`,
 	f.IntVar(&concurrency, "concurrency", 4, "sources fetched at once")
 	cli.AddOutputFlag(cmd, &output)
 	return cmd
+}
+
+// outputs are the locations pack writes the bundle to besides its directory: the tar (or its
+// parts), the bucket, the registry, in that order.
+func outputs(res *pack.Result, tarPath string, partSize int64, s3 s3Flags, registry string) ([]medium.Location, []medium.Option, error) {
+	var locs []medium.Location
+	var opts []medium.Option
+	if tarPath != "" {
+		if partSize > 0 {
+			locs = append(locs, medium.Parts(filepath.Dir(tarPath), filepath.Base(tarPath)).Split(partSize))
+		} else {
+			locs = append(locs, medium.TarFile(tarPath))
+		}
+	}
+	if s3.url != "" {
+		loc, opt, err := s3.location(fmt.Sprintf("bundle-%d.tar", res.Bundle.Sequence))
+		if err != nil {
+			return nil, nil, err
+		}
+		locs, opts = append(locs, loc), append(opts, opt)
+	}
+	if registry != "" {
+		loc, err := medium.Parse("oci://" + registry)
+		if err != nil || loc.Kind() != medium.KindRegistry {
+			return nil, nil, fmt.Errorf("--registry %q: want host/repository:tag", registry)
+		}
+		locs = append(locs, loc)
+	}
+	return locs, opts, nil
 }
 
 func nonEmpty(s ...string) []string {

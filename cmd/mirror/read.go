@@ -14,14 +14,15 @@ import (
 	"github.com/ferry-gitops/ferry/verify"
 )
 
-const sourcesHelp = `BUNDLE is a bundle directory, a .tar file, a part list (NAME.parts.json, its parts beside
-it), s3://bucket/prefix/NAME.parts.json, or oci://host/repository:tag.`
+const sourcesHelp = cli.BundleArgHelp
 
-func addOpenFlags(cmd *cobra.Command, o *medium.OpenOptions) {
-	f := cmd.Flags()
-	f.StringVar(&o.S3Endpoint, "s3-endpoint", "s3.amazonaws.com", "S3-compatible endpoint (host:port) for s3:// bundles")
-	f.BoolVar(&o.S3Insecure, "s3-insecure", false, "reach the S3 endpoint over plain HTTP")
-	f.StringSliceVar(&o.PlainHTTP, "plain-http", nil, "registry hosts (host:port) to reach over plain HTTP")
+// readBundle reads and verifies the bundle the argument names, on whatever medium.
+func readBundle(cmd *cobra.Command, arg string, m *cli.MediumFlags, opts ...bundle.ReadOption) (*bundle.Result, error) {
+	loc, err := medium.Parse(arg)
+	if err != nil {
+		return nil, err
+	}
+	return medium.Read(cmd.Context(), loc, append(m.Options(), medium.WithReadOptions(opts...))...)
 }
 
 // summary is what inspect and verify print for scripts.
@@ -89,7 +90,7 @@ func (s summary) text() string {
 }
 
 func inspectCommand() *cobra.Command {
-	var o medium.OpenOptions
+	var o *cli.MediumFlags
 	var output string
 	cmd := &cobra.Command{
 		Use:   "inspect BUNDLE",
@@ -101,7 +102,7 @@ it carries. It does not check the signature: use 'mirror verify --key' for that.
 		Example: "  mirror inspect bundle/\n  mirror inspect /media/usb/bundle.tar.parts.json --output json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			res, err := medium.Read(cmd.Context(), args[0], o)
+			res, err := readBundle(cmd, args[0], o)
 			if err != nil {
 				return err
 			}
@@ -109,13 +110,13 @@ it carries. It does not check the signature: use 'mirror verify --key' for that.
 			return cli.Print(cmd.OutOrStdout(), output, s, s.text())
 		},
 	}
-	addOpenFlags(cmd, &o)
+	o = cli.AddMediumFlags(cmd)
 	cli.AddOutputFlag(cmd, &output)
 	return cmd
 }
 
 func verifyCommand() *cobra.Command {
-	var o medium.OpenOptions
+	var o *cli.MediumFlags
 	var output string
 	var keys []string
 	cmd := &cobra.Command{
@@ -141,7 +142,7 @@ It exits non-zero, naming the item, the blob and the check, on the first problem
 				pinned = append(pinned, key)
 			}
 			sigs := verify.NewCollector()
-			res, err := medium.Read(cmd.Context(), args[0], o, bundle.WithVisitor(sigs.Visit))
+			res, err := readBundle(cmd, args[0], o, bundle.WithVisitor(sigs.Visit))
 			if err != nil {
 				return err
 			}
@@ -155,7 +156,7 @@ It exits non-zero, naming the item, the blob and the check, on the first problem
 		},
 	}
 	cmd.Flags().StringSliceVar(&keys, "key", nil, "cosign public key (cosign.pub) to trust; repeat for several")
-	addOpenFlags(cmd, &o)
+	o = cli.AddMediumFlags(cmd)
 	cli.AddOutputFlag(cmd, &output)
 	return cmd
 }

@@ -32,7 +32,7 @@ func importCommand() *cobra.Command {
 		keys        []string
 		threshold   int
 		allowGaps   bool
-		open        medium.OpenOptions
+		open        *cli.MediumFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "import BUNDLE",
@@ -70,9 +70,13 @@ any order), s3://bucket/prefix/NAME.parts.json, or oci://host/repository:tag.`,
 			if cli.IsTerminal(cmd) {
 				progress = append(progress, bundle.WithObserver(progressLine(cmd)))
 			}
+			loc, err := medium.Parse(args[0])
+			if err != nil {
+				return err
+			}
 			start := time.Now()
 			res, err := c.Import(ctx, func(opts ...bundle.ReadOption) (*bundle.Result, error) {
-				return medium.Read(ctx, args[0], open, append(opts, progress...)...)
+				return medium.Read(ctx, loc, append(open.Options(), medium.WithReadOptions(append(opts, progress...)...))...)
 			}, policy)
 			if cli.IsTerminal(cmd) {
 				fmt.Fprint(cmd.ErrOrStderr(), "\r\033[K")
@@ -93,9 +97,7 @@ any order), s3://bucket/prefix/NAME.parts.json, or oci://host/repository:tag.`,
 	f.StringSliceVar(&keys, "key", nil, "public key (cosign.pub) bundles must be signed by; repeat for several")
 	f.IntVar(&threshold, "threshold", 1, "how many of the keys must have signed")
 	f.BoolVar(&allowGaps, "allow-gaps", false, "accept a bundle whose previous bundle is not the current one (sequence must still grow)")
-	f.StringVar(&open.S3Endpoint, "s3-endpoint", "s3.amazonaws.com", "S3-compatible endpoint for s3:// bundles")
-	f.BoolVar(&open.S3Insecure, "s3-insecure", false, "reach the S3 endpoint over plain HTTP")
-	f.StringSliceVar(&open.PlainHTTP, "plain-http", nil, "registry hosts (host:port) to reach over plain HTTP")
+	open = cli.AddMediumFlags(cmd)
 	cli.AddOutputFlag(cmd, &output)
 	return cmd
 }

@@ -8,19 +8,70 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"
 
 	"github.com/ferry-gitops/ferry/agent"
 )
 
-// runFlags are the flags of `sync run`: cfg holds the values of the flags that set one field.
+// runFlags are the flags of `sync run`: cfg holds the values of the flags that set one field
+// (configFields), the others their own.
 type runFlags struct {
 	configFile string
 	cfg        *agent.Config
 	keys       []string
 	dropDirs   []string
-	poll       time.Duration
-	reconcile  time.Duration
+}
+
+// configField is a flag that sets one field of the configuration: bind makes it set that field
+// of a configuration (its default is the field's value there), copy copies the field from one
+// configuration to another (a flag given overrides the file).
+type configField struct {
+	name string
+	bind func(f *pflag.FlagSet, c *agent.Config)
+	copy func(dst, src *agent.Config)
+}
+
+// field is the configField of the flag name, setting the field at returns, with pflag's binder
+// of its type (f.StringVar, f.IntVar, ...).
+func field[T any](name, usage string, at func(*agent.Config) *T, binder func(*pflag.FlagSet) func(*T, string, T, string)) configField {
+	return configField{
+		name: name,
+		bind: func(f *pflag.FlagSet, c *agent.Config) { p := at(c); binder(f)(p, name, *p, usage) },
+		copy: func(dst, src *agent.Config) { *at(dst) = *at(src) },
+	}
+}
+
+func stringFlag(f *pflag.FlagSet) func(*string, string, string, string) { return f.StringVar }
+func boolFlag(f *pflag.FlagSet) func(*bool, string, bool, string)       { return f.BoolVar }
+func intFlag(f *pflag.FlagSet) func(*int, string, int, string)          { return f.IntVar }
+func floatFlag(f *pflag.FlagSet) func(*float64, string, float64, string) {
+	return f.Float64Var
+}
+func durationFlag(f *pflag.FlagSet) func(*time.Duration, string, time.Duration, string) {
+	return f.DurationVar
+}
+
+// configFields are the flags of sync run that set one field of the configuration each.
+var configFields = []configField{
+	field("cache", "the cache directory", func(c *agent.Config) *string { return &c.Cache }, stringFlag),
+	field("kubeconfig", "kubeconfig file (default: in-cluster credentials)", func(c *agent.Config) *string { return &c.Kubeconfig }, stringFlag),
+	field("threshold", "how many of the keys must have signed", func(c *agent.Config) *int { return &c.Threshold }, intFlag),
+	field("allow-gaps", "accept a bundle whose previous bundle is not the current one (sequence must still grow)", func(c *agent.Config) *bool { return &c.AllowGaps }, boolFlag),
+	field("keep", "how many of the latest bundles the cache keeps after each import", func(c *agent.Config) *int { return &c.Retention.Keep }, intFlag),
+	field("poll-interval", "how often the sources are listed", func(c *agent.Config) *time.Duration { return &c.Intervals.Poll.Duration }, durationFlag),
+	field("reconcile-interval", "how often the cluster is reconciled, besides after each import", func(c *agent.Config) *time.Duration { return &c.Intervals.Reconcile.Duration }, durationFlag),
+	field("listen", "address the registry and Git remote listen on", func(c *agent.Config) *string { return &c.Serve.Listen }, stringFlag),
+	field("tls-cert", "TLS certificate file (PEM) of the registry and Git remote; plain HTTP without it", func(c *agent.Config) *string { return &c.Serve.TLSCert }, stringFlag),
+	field("tls-key", "TLS private key file (PEM)", func(c *agent.Config) *string { return &c.Serve.TLSKey }, stringFlag),
+	field("git-work-dir", "where Git repositories are built from cached packs (derived data)", func(c *agent.Config) *string { return &c.Serve.GitWorkDir }, stringFlag),
+	field("htpasswd", "require basic authentication of the registry and Git remote against this htpasswd file (bcrypt entries)", func(c *agent.Config) *string { return &c.Serve.HTPasswd }, stringFlag),
+	field("bearer-tokens", "accept the bearer tokens in this file (one per line)", func(c *agent.Config) *string { return &c.Serve.BearerTokens }, stringFlag),
+	field("rate-limit", "requests per second allowed to each client of the registry and Git remote (0: unlimited)", func(c *agent.Config) *float64 { return &c.Serve.RateLimit }, floatFlag),
+	field("burst", "requests a client may make at once above the rate", func(c *agent.Config) *int { return &c.Serve.Burst }, intFlag),
+	field("health-listen", "address /healthz, /readyz and /metrics listen on", func(c *agent.Config) *string { return &c.Health.Listen }, stringFlag),
+	field("leader-elect", "elect a leader with a Lease, so that several replicas are safe", func(c *agent.Config) *bool { return &c.LeaderElection.Enabled }, boolFlag),
+	field("install-crds", "install or update Ferry's CRDs before the first reconciliation", func(c *agent.Config) *bool { return &c.InstallCRDs }, boolFlag),
 }
 
 func runCommand() *cobra.Command {
@@ -90,26 +141,11 @@ without it flags alone configure the agent.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.configFile, "config", "", "configuration file (kind: SyncConfig; see docs/agent.md)")
-	f.StringVar(&cfg.Cache, "cache", cfg.Cache, "the cache directory")
-	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster credentials)")
 	f.StringSliceVar(&o.keys, "key", nil, "public key (cosign.pub) bundles must be signed by; repeat for several (replaces the file's keys)")
 	f.StringSliceVar(&o.dropDirs, "drop-dir", nil, "drop directory to watch for bundles; repeat for several (replaces the file's dir sources)")
-	f.IntVar(&cfg.Threshold, "threshold", cfg.Threshold, "how many of the keys must have signed")
-	f.BoolVar(&cfg.AllowGaps, "allow-gaps", false, "accept a bundle whose previous bundle is not the current one (sequence must still grow)")
-	f.IntVar(&cfg.Retention.Keep, "keep", cfg.Retention.Keep, "how many of the latest bundles the cache keeps after each import")
-	f.DurationVar(&o.poll, "poll-interval", cfg.Intervals.Poll.Duration, "how often the sources are listed")
-	f.DurationVar(&o.reconcile, "reconcile-interval", cfg.Intervals.Reconcile.Duration, "how often the cluster is reconciled, besides after each import")
-	f.StringVar(&cfg.Serve.Listen, "listen", cfg.Serve.Listen, "address the registry and Git remote listen on")
-	f.StringVar(&cfg.Serve.TLSCert, "tls-cert", "", "TLS certificate file (PEM) of the registry and Git remote; plain HTTP without it")
-	f.StringVar(&cfg.Serve.TLSKey, "tls-key", "", "TLS private key file (PEM)")
-	f.StringVar(&cfg.Serve.GitWorkDir, "git-work-dir", "", "where Git repositories are built from cached packs (derived data)")
-	f.StringVar(&cfg.Serve.HTPasswd, "htpasswd", "", "require basic authentication of the registry and Git remote against this htpasswd file (bcrypt entries)")
-	f.StringVar(&cfg.Serve.BearerTokens, "bearer-tokens", "", "accept the bearer tokens in this file (one per line)")
-	f.Float64Var(&cfg.Serve.RateLimit, "rate-limit", 0, "requests per second allowed to each client of the registry and Git remote (0: unlimited)")
-	f.IntVar(&cfg.Serve.Burst, "burst", cfg.Serve.Burst, "requests a client may make at once above the rate")
-	f.StringVar(&cfg.Health.Listen, "health-listen", cfg.Health.Listen, "address /healthz, /readyz and /metrics listen on")
-	f.BoolVar(&cfg.LeaderElection.Enabled, "leader-elect", false, "elect a leader with a Lease, so that several replicas are safe")
-	f.BoolVar(&cfg.InstallCRDs, "install-crds", false, "install or update Ferry's CRDs before the first reconciliation")
+	for _, field := range configFields {
+		field.bind(f, cfg)
+	}
 	return cmd, o
 }
 
@@ -118,7 +154,6 @@ without it flags alone configure the agent.`,
 // keys and dir sources (its S3 and registry sources stay).
 func (o *runFlags) config(cmd *cobra.Command) (*agent.Config, error) {
 	cfg := *o.cfg // the defaults, and the flags' values
-	cfg.Intervals.Poll.Duration, cfg.Intervals.Reconcile.Duration = o.poll, o.reconcile
 	if o.configFile != "" {
 		loaded, err := agent.LoadConfig(o.configFile)
 		if err != nil {
@@ -127,28 +162,9 @@ func (o *runFlags) config(cmd *cobra.Command) (*agent.Config, error) {
 		flags := cfg
 		cfg = *loaded
 		f := cmd.Flags()
-		for name, apply := range map[string]func(){
-			"cache":              func() { cfg.Cache = flags.Cache },
-			"kubeconfig":         func() { cfg.Kubeconfig = flags.Kubeconfig },
-			"listen":             func() { cfg.Serve.Listen = flags.Serve.Listen },
-			"health-listen":      func() { cfg.Health.Listen = flags.Health.Listen },
-			"leader-elect":       func() { cfg.LeaderElection.Enabled = flags.LeaderElection.Enabled },
-			"install-crds":       func() { cfg.InstallCRDs = flags.InstallCRDs },
-			"threshold":          func() { cfg.Threshold = flags.Threshold },
-			"allow-gaps":         func() { cfg.AllowGaps = flags.AllowGaps },
-			"keep":               func() { cfg.Retention.Keep = flags.Retention.Keep },
-			"git-work-dir":       func() { cfg.Serve.GitWorkDir = flags.Serve.GitWorkDir },
-			"tls-cert":           func() { cfg.Serve.TLSCert = flags.Serve.TLSCert },
-			"tls-key":            func() { cfg.Serve.TLSKey = flags.Serve.TLSKey },
-			"htpasswd":           func() { cfg.Serve.HTPasswd = flags.Serve.HTPasswd },
-			"bearer-tokens":      func() { cfg.Serve.BearerTokens = flags.Serve.BearerTokens },
-			"rate-limit":         func() { cfg.Serve.RateLimit = flags.Serve.RateLimit },
-			"burst":              func() { cfg.Serve.Burst = flags.Serve.Burst },
-			"poll-interval":      func() { cfg.Intervals.Poll = flags.Intervals.Poll },
-			"reconcile-interval": func() { cfg.Intervals.Reconcile = flags.Intervals.Reconcile },
-		} {
-			if f.Changed(name) {
-				apply()
+		for _, field := range configFields {
+			if f.Changed(field.name) {
+				field.copy(&cfg, &flags)
 			}
 		}
 		if len(o.keys) > 0 {

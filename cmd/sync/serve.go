@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
+	"github.com/ferry-gitops/ferry/internal/authfile"
 	"github.com/ferry-gitops/ferry/serve"
 	"github.com/ferry-gitops/ferry/serve/registry"
 )
@@ -41,18 +43,14 @@ registries: see 'sync registry-config'. Nothing can be pushed.`,
 			}
 			opts := serve.ServerOptions{Options: protect, TLSCert: certFile, TLSKey: keyFile, GitWorkDir: workDir}
 			opts.Logger = log
-			if htpasswd != "" {
-				if opts.BasicAuth, err = serve.LoadHTPasswd(htpasswd); err != nil {
-					return err
+			creds, err := authfile.Load(htpasswd, tokenFile)
+			if err != nil {
+				if e := (*authfile.Error)(nil); errors.As(err, &e) && e.File == authfile.BearerTokens {
+					return fmt.Errorf("--bearer-tokens: %w", e.Err)
 				}
+				return fmt.Errorf("--%w", err) // --htpasswd: …
 			}
-			if tokenFile != "" {
-				b, err := os.ReadFile(tokenFile)
-				if err != nil {
-					return err
-				}
-				opts.BearerTokens = strings.Fields(string(b))
-			}
+			opts.BasicAuth, opts.BearerTokens = creds.BasicAuth, creds.BearerTokens
 			srv, err := serve.NewServer(ctx, c, opts)
 			if err != nil {
 				return err

@@ -1,7 +1,6 @@
-package agent
+package medium
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,17 +9,13 @@ import (
 	"os"
 	"sync"
 
-	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/registry/remote"
-
-	"github.com/ferry-gitops/ferry/bundle"
 )
 
 // ioErrors keeps the first error the medium itself returned while a bundle was read: an I/O
 // error, a network failure, a server error. The bundle reader turns such errors into checks
 // (a tar that stops is "truncated"), so without this a flaky bucket would look like a damaged
-// bundle; with it, the agent knows the verdict came from a failing medium, and retries.
+// bundle; with it, Read returns an *Error, and the agent knows to retry rather than reject.
 type ioErrors struct {
 	mu  sync.Mutex
 	err error
@@ -151,56 +146,41 @@ func (c trackedClient) Do(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// rootInfo is what a candidate's root says, read before the candidate is imported to order it.
-type rootInfo struct {
-	// Sequence and Root, once read; Unreadable is set when the root could not be read because
-	// the bundle is malformed (the import will reject it and say why).
-	Sequence   uint64
-	Root       digest.Digest
-	Unreadable bool
+// Error is a read that failed because the medium did: an I/O error, a network failure, a server
+// error (5xx, 429) happened while the bundle was read. What the bundle reader made of the
+// broken stream (a truncated tar, a missing part) is kept in Verdict but is not the bundle's
+// fault, so Error does not unwrap to it: errors.As(err, *bundle.Error) does not find it, and a
+// caller retries instead of rejecting.
+type Error struct {
+	// Location names where the bundle was read from.
+	Location string
+	// Err is the medium's first failure.
+	Err error
+	// Verdict is the error the bundle reader returned.
+	Verdict error
 }
 
-// errRootRead stops a read once the root has been read: ordering needs nothing more.
-var errRootRead = errors.New("root read")
-
-// rootOptions are the reader options that read a bundle up to its root and stop. The root's
-// bytes are verified against its descriptor before they are parsed. Nothing is kept: this only
-// orders candidates; trust is decided by the import.
-func rootOptions(lim bundle.Limits, out *rootInfo) []bundle.ReadOption {
-	visit := func(_ context.Context, e bundle.Entry, r io.Reader) error {
-		if e.Item != "root" || e.Descriptor.MediaType != ocispec.MediaTypeImageIndex {
-			return nil
-		}
-		data, err := io.ReadAll(r) // io.EOF only once the bytes matched the root's digest
-		if err != nil {
-			return err
-		}
-		b, err := bundle.ParseRoot(data)
-		if err != nil {
-			return err
-		}
-		out.Sequence, out.Root = b.Sequence, e.Descriptor.Digest
-		return errRootRead
-	}
-	noBase := func(context.Context, digest.Digest) (bool, error) { return false, nil } // a delta's root reads all the same
-	return []bundle.ReadOption{bundle.WithLimits(lim), bundle.WithHave(noBase), bundle.WithVisitor(visit)}
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s: the medium failed: %v (the read stopped with: %v)", e.Location, e.Err, e.Verdict)
 }
 
-// rootOutcome turns a root read's error into its result: the root, a malformed bundle, or an
-// error of the medium (to retry).
-func rootOutcome(ctx context.Context, out *rootInfo, err error, t *ioErrors) (*rootInfo, error) {
-	switch {
-	case errors.Is(err, errRootRead):
-		return out, nil
-	case ctx.Err() != nil:
-		return nil, ctx.Err()
-	case t.get() != nil:
-		return nil, fmt.Errorf("read the root: %w", t.get())
-	case err == nil:
-		return nil, fmt.Errorf("read the root: the bundle ended without one") // the reader's own checks say so first
+// Unwrap returns the medium's failure.
+func (e *Error) Unwrap() error { return e.Err }
+
+// AsError returns the medium failure in err's chain, if any.
+func AsError(err error) (*Error, bool) {
+	var e *Error
+	ok := errors.As(err, &e)
+	return e, ok
+}
+
+// outcome returns err as it is, or as an *Error if the medium failed while it was read.
+func (t *ioErrors) outcome(loc Location, err error) error {
+	if err == nil {
+		return nil
 	}
-	if _, ok := bundle.AsError(err); ok {
-		return &rootInfo{Unreadable: true}, nil
+	if m := t.get(); m != nil {
+		return &Error{Location: loc.String(), Err: m, Verdict: err}
 	}
-	return nil, fmt.Errorf("read the root: %w", err)
+	return err
 }
