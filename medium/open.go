@@ -52,7 +52,7 @@ func Read(ctx context.Context, src string, o OpenOptions, opts ...bundle.ReadOpt
 		}
 		repo, err := NewRepository(ref.Registry+"/"+ref.Repository, contains(o.PlainHTTP, ref.Registry))
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", src, err)
 		}
 		return ReadRegistry(ctx, repo, ref.Reference, opts...)
 	case strings.HasSuffix(src, ".parts.json"):
