@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
-
 )
 
 // rejectionsDir holds the agent's record of rejected bundles, beside the state: no bundle can
