@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/ferry-gitops/ferry/agent"
+	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/internal/testbundle"
-	"github.com/ferry-gitops/ferry/verify"
 )
 
 // A bundle dropped as a tar is verified, imported, served and published: the cache's current
@@ -172,7 +172,7 @@ func TestRejectedBundlesAreReportedAndLeft(t *testing.T) {
 			t.Fatalf("rejection recorded as %+v", rj)
 		}
 	}
-	rb, sig := rejs[byCheck[verify.CheckRollback]], rejs[byCheck[verify.CheckSignature]]
+	rb, sig := rejs[byCheck[string(bundle.CheckRollback)]], rejs[byCheck[string(bundle.CheckSignature)]]
 	if rb.Candidate != "old.tar" || rb.Sequence != 1 || rb.Root != old.Root.Digest || !strings.Contains(rb.Message, "rollback") {
 		t.Fatalf("the rollback is recorded as %+v", rb)
 	}

@@ -1,9 +1,9 @@
 package agent
 
 import (
+	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/medium"
-	"github.com/ferry-gitops/ferry/verify"
 )
 
 // state is where a candidate stands with the leader. From listed, a poll takes it to waiting
@@ -52,7 +52,7 @@ type entry struct {
 	awaited string
 	// check and chain are a rejection's check and the cache's state when it was refused.
 	check string
-	chain verify.State
+	chain cache.State
 }
 
 // candidates is the leader's table of candidates by identity. Every change of state is one of
@@ -123,7 +123,7 @@ func (e *entry) settled() bool {
 
 // finished reports whether there is nothing more to do with the candidate: it was imported,
 // or rejected and not worth another try in the chain's state st.
-func (e *entry) finished(st verify.State) bool {
+func (e *entry) finished(st cache.State) bool {
 	switch e.state {
 	case imported:
 		return true
@@ -135,8 +135,8 @@ func (e *entry) finished(st verify.State) bool {
 
 // retry reports whether a rejected candidate is worth another try although it did not change:
 // it was refused for where it stands in the chain (chain, base), and the chain has moved since.
-func (e *entry) retry(st verify.State) bool {
-	return (e.check == verify.CheckChain || e.check == verify.CheckBase) && st != e.chain
+func (e *entry) retry(st cache.State) bool {
+	return (e.check == string(bundle.CheckChain) || e.check == string(bundle.CheckBase)) && st != e.chain
 }
 
 // ready keeps what the candidate's root says: it is to be imported.
@@ -154,6 +154,6 @@ func (e *entry) fail() { e.state = failed }
 func (e *entry) imported() { e.state = imported }
 
 // reject notes the candidate refused by check when the cache's state was chain.
-func (e *entry) reject(check string, chain verify.State) {
+func (e *entry) reject(check string, chain cache.State) {
 	e.state, e.check, e.chain = rejected, check, chain
 }

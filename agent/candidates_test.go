@@ -3,9 +3,9 @@ package agent
 import (
 	"testing"
 
+	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/medium"
-	"github.com/ferry-gitops/ferry/verify"
 )
 
 // The candidate table: a settling candidate is taken at its second poll; a rejection is final
@@ -14,7 +14,7 @@ import (
 // of a source that could not be listed is kept.
 func TestCandidateStates(t *testing.T) {
 	table := candidates{}
-	st1 := verify.State{Sequence: 1}
+	st1 := cache.State{Sequence: 1}
 	c := func(id string, source int) candidate {
 		return candidate{Candidate: medium.Candidate{ID: id, Settle: true}, source: source}
 	}
@@ -30,12 +30,12 @@ func TestCandidateStates(t *testing.T) {
 	if e.state != ready || e.finished(st1) {
 		t.Fatalf("state %s after its root was read", e.state)
 	}
-	e.reject(verify.CheckChain, st1)
-	if !e.finished(st1) || e.finished(verify.State{Sequence: 2}) {
+	e.reject(string(bundle.CheckChain), st1)
+	if !e.finished(st1) || e.finished(cache.State{Sequence: 2}) {
 		t.Fatal("a chain rejection is retried only once the chain moved")
 	}
-	e.reject(verify.CheckSignature, st1)
-	if !e.finished(verify.State{Sequence: 2}) {
+	e.reject(string(bundle.CheckSignature), st1)
+	if !e.finished(cache.State{Sequence: 2}) {
 		t.Fatal("a signature rejection was retried")
 	}
 	e.fail()
@@ -46,7 +46,7 @@ func TestCandidateStates(t *testing.T) {
 	if !e.finished(st1) {
 		t.Fatal("an imported candidate is not finished")
 	}
-	table.recorded(cache.Rejection{Identity: "old", Check: verify.CheckExpired, State: st1})
+	table.recorded(cache.Rejection{Identity: "old", Check: string(bundle.CheckExpired), State: st1})
 	table.listed(c("tar-b", 1))
 	if w := table.listed(c("parts-c", 0)); !w.wait("1 of 2 parts") || w.wait("1 of 2 parts") || w.state != waiting {
 		t.Fatal("a waiting candidate's news is logged once")

@@ -16,7 +16,6 @@ import (
 	"github.com/ferry-gitops/ferry/medium"
 	"github.com/ferry-gitops/ferry/reconcile"
 	"github.com/ferry-gitops/ferry/serve"
-	"github.com/ferry-gitops/ferry/verify"
 )
 
 // leaderRun is one term of leadership: the writer's lock on the cache, the sources' candidates
@@ -397,12 +396,9 @@ func errString(err error) string {
 }
 
 // rejectionCheck reports whether err is a rejection (a trust check or a structural check of
-// the bundle failed) and which check. A *verify.Rejection with no check wraps an error that
-// was not the bundle's (an unreadable file, a full disk): that is no rejection.
+// the bundle failed) and which check. An error with no *bundle.Error in its chain was not the
+// bundle's (an unreadable file, a full disk): that is no rejection.
 func rejectionCheck(err error) (string, bool) {
-	if r, ok := verify.AsRejection(err); ok && r.Check != "" {
-		return r.Check, true
-	}
 	if e, ok := bundle.AsError(err); ok {
 		return string(e.Check), true
 	}
@@ -432,16 +428,14 @@ func (l *leaderRun) accept(ctx context.Context, log *slog.Logger, src *source, p
 
 // reject reports a rejected bundle in the log, the metrics, the cache (for 'sync status'), the
 // status ConfigMap and an Event, and leaves it where it was.
-func (l *leaderRun) reject(ctx context.Context, log *slog.Logger, src *source, p pending, st verify.State, check string, err error) {
+func (l *leaderRun) reject(ctx context.Context, log *slog.Logger, src *source, p pending, st cache.State, check string, err error) {
 	a := l.a
 	rej := cache.Rejection{Time: time.Now(), Source: src.String(), Candidate: p.c.Name, Identity: p.c.ID,
 		Sequence: p.root.Sequence, Root: p.root.Root, Check: check, Message: err.Error(), State: st}
-	if r, ok := verify.AsRejection(err); ok {
-		if r.Sequence != 0 {
-			rej.Sequence, rej.Root = r.Sequence, r.Root
+	if e, ok := bundle.AsError(err); ok {
+		if e.Sequence != 0 {
+			rej.Sequence, rej.Root = e.Sequence, e.Root
 		}
-		rej.Item, rej.Fix = r.Item, r.Fix
-	} else if e, ok := bundle.AsError(err); ok {
 		rej.Item, rej.Fix = e.Item, e.Fix
 	}
 	a.metrics.rejected.WithLabelValues(check).Inc()

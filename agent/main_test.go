@@ -29,7 +29,6 @@ import (
 	"github.com/ferry-gitops/ferry/internal/testbundle"
 	"github.com/ferry-gitops/ferry/internal/testenv"
 	"github.com/ferry-gitops/ferry/reconcile"
-	"github.com/ferry-gitops/ferry/verify"
 )
 
 // cluster is the API server every test of the package shares; TestMain starts it and installs
@@ -226,11 +225,11 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 }
 
 // state reads the cache's state without the lock, as 'sync status' does.
-func (h *harness) state() verify.State {
+func (h *harness) state() cache.State {
 	h.t.Helper()
 	c, err := cache.OpenReader(h.cache)
 	if err != nil {
-		return verify.State{}
+		return cache.State{}
 	}
 	st, err := c.State()
 	if err != nil {

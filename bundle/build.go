@@ -57,7 +57,7 @@ func LayoutIndex(root ocispec.Descriptor, b *Bundle, attachments []ocispec.Descr
 	}
 	manifests := make([]ocispec.Descriptor, 0, len(att)+1+len(b.Items))
 	for _, a := range att {
-		d, err := entryDescriptor("attachment", a)
+		d, err := entryDescriptor(ItemAttachment, a)
 		if err != nil {
 			return nil, err
 		}

@@ -17,7 +17,7 @@ type Entry struct {
 	Path string
 	// Descriptor describes the file's bytes (for oci-layout and index.json, as read).
 	Descriptor ocispec.Descriptor
-	// Item is the item the blob belongs to, or "root", "attachment", "index.json", "oci-layout".
+	// Item is the item the blob belongs to, or a pseudo-item: ItemRoot, ItemAttachment, ItemIndex, ItemLayout.
 	Item string
 }
 
@@ -183,24 +183,24 @@ func (g *graph) acceptIndex(ctx context.Context, size int64, r io.Reader) error 
 	}
 	g.rootDesc = plain(idx.Manifests[rootAt])
 	if g.rootDesc.MediaType != ocispec.MediaTypeImageIndex {
-		return errorf("root", g.rootDesc.Digest, CheckMediaType, fixRepack, "media type %q, want %s", g.rootDesc.MediaType, ocispec.MediaTypeImageIndex)
+		return errorf(ItemRoot, g.rootDesc.Digest, CheckMediaType, fixRepack, "media type %q, want %s", g.rootDesc.MediaType, ocispec.MediaTypeImageIndex)
 	}
 	if rootAt > g.lim.MaxAttachments {
 		return errorf(IndexFile, "", CheckLimit, fixLimit, "%d attachments exceed the limit of %d", rootAt, g.lim.MaxAttachments)
 	}
 	for _, e := range idx.Manifests[:rootAt] {
 		if tag, ok := e.Annotations[ocispec.AnnotationRefName]; ok && tag != SignatureTag(g.rootDesc.Digest) {
-			return errorf("attachment", e.Digest, CheckFormat, fixRepack, "named %q: an attachment is unnamed or named %s", tag, SignatureTag(g.rootDesc.Digest))
+			return errorf(ItemAttachment, e.Digest, CheckFormat, fixRepack, "named %q: an attachment is unnamed or named %s", tag, SignatureTag(g.rootDesc.Digest))
 		}
 		if !isManifestType(e.MediaType) {
-			return errorf("attachment", e.Digest, CheckMediaType, fixRepack, "media type %q is not a manifest", e.MediaType)
+			return errorf(ItemAttachment, e.Digest, CheckMediaType, fixRepack, "media type %q is not a manifest", e.MediaType)
 		}
-		if err := g.learn(plain(e), "attachment"); err != nil {
+		if err := g.learn(plain(e), ItemAttachment); err != nil {
 			return err
 		}
 		g.attached = append(g.attached, plain(e))
 	}
-	if err := g.learn(g.rootDesc, "root"); err != nil {
+	if err := g.learn(g.rootDesc, ItemRoot); err != nil {
 		return err
 	}
 	for _, e := range idx.Manifests[rootAt+1:] {
@@ -310,8 +310,8 @@ func (g *graph) parse(n *node, data []byte) ([]ocispec.Descriptor, error) {
 		}
 		return children, nil
 	}
-	if n.item == "attachment" && (m.Subject == nil || m.Subject.Digest != g.rootDesc.Digest) && !g.taggedSig(d.Digest) {
-		return nil, errorf("attachment", d.Digest, CheckFormat, fixRepack, "neither refers to the root nor is tagged %s", SignatureTag(g.rootDesc.Digest))
+	if n.item == ItemAttachment && (m.Subject == nil || m.Subject.Digest != g.rootDesc.Digest) && !g.taggedSig(d.Digest) {
+		return nil, errorf(ItemAttachment, d.Digest, CheckFormat, fixRepack, "neither refers to the root nor is tagged %s", SignatureTag(g.rootDesc.Digest))
 	}
 	if isIndexType(d.MediaType) && g.root != nil {
 		// An image restricted to some platforms carries only those children of its indexes.
@@ -356,7 +356,7 @@ func (g *graph) taggedSig(d digest.Digest) bool {
 // acceptRoot checks what index.json said about items against the root.
 func (g *graph) acceptRoot(b *Bundle) error {
 	if b.Base != "" && g.have == nil {
-		return errorf("root", g.rootDesc.Digest, CheckMissing, "import the base bundle first, then this delta", "delta against base %s, and the reader holds no base", b.Base)
+		return errorf(ItemRoot, g.rootDesc.Digest, CheckMissing, "import the base bundle first, then this delta", "delta against base %s, and the reader holds no base", b.Base)
 	}
 	if len(g.itemRefs) != len(b.Items) {
 		return errorf(IndexFile, "", CheckFormat, fixRepack, "lists %d items, the root %d", len(g.itemRefs), len(b.Items))
@@ -399,7 +399,7 @@ func (g *graph) finish(ctx context.Context, check Check) (*Result, error) {
 		return nil, errorf(IndexFile, "", check, fixRecopy, "missing")
 	}
 	if n := g.nodes[g.rootDesc.Digest]; !n.seen {
-		return nil, errorf("root", g.rootDesc.Digest, check, fixRecopy, "the root is not in the bundle")
+		return nil, errorf(ItemRoot, g.rootDesc.Digest, check, fixRecopy, "the root is not in the bundle")
 	}
 	// Report in a stable order, so the same damage always gives the same message.
 	for _, n := range g.pending() {

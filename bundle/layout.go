@@ -12,10 +12,8 @@ import (
 	"path/filepath"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/errdef"
 )
-
-// ErrNotFound is returned by Layout.Fetch for a blob the layout does not hold.
-var ErrNotFound = errors.New("not found")
 
 // Layout is an OCI image layout directory used as a content store: Fetch, Exists and Push,
 // the verbs of oras-go's content.Storage, so oras.Copy can move graphs into and out of it.
@@ -29,7 +27,7 @@ func NewLayout(dir string) (*Layout, error) {
 	if err := os.MkdirAll(filepath.Join(dir, blobsDir, "sha256"), 0o755); err != nil {
 		return nil, fmt.Errorf("bundle layout %s: %w", dir, err)
 	}
-	if err := writeFileSync(filepath.Join(dir, LayoutFile), []byte(layoutContent)); err != nil {
+	if err := writeFileSync(filepath.Join(dir, LayoutFile), []byte(LayoutFileContent)); err != nil {
 		return nil, fmt.Errorf("bundle layout %s: %w", dir, err)
 	}
 	return &Layout{dir: dir}, nil
@@ -69,7 +67,8 @@ func (l *Layout) Exists(_ context.Context, desc ocispec.Descriptor) (bool, error
 	return fi.Mode().IsRegular() && fi.Size() == desc.Size, nil
 }
 
-// Fetch opens a blob; reading it checks its size and digest, returning io.EOF only once both hold.
+// Fetch opens a blob (errdef.ErrNotFound for one the layout lacks); reading it checks its
+// size and digest, returning io.EOF only once both hold.
 func (l *Layout) Fetch(_ context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
 	p, err := l.blobPath(desc)
 	if err != nil {
@@ -77,7 +76,7 @@ func (l *Layout) Fetch(_ context.Context, desc ocispec.Descriptor) (io.ReadClose
 	}
 	f, err := os.Open(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("blob %s: %w", desc.Digest, ErrNotFound)
+		return nil, fmt.Errorf("blob %s: %w", desc.Digest, errdef.ErrNotFound)
 	}
 	if err != nil {
 		return nil, err

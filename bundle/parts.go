@@ -144,10 +144,10 @@ func writePart(r io.Reader, path string, size int64) (*Part, error) {
 func ParsePartList(data []byte, lim Limits) (*PartList, error) {
 	lim = lim.withDefaults()
 	bad := func(format string, args ...any) error {
-		return partErrorf("part list", CheckPart, fixRecopy, format, args...)
+		return partErrorf(ItemPartList, CheckPart, fixRecopy, format, args...)
 	}
 	if int64(len(data)) > lim.MaxPartListSize {
-		return nil, partErrorf("part list", CheckLimit, fixLimit, "%d bytes exceeds the part list limit %d", len(data), lim.MaxPartListSize)
+		return nil, partErrorf(ItemPartList, CheckLimit, fixLimit, "%d bytes exceeds the part list limit %d", len(data), lim.MaxPartListSize)
 	}
 	var l PartList
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -159,7 +159,7 @@ func ParsePartList(data []byte, lim Limits) (*PartList, error) {
 		return nil, bad("format %q, want %s", l.Format, PartsFormat)
 	}
 	if len(l.Parts) == 0 || len(l.Parts) > lim.MaxParts {
-		return nil, partErrorf("part list", CheckLimit, fixLimit, "%d parts: between 1 and %d", len(l.Parts), lim.MaxParts)
+		return nil, partErrorf(ItemPartList, CheckLimit, fixLimit, "%d parts: between 1 and %d", len(l.Parts), lim.MaxParts)
 	}
 	if !validDigest(l.Digest) {
 		return nil, bad("digest %q is not sha256", l.Digest)
@@ -231,7 +231,7 @@ func (p *partsReader) Read(b []byte) (int, error) {
 			if p.i == len(p.list.Parts) {
 				got := digest.Digest("sha256:" + hex.EncodeToString(p.whole.Sum(nil)))
 				if got != p.list.Digest {
-					p.err = partErrorf("part list", CheckPart, fixRecopy, "the parts joined hash to %s, the list says %s", got, p.list.Digest)
+					p.err = partErrorf(ItemPartList, CheckPart, fixRecopy, "the parts joined hash to %s, the list says %s", got, p.list.Digest)
 				} else {
 					p.err = io.EOF
 				}

@@ -95,7 +95,7 @@ func (b *Bundle) Descriptor() (ocispec.Descriptor, []byte, error) {
 }
 
 func invalid(format string, args ...any) *Error {
-	return errorf("root", "", CheckFormat, fixRepack, format, args...)
+	return errorf(ItemRoot, "", CheckFormat, fixRepack, format, args...)
 }
 
 func (b *Bundle) index() (*ocispec.Index, error) {

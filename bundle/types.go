@@ -2,6 +2,7 @@ package bundle
 
 import (
 	"regexp"
+	"strings"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -63,25 +64,24 @@ func (k Kind) valid() bool {
 	return false
 }
 
-// Paths inside a layout.
+// Paths inside a layout: image-spec's names.
 const (
-	LayoutFile = "oci-layout"
-	IndexFile  = "index.json"
-	blobsDir   = "blobs"
-	sha256Dir  = "blobs/sha256"
+	LayoutFile = ocispec.ImageLayoutFile
+	IndexFile  = ocispec.ImageIndexFile
+	blobsDir   = ocispec.ImageBlobsDir
+	sha256Dir  = ocispec.ImageBlobsDir + "/sha256"
 )
 
-// layoutContent is the only oci-layout file Ferry writes.
-const layoutContent = `{"imageLayoutVersion":"1.0.0"}`
+// LayoutFileContent is the only oci-layout file Ferry writes (image-spec's layout version
+// 1.0.0) and the only one a reader accepts.
+const LayoutFileContent = `{"imageLayoutVersion":"` + ocispec.ImageLayoutVersion + `"}`
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*$`)
 
 // ValidName reports whether name may name an item: a valid OCI tag and file name, not reserved.
 func ValidName(name string) bool {
-	return len(name) <= 128 && nameRE.MatchString(name) && name != RootRef && !hasPrefix(name, "sha256-")
+	return len(name) <= 128 && nameRE.MatchString(name) && name != RootRef && !strings.HasPrefix(name, "sha256-")
 }
-
-func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
 
 // isManifestType reports whether a blob of this media type is a manifest or index to parse.
 func isManifestType(mt string) bool {

@@ -17,9 +17,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/errdef"
 
 	"github.com/ferry-gitops/ferry/bundle"
-	"github.com/ferry-gitops/ferry/verify"
 )
 
 // Version is the cache layout's version, in the file "ferry-cache".
@@ -36,8 +36,9 @@ const (
 	lockFile    = "lock"
 )
 
-// ErrNotFound is returned by Fetch for a blob the cache does not hold.
-var ErrNotFound = errors.New("not found")
+// ErrNotFound is returned by Fetch for a blob the cache does not hold. It is oras-go's
+// errdef.ErrNotFound, the one not-found sentinel of every store (bundle.Layout's too).
+var ErrNotFound = errdef.ErrNotFound
 
 // Cache is an open cache directory. Writers (import, gc, fsck's repairs) hold an exclusive
 // lock on it; readers need none: blobs are immutable and an unlinked blob stays readable to
@@ -165,8 +166,8 @@ func (c *Cache) Fetch(_ context.Context, desc ocispec.Descriptor) (io.ReadCloser
 }
 
 // State returns the last accepted bundle: what a new bundle is checked against.
-func (c *Cache) State() (verify.State, error) {
-	var st verify.State
+func (c *Cache) State() (State, error) {
+	var st State
 	b, err := os.ReadFile(filepath.Join(c.dir, stateFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, nil
@@ -240,12 +241,10 @@ type recordFiles struct {
 	index []byte
 }
 
-const layoutFileContent = `{"imageLayoutVersion":"1.0.0"}`
-
 func (r recordFiles) Stat(name string) (int64, bool, error) {
 	switch name {
 	case bundle.LayoutFile:
-		return int64(len(layoutFileContent)), true, nil
+		return int64(len(bundle.LayoutFileContent)), true, nil
 	case bundle.IndexFile:
 		return int64(len(r.index)), true, nil
 	}
@@ -259,7 +258,7 @@ func (r recordFiles) Stat(name string) (int64, bool, error) {
 func (r recordFiles) Open(name string) (io.ReadCloser, error) {
 	switch name {
 	case bundle.LayoutFile:
-		return io.NopCloser(strings.NewReader(layoutFileContent)), nil
+		return io.NopCloser(strings.NewReader(bundle.LayoutFileContent)), nil
 	case bundle.IndexFile:
 		return io.NopCloser(strings.NewReader(string(r.index))), nil
 	}

@@ -186,7 +186,7 @@ func TestRejectedImportChangesNothing(t *testing.T) {
 	b2 := testbundle.New(t, 2, b1.Root.Digest, sign)
 	testbundle.Flip(t, b2.BlobPath(b2.Layer.Digest), 9)
 	_, err := c.Import(ctx, fromDir(b2.Dir), policy)
-	if r, ok := verify.AsRejection(err); !ok || r.Check != string(bundle.CheckDigest) {
+	if r, ok := bundle.AsError(err); !ok || r.Check != bundle.CheckDigest {
 		t.Fatalf("want a digest rejection, got %v", err)
 	}
 	if snapshot(t, dir) != before {

@@ -42,7 +42,7 @@ type journal struct {
 // Import reads a bundle through read, verifying it against policy while copying every blob the
 // cache lacks into staging, and commits it only if it is accepted whole. Nothing is visible
 // until the commit, which is atomic; a rejection changes nothing and returns a
-// *verify.Rejection naming the item and the check.
+// *bundle.Error naming the item and the check (see verify.Run.Finish).
 func (c *Cache) Import(ctx context.Context, read ReadFunc, policy verify.Policy) (*ImportResult, error) {
 	st, err := c.State()
 	if err != nil {
@@ -77,7 +77,7 @@ func (c *Cache) Import(ctx context.Context, read ReadFunc, policy verify.Policy)
 		freshBytes += n
 		return nil
 	}
-	run := policy.Begin(st, copyIn)
+	run := policy.Begin(st.Sequence, st.Root, copyIn)
 	res, err := read(run.Options(bundle.WithHave(c.Has))...)
 	res, err = run.Finish(res, err)
 	if errors.Is(err, verify.ErrAlreadyAccepted) {
@@ -97,7 +97,7 @@ func (c *Cache) Import(ctx context.Context, read ReadFunc, policy verify.Policy)
 		return nil, err
 	}
 	rec := newRecord(res)
-	if err := c.commit(stage, fresh, rec, run.Accepted()); err != nil {
+	if err := c.commit(stage, fresh, rec, State{Sequence: rec.Sequence, Root: rec.Root}); err != nil {
 		return nil, fmt.Errorf("commit bundle %d: %w", rec.Sequence, err)
 	}
 	return &ImportResult{Record: rec, New: len(fresh), NewBytes: freshBytes, Blobs: res.Blobs}, nil
@@ -115,7 +115,7 @@ func newRecord(res *bundle.Result) Record {
 
 // commit makes a verified, staged bundle visible: journal, blobs into place, record, and last
 // the state, whose atomic rename is the commit point.
-func (c *Cache) commit(stage string, fresh []digest.Digest, rec Record, st verify.State) error {
+func (c *Cache) commit(stage string, fresh []digest.Digest, rec Record, st State) error {
 	j := journal{Root: rec.Root, Sequence: rec.Sequence, New: fresh, Record: recordName(rec.Sequence)}
 	jb, err := json.Marshal(j)
 	if err != nil {

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
-
-	"github.com/ferry-gitops/ferry/verify"
 )
 
 // rejectionsDir holds the agent's record of rejected bundles, beside the state: no bundle can
@@ -37,14 +35,14 @@ type Rejection struct {
 	// Sequence and Root identify the bundle once its root was read (0 and "" before).
 	Sequence uint64        `json:"sequence,omitempty"`
 	Root     digest.Digest `json:"root,omitempty"`
-	// Item and Check say what failed and which check (a verify.Check* or a bundle.Check).
+	// Item and Check say what failed and which check (a bundle.Check: structure or trust).
 	Item  string `json:"item,omitempty"`
 	Check string `json:"check"`
 	// Message is the whole error; Fix what to do about it.
 	Message string `json:"message"`
 	Fix     string `json:"fix,omitempty"`
 	// State is the last accepted bundle the rejected one was checked against.
-	State verify.State `json:"state"`
+	State State `json:"state"`
 }
 
 // RecordRejection keeps r durably (one file, written atomically), dropping the oldest

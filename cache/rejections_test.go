@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
-	"github.com/ferry-gitops/ferry/verify"
 )
 
 // Rejections are kept durably, listed oldest first, readable without the writer's lock, and
@@ -26,7 +26,7 @@ func TestRejectionsRecordedAndBounded(t *testing.T) {
 	base := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	for i := range cache.MaxRejections + 5 {
 		err := c.RecordRejection(cache.Rejection{Time: base.Add(time.Duration(i) * time.Second), Source: "dir /drop", Candidate: fmt.Sprintf("b%d.tar", i),
-			Identity: fmt.Sprint(i), Sequence: uint64(i), Check: verify.CheckRollback, Message: "rollback", State: verify.State{Sequence: 7}})
+			Identity: fmt.Sprint(i), Sequence: uint64(i), Check: string(bundle.CheckRollback), Message: "rollback", State: cache.State{Sequence: 7}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -38,7 +38,7 @@ func TestRejectionsRecordedAndBounded(t *testing.T) {
 	if len(got) != cache.MaxRejections || got[0].Candidate != "b5.tar" || got[len(got)-1].Candidate != fmt.Sprintf("b%d.tar", cache.MaxRejections+4) {
 		t.Fatalf("kept %d rejections from %s to %s, want the last %d", len(got), got[0].Candidate, got[len(got)-1].Candidate, cache.MaxRejections)
 	}
-	if got[0].State.Sequence != 7 || got[0].Check != verify.CheckRollback || !got[0].Time.Equal(base.Add(5*time.Second)) {
+	if got[0].State.Sequence != 7 || got[0].Check != string(bundle.CheckRollback) || !got[0].Time.Equal(base.Add(5*time.Second)) {
 		t.Fatalf("rejection read back as %+v", got[0])
 	}
 	if st, err := c.State(); err != nil || st.Sequence != 0 {

@@ -22,11 +22,11 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/getter"
-	"helm.sh/helm/v4/pkg/registry"
 	repo "helm.sh/helm/v4/pkg/repo/v1"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
 
+	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/spec"
 )
 
@@ -187,12 +187,12 @@ func chartPublish(ctx context.Context, dst Store, archive, prov []byte, meta *ch
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("chart metadata: %w", err)
 	}
-	configDesc := content.NewDescriptorFromBytes(registry.ConfigMediaType, config)
+	configDesc := content.NewDescriptorFromBytes(bundle.ChartConfigMediaType, config)
 	blobs := map[digest.Digest][]byte{configDesc.Digest: config}
-	layers := []ocispec.Descriptor{content.NewDescriptorFromBytes(registry.ChartLayerMediaType, archive)}
+	layers := []ocispec.Descriptor{content.NewDescriptorFromBytes(bundle.ChartLayerMediaType, archive)}
 	blobs[layers[0].Digest] = archive
 	if prov != nil {
-		d := content.NewDescriptorFromBytes(registry.ProvLayerMediaType, prov)
+		d := content.NewDescriptorFromBytes(bundle.ChartProvenanceMediaType, prov)
 		layers = append(layers, d)
 		blobs[d.Digest] = prov
 	}

@@ -28,6 +28,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote/errcode"
 	"oras.land/oras-go/v2/registry/remote/retry"
 
+	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/spec"
 )
 
@@ -141,19 +142,10 @@ func chartLayer(manifest []byte) (ocispec.Descriptor, error) {
 	if err := json.Unmarshal(manifest, &m); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("not an OCI image manifest: %w", err)
 	}
-	if m.Config.MediaType != registry.ConfigMediaType {
-		return ocispec.Descriptor{}, fmt.Errorf("config media type %q, want a Helm chart's %q", m.Config.MediaType, registry.ConfigMediaType)
+	if err := bundle.CheckChartConfig(m); err != nil {
+		return ocispec.Descriptor{}, err
 	}
-	var found []ocispec.Descriptor
-	for _, l := range m.Layers {
-		if l.MediaType == registry.ChartLayerMediaType || l.MediaType == registry.LegacyChartLayerMediaType {
-			found = append(found, l)
-		}
-	}
-	if len(found) != 1 {
-		return ocispec.Descriptor{}, fmt.Errorf("%d chart archive layers (%s), want exactly one", len(found), registry.ChartLayerMediaType)
-	}
-	return found[0], nil
+	return bundle.ChartLayer(m)
 }
 
 // chartAuthHint adds what to do to an error that says the registry wants other credentials.

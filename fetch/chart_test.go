@@ -758,3 +758,18 @@ func chartWaitUnauthorized(host string, exited <-chan struct{}) bool {
 
 // chartB64 is how Docker's config.json writes user:password.
 func chartB64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// The chart item's media types are written in bundle (which must not import the Helm SDK);
+// they are Helm's own.
+func TestChartMediaTypesAreHelms(t *testing.T) {
+	for _, c := range [][2]string{
+		{bundle.ChartConfigMediaType, registry.ConfigMediaType},
+		{bundle.ChartLayerMediaType, registry.ChartLayerMediaType},
+		{bundle.ChartLegacyLayerMediaType, registry.LegacyChartLayerMediaType},
+		{bundle.ChartProvenanceMediaType, registry.ProvLayerMediaType},
+	} {
+		if c[0] != c[1] {
+			t.Errorf("bundle says %q, Helm says %q", c[0], c[1])
+		}
+	}
+}

@@ -52,14 +52,7 @@ func Git(ctx context.Context, dst Store, src spec.Git, o *Options) (bundle.Item,
 	if err != nil {
 		return bundle.Item{}, err
 	}
-	pack.Annotations = map[string]string{GitRoleAnnotation: GitRolePack}
-	flux.Annotations = map[string]string{GitRoleAnnotation: GitRoleFlux}
-	root, err := gitPushJSON(ctx, dst, ocispec.MediaTypeImageIndex, ocispec.Index{
-		Versioned:    specs.Versioned{SchemaVersion: 2},
-		MediaType:    ocispec.MediaTypeImageIndex,
-		ArtifactType: GitArtifactType,
-		Manifests:    []ocispec.Descriptor{pack, flux},
-	})
+	root, err := gitPushJSON(ctx, dst, ocispec.MediaTypeImageIndex, bundle.GitIndex(pack, flux))
 	if err != nil {
 		return bundle.Item{}, s.errorf("push root index: %w", err)
 	}
@@ -91,13 +84,7 @@ func (s *gitSource) pushPack(ctx context.Context, dst Store) (ocispec.Descriptor
 	if err != nil {
 		return ocispec.Descriptor{}, s.errorf("push packfile: %w", err)
 	}
-	m, err := gitPushJSON(ctx, dst, ocispec.MediaTypeImageManifest, ocispec.Manifest{
-		Versioned:    specs.Versioned{SchemaVersion: 2},
-		MediaType:    ocispec.MediaTypeImageManifest,
-		ArtifactType: GitArtifactType,
-		Config:       cfgDesc,
-		Layers:       []ocispec.Descriptor{packDesc},
-	})
+	m, err := gitPushJSON(ctx, dst, ocispec.MediaTypeImageManifest, bundle.GitPackManifest(cfgDesc, packDesc))
 	if err != nil {
 		return ocispec.Descriptor{}, s.errorf("push pack manifest: %w", err)
 	}

@@ -140,7 +140,7 @@ var errRootRead = errors.New("root read")
 // bytes are verified against its descriptor before they are parsed.
 func rootOptions(lim bundle.Limits, out *RootInfo) []bundle.ReadOption {
 	visit := func(_ context.Context, e bundle.Entry, r io.Reader) error {
-		if e.Item != "root" || e.Descriptor.MediaType != ocispec.MediaTypeImageIndex {
+		if e.Item != bundle.ItemRoot || e.Descriptor.MediaType != ocispec.MediaTypeImageIndex {
 			return nil
 		}
 		data, err := io.ReadAll(r) // io.EOF only once the bytes matched the root's digest

@@ -79,7 +79,7 @@ func Pack(ctx context.Context, o Options) (*Result, error) {
 	}
 	l, err := bundle.NewLayout(o.Dir)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pack: %w", err)
 	}
 	created := now().UTC().Truncate(time.Second)
 
@@ -136,7 +136,7 @@ func Pack(ctx context.Context, o Options) (*Result, error) {
 	b := &bundle.Bundle{Sequence: seq, Created: created, Expires: created.Add(o.Spec.Bundle.Expires.Duration), Previous: o.Previous, Items: items}
 	root, _, err := b.Descriptor()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pack bundle %d: root: %w", seq, err)
 	}
 	var attachments []ocispec.Descriptor
 	if o.Signer != nil {
@@ -150,7 +150,7 @@ func Pack(ctx context.Context, o Options) (*Result, error) {
 	}
 	res, err := bundle.WriteResult(ctx, l, b, attachments)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pack bundle %d into %s: %w", seq, o.Dir, err)
 	}
 	logger.Info("bundle packed", "dir", o.Dir, "root", root.Digest, "sequence", seq, "items", len(items), "blobs", res.Blobs, "bytes", res.Bytes, "signed", o.Signer != nil)
 	return &Result{Dir: o.Dir, Root: root, Bundle: b, Signed: o.Signer != nil, Blobs: res.Blobs, Bytes: res.Bytes}, nil

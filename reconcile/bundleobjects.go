@@ -1,7 +1,6 @@
 package reconcile
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,8 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
 	"github.com/fluxcd/pkg/ssa"
@@ -25,9 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
 	"github.com/ferry-gitops/ferry/bundle"
@@ -55,9 +50,6 @@ const (
 	inventoryKeyInventory = "inventory" // {"entries":[{"id","v"}]}, as a Kustomization's
 )
 
-// maxSourceLen bounds the "# Source:" path of a document of the cluster layer.
-const maxSourceLen = 4096
-
 // clusterObject is one object of a cluster item, with where it came from.
 type clusterObject struct {
 	source string // the file, relative to the spec's cluster folder
@@ -70,125 +62,18 @@ func (o clusterObject) where() string {
 	return fmt.Sprintf("%s document %d (%s)", o.source, o.index, objectName(o.obj))
 }
 
-// decodeClusterManifests decodes a cluster item's layer (bundle.ClusterManifestsMediaType):
-// documents separated by "---" lines, each opening with a "# Source: <path>" line, each in the
-// canonical encoding `mirror pack` writes, each one Kubernetes object with apiVersion, kind and
-// metadata.name, no object twice. Errors name the file and the document.
+// decodeClusterManifests decodes a cluster item's layer with bundle.DecodeClusterLayer (the
+// format's one decoder) into the objects to apply. Errors name the file and the document.
 func decodeClusterManifests(data []byte) ([]clusterObject, error) {
-	if len(data) > bundle.MaxClusterManifestsSize {
-		return nil, fmt.Errorf("the manifests are %d bytes, more than %d", len(data), bundle.MaxClusterManifestsSize)
+	docs, err := bundle.DecodeClusterLayer(data)
+	if err != nil {
+		return nil, err
 	}
-	if len(data) == 0 {
-		return nil, nil
-	}
-	if data[len(data)-1] != '\n' {
-		return nil, errors.New("the manifests do not end with a newline")
-	}
-	sep := []byte("\n" + bundle.ClusterDocumentSeparator)
-	parts := bytes.Split(data[:len(data)-1], sep)
-	counts := map[string]int{}
-	seen := map[string]string{}
-	out := make([]clusterObject, 0, len(parts))
-	for i, p := range parts {
-		doc := make([]byte, len(p)+1)
-		copy(doc, p)
-		doc[len(p)] = '\n'
-		line, body, ok := bytes.Cut(doc, []byte("\n"))
-		src, hasSource := bytes.CutPrefix(line, []byte(bundle.ClusterSourcePrefix))
-		if !ok || !hasSource {
-			return nil, fmt.Errorf("document %d of the layer does not open with a %q line", i+1, strings.TrimSpace(bundle.ClusterSourcePrefix))
-		}
-		source := string(src)
-		if err := checkSource(source); err != nil {
-			return nil, fmt.Errorf("document %d of the layer: source %q: %v", i+1, truncate(source, 200), err)
-		}
-		counts[source]++
-		o := clusterObject{source: source, index: counts[source]}
-		where := fmt.Sprintf("%s document %d", source, o.index)
-		obj, err := decodeClusterDocument(body)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %v", where, err)
-		}
-		o.obj = obj
-		id := clusterObjectID(obj)
-		if first, ok := seen[id]; ok {
-			return nil, fmt.Errorf("%s: %s is already defined by %s", where, objectName(obj), first)
-		}
-		seen[id] = where
-		out = append(out, o)
+	out := make([]clusterObject, 0, len(docs))
+	for _, d := range docs {
+		out = append(out, clusterObject{source: d.Source, index: d.Index, obj: &unstructured.Unstructured{Object: d.Object}})
 	}
 	return out, nil
-}
-
-// checkSource accepts a relative, slash-separated path without "..", control characters or
-// invalid UTF-8: it only ever names a file in messages, but a message should not lie.
-func checkSource(s string) error {
-	switch {
-	case s == "":
-		return errors.New("empty")
-	case len(s) > maxSourceLen:
-		return fmt.Errorf("longer than %d bytes", maxSourceLen)
-	case !utf8.ValidString(s):
-		return errors.New("not UTF-8")
-	case strings.HasPrefix(s, "/") || strings.Contains(s, "\\"):
-		return errors.New("not a relative path")
-	case strings.IndexFunc(s, unicode.IsControl) >= 0:
-		return errors.New("holds control characters")
-	}
-	for _, part := range strings.Split(s, "/") {
-		if part == "" || part == "." || part == ".." {
-			return errors.New("not a clean relative path")
-		}
-	}
-	return nil
-}
-
-// decodeClusterDocument decodes one document's YAML. The document must be in its canonical
-// encoding, the one `mirror pack` writes: the object decoded (integers as int64, as the
-// Kubernetes client decodes them) and written back as JSON, then as YAML by sigs.k8s.io/yaml,
-// gives the document byte for byte. So the object applied is exactly the bytes signed, with
-// one reading.
-func decodeClusterDocument(body []byte) (*unstructured.Unstructured, error) {
-	j, err := yaml.YAMLToJSON(body)
-	if err != nil {
-		return nil, fmt.Errorf("not valid YAML: %v", err)
-	}
-	var m map[string]any
-	if err := utiljson.Unmarshal(j, &m); err != nil || m == nil {
-		return nil, errors.New("not a Kubernetes object (a mapping with apiVersion, kind and metadata.name)")
-	}
-	j2, err := json.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("encode: %v", err)
-	}
-	canonical, err := yaml.JSONToYAML(j2)
-	if err != nil {
-		return nil, fmt.Errorf("encode: %v", err)
-	}
-	if !bytes.Equal(canonical, body) {
-		return nil, errors.New("not in the canonical encoding mirror pack writes (pack the bundle with mirror)")
-	}
-	obj := &unstructured.Unstructured{Object: m}
-	var missing []string
-	for _, f := range [][]string{{"apiVersion"}, {"kind"}, {"metadata", "name"}} {
-		v, found, err := unstructured.NestedString(m, f...)
-		if err != nil {
-			return nil, fmt.Errorf("%s: want a string", strings.Join(f, "."))
-		}
-		if !found || v == "" {
-			missing = append(missing, strings.Join(f, "."))
-		}
-	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("not a Kubernetes object: %s required", strings.Join(missing, ", "))
-	}
-	if _, _, err := unstructured.NestedString(m, "metadata", "namespace"); err != nil {
-		return nil, errors.New("metadata.namespace: want a string")
-	}
-	if _, err := schema.ParseGroupVersion(obj.GetAPIVersion()); err != nil {
-		return nil, fmt.Errorf("apiVersion %q: %v", obj.GetAPIVersion(), err)
-	}
-	return obj, nil
 }
 
 // clusterObjectID is what makes two objects the same: group (not version), kind, namespace
@@ -427,25 +312,16 @@ func (b *bundleObjects) run(ctx context.Context, c *cache.Cache) error {
 // readClusterLayer reads the cluster item's manifest and its one layer, bounded and verified;
 // it returns the layer and its digest (the item's revision).
 func readClusterLayer(ctx context.Context, c *cache.Cache, item *cache.RecordItem) ([]byte, string, error) {
-	if item.Root.MediaType != ocispec.MediaTypeImageManifest {
-		return nil, "", fmt.Errorf("root %s has media type %q, want %s", item.Root.Digest, item.Root.MediaType, ocispec.MediaTypeImageManifest)
+	if err := bundle.CheckClusterRoot(item.Root); err != nil {
+		return nil, "", err
 	}
 	var m ocispec.Manifest
 	if err := readJSON(ctx, c, item.Root, &m); err != nil {
 		return nil, "", fmt.Errorf("manifest: %w", err)
 	}
-	if m.ArtifactType != bundle.ClusterArtifactType {
-		return nil, "", fmt.Errorf("manifest %s: artifactType %q, want %s", item.Root.Digest, m.ArtifactType, bundle.ClusterArtifactType)
-	}
-	if len(m.Layers) != 1 || m.Layers[0].MediaType != bundle.ClusterManifestsMediaType {
-		return nil, "", fmt.Errorf("manifest %s: want one layer of type %s", item.Root.Digest, bundle.ClusterManifestsMediaType)
-	}
-	l := m.Layers[0]
-	if l.Size < 0 || l.Size > bundle.MaxClusterManifestsSize {
-		return nil, "", fmt.Errorf("layer %s: %d bytes, at most %d", l.Digest, l.Size, bundle.MaxClusterManifestsSize)
-	}
-	if err := l.Digest.Validate(); err != nil || l.Digest.Algorithm() != digest.SHA256 {
-		return nil, "", fmt.Errorf("layer %q: not a sha256 digest", l.Digest)
+	l, err := bundle.ClusterLayer(item.Root, m)
+	if err != nil {
+		return nil, "", err
 	}
 	rc, err := c.Fetch(ctx, l)
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
-	"helm.sh/helm/v4/pkg/registry"
 
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
@@ -37,15 +36,8 @@ func findChart(ctx context.Context, c *cache.Cache, rec *cache.Record, name stri
 		return nil, fmt.Errorf("chart item %q: manifest: %w", name, err)
 	}
 	ch := &chartItem{name: name, version: item.Revision}
-	found := 0
-	for _, l := range m.Layers {
-		if l.MediaType == registry.ChartLayerMediaType || l.MediaType == registry.LegacyChartLayerMediaType {
-			ch.layer = l
-			found++
-		}
-	}
-	if found != 1 {
-		return nil, fmt.Errorf("chart item %q: manifest has %d chart layers, want one of type %s", name, found, registry.ChartLayerMediaType)
+	if ch.layer, err = bundle.ChartLayer(m); err != nil {
+		return nil, fmt.Errorf("chart item %q: manifest: %w", name, err)
 	}
 	return ch, nil
 }

@@ -65,15 +65,7 @@ func findSource(ctx context.Context, c *cache.Cache, rec *cache.Record, name str
 		return nil, fmt.Errorf("git item %q: root index: %w", name, err)
 	}
 	s := &source{item: *item, commit: item.Revision}
-	var pack, flux *ocispec.Descriptor
-	for i := range idx.Manifests {
-		switch idx.Manifests[i].Annotations[bundle.GitRoleAnnotation] {
-		case bundle.GitRolePack:
-			pack = &idx.Manifests[i]
-		case bundle.GitRoleFlux:
-			flux = &idx.Manifests[i]
-		}
-	}
+	pack, flux := bundle.GitRoles(idx)
 	if flux == nil {
 		return nil, fmt.Errorf("git item %q: root index has no manifest with %s=%s", name, bundle.GitRoleAnnotation, bundle.GitRoleFlux)
 	}
@@ -96,10 +88,9 @@ func findSource(ctx context.Context, c *cache.Cache, rec *cache.Record, name str
 	if err := readJSON(ctx, c, *flux, &fm); err != nil {
 		return nil, fmt.Errorf("git item %q: flux manifest: %w", name, err)
 	}
-	if len(fm.Layers) != 1 || fm.Layers[0].MediaType != bundle.GitFluxContentMediaType {
-		return nil, fmt.Errorf("git item %q: flux manifest must have one layer of type %s", name, bundle.GitFluxContentMediaType)
+	if s.flux, err = bundle.GitFluxLayer(fm); err != nil {
+		return nil, fmt.Errorf("git item %q: %w", name, err)
 	}
-	s.flux = fm.Layers[0]
 	return s, nil
 }
 

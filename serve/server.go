@@ -15,7 +15,6 @@ import (
 	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/serve/gitserve"
 	"github.com/ferry-gitops/ferry/serve/registry"
-	"github.com/ferry-gitops/ferry/verify"
 )
 
 // ServerOptions configure a Server: what Handler protects it with, TLS, and where Git
@@ -40,7 +39,7 @@ type Server struct {
 
 	// mu serialises Reload; served is the state of the bundle being served.
 	mu     sync.Mutex
-	served verify.State
+	served cache.State
 }
 
 // NewServer indexes the current bundle of c (opened with cache.OpenReader: serving takes no
@@ -76,7 +75,7 @@ func NewServer(ctx context.Context, c *cache.Cache, o ServerOptions) (*Server, e
 func (s *Server) Repositories() []string { return s.reg.Repositories() }
 
 // Served returns the state (sequence and root) of the bundle being served.
-func (s *Server) Served() verify.State {
+func (s *Server) Served() cache.State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.served

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -53,6 +54,14 @@ type Pusher interface {
 // manifest's descriptor, named sha256-<root hex>.sig for the layout index, ready to pass to
 // bundle.Write as an attachment.
 func Sign(ctx context.Context, dst Pusher, root ocispec.Descriptor, signers ...signature.Signer) (ocispec.Descriptor, error) {
+	d, err := sign(ctx, dst, root, signers)
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("sign bundle %s: %w", root.Digest, err)
+	}
+	return d, nil
+}
+
+func sign(ctx context.Context, dst Pusher, root ocispec.Descriptor, signers []signature.Signer) (ocispec.Descriptor, error) {
 	ref, err := name.NewDigest(Identity + "@" + string(root.Digest))
 	if err != nil {
 		return ocispec.Descriptor{}, err
@@ -62,13 +71,13 @@ func Sign(ctx context.Context, dst Pusher, root ocispec.Descriptor, signers ...s
 		return ocispec.Descriptor{}, err
 	}
 	if len(signers) == 0 {
-		return ocispec.Descriptor{}, fmt.Errorf("sign bundle %s: no key", root.Digest)
+		return ocispec.Descriptor{}, errors.New("no key")
 	}
 	var layers []oci.Signature
 	for _, signer := range signers {
 		sig, err := signer.SignMessage(bytes.NewReader(body))
 		if err != nil {
-			return ocispec.Descriptor{}, fmt.Errorf("sign bundle %s: %w", root.Digest, err)
+			return ocispec.Descriptor{}, err
 		}
 		ociSig, err := static.NewSignature(body, base64.StdEncoding.EncodeToString(sig))
 		if err != nil {
@@ -87,7 +96,7 @@ func Sign(ctx context.Context, dst Pusher, root ocispec.Descriptor, signers ...s
 	}
 	for _, l := range imgLayers {
 		if err := pushLayer(ctx, dst, l); err != nil {
-			return ocispec.Descriptor{}, err
+			return ocispec.Descriptor{}, fmt.Errorf("signature layer: %w", err)
 		}
 	}
 	cfg, err := sigs.RawConfigFile()
@@ -99,7 +108,7 @@ func Sign(ctx context.Context, dst Pusher, root ocispec.Descriptor, signers ...s
 		return ocispec.Descriptor{}, err
 	}
 	if err := push(ctx, dst, string(m.Config.MediaType), cfg); err != nil {
-		return ocispec.Descriptor{}, err
+		return ocispec.Descriptor{}, fmt.Errorf("signature config: %w", err)
 	}
 	raw, err := sigs.RawManifest()
 	if err != nil {
@@ -110,7 +119,7 @@ func Sign(ctx context.Context, dst Pusher, root ocispec.Descriptor, signers ...s
 		return ocispec.Descriptor{}, err
 	}
 	if err := push(ctx, dst, string(mt), raw); err != nil {
-		return ocispec.Descriptor{}, err
+		return ocispec.Descriptor{}, fmt.Errorf("signature manifest: %w", err)
 	}
 	return ocispec.Descriptor{
 		MediaType:   string(mt),
@@ -138,5 +147,9 @@ func pushLayer(ctx context.Context, dst Pusher, l v1.Layer) error {
 }
 
 func push(ctx context.Context, dst Pusher, mt string, b []byte) error {
-	return dst.Push(ctx, ocispec.Descriptor{MediaType: mt, Digest: digest.FromBytes(b), Size: int64(len(b))}, bytes.NewReader(b))
+	d := ocispec.Descriptor{MediaType: mt, Digest: digest.FromBytes(b), Size: int64(len(b))}
+	if err := dst.Push(ctx, d, bytes.NewReader(b)); err != nil {
+		return fmt.Errorf("push blob %s: %w", d.Digest, err)
+	}
+	return nil
 }

@@ -3,7 +3,6 @@ package spec
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,25 +12,22 @@ import (
 	"sort"
 	"strings"
 
-	utiljson "k8s.io/apimachinery/pkg/util/json"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
 	"github.com/ferry-gitops/ferry/bundle"
 )
 
-// ClusterDocument is one Kubernetes object of the spec's cluster folder.
+// ClusterDocument is one Kubernetes object of the spec's cluster folder: the document of the
+// cluster layer it becomes, and which object it is.
 type ClusterDocument struct {
-	// Source is the file's path relative to the cluster folder, slash-separated.
-	Source string
-	// Index is the document's place in its file, from 1, counting only documents that are not
-	// empty (a leading "---" or a document of comments does not count).
-	Index int
+	// ClusterDocument is the layer's document: Source (the file's path relative to the
+	// cluster folder, slash-separated), Index (its place in the file, from 1, counting only
+	// documents that are not empty: a leading "---" or a document of comments does not count),
+	// YAML (the object in its one canonical encoding, bundle.CanonicalClusterObject) and Object.
+	bundle.ClusterDocument
 	// APIVersion, Kind, Namespace and Name say which object it is.
 	APIVersion, Kind, Namespace, Name string
-	// YAML is the object in its one canonical encoding: the JSON of the document written back
-	// as YAML by sigs.k8s.io/yaml (keys sorted, comments dropped), ending in a newline.
-	YAML []byte
 }
 
 // ClusterPath returns the folder cluster.path names, resolved from the spec's folder; "" when
@@ -179,14 +175,11 @@ func (s *Spec) readCluster() ([]ClusterDocument, []string) {
 		add("%s: holds no Kubernetes objects (*.yaml or *.yml files)", written)
 	}
 	// The layer holds each document re-encoded after a "# Source:" line; it is bounded too.
-	var encoded int
+	layerDocs := make([]bundle.ClusterDocument, len(docs))
 	for i, d := range docs {
-		if i > 0 {
-			encoded += len(bundle.ClusterDocumentSeparator)
-		}
-		encoded += len(bundle.ClusterSourcePrefix) + len(d.Source) + 1 + len(d.YAML)
+		layerDocs[i] = d.ClusterDocument
 	}
-	if encoded > bundle.MaxClusterManifestsSize {
+	if encoded := bundle.ClusterLayerSize(layerDocs); encoded > bundle.MaxClusterManifestsSize {
 		add("%s: the manifests are %d bytes once encoded for the bundle, more than %d", written, encoded, bundle.MaxClusterManifestsSize)
 	}
 	return docs, problems
@@ -219,7 +212,7 @@ func clusterDocument(raw []byte) (doc ClusterDocument, empty bool, err error) {
 	if bytes.Equal(bytes.TrimSpace(j), []byte("null")) {
 		return doc, true, nil
 	}
-	obj, canonical, err := canonicalObject(j)
+	obj, canonical, err := bundle.CanonicalClusterObject(j)
 	if err != nil {
 		return doc, false, err
 	}
@@ -268,7 +261,7 @@ func clusterDocument(raw []byte) (doc ClusterDocument, empty bool, err error) {
 	j2, err := yaml.YAMLToJSON(doc.YAML)
 	if err == nil {
 		var again []byte
-		if _, again, err = canonicalObject(j2); err == nil && !bytes.Equal(again, doc.YAML) {
+		if _, again, err = bundle.CanonicalClusterObject(j2); err == nil && !bytes.Equal(again, doc.YAML) {
 			err = errors.New("a value changes when written and read again (a number too large to hold exactly?)")
 		}
 	}
@@ -276,26 +269,6 @@ func clusterDocument(raw []byte) (doc ClusterDocument, empty bool, err error) {
 		return doc, false, fmt.Errorf("encode: %v", err)
 	}
 	return doc, false, nil
-}
-
-// canonicalObject decodes the JSON of a document as the Kubernetes client does (integers as
-// int64, other numbers as float64) and returns the object and its canonical YAML: the object's
-// JSON written as YAML by sigs.k8s.io/yaml. The reconciler decodes the cluster layer the same
-// way and refuses a document that is not exactly this.
-func canonicalObject(j []byte) (map[string]any, []byte, error) {
-	var obj map[string]any
-	if err := utiljson.Unmarshal(j, &obj); err != nil || obj == nil {
-		return nil, nil, errors.New("not a Kubernetes object (a mapping with apiVersion, kind and metadata.name)")
-	}
-	j2, err := json.Marshal(obj)
-	if err != nil {
-		return nil, nil, fmt.Errorf("encode: %v", err)
-	}
-	y, err := yaml.JSONToYAML(j2)
-	if err != nil {
-		return nil, nil, fmt.Errorf("encode: %v", err)
-	}
-	return obj, y, nil
 }
 
 // objectIdentity is what makes two documents the same object: the API group (not the

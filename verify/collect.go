@@ -36,7 +36,7 @@ func (c *Collector) Visit(ctx context.Context, e bundle.Entry, r io.Reader) erro
 
 // keep reads and keeps an attachment blob and returns its bytes (nil for other entries).
 func (c *Collector) keep(e bundle.Entry, r io.Reader) ([]byte, error) {
-	if e.Item != "attachment" {
+	if e.Item != bundle.ItemAttachment {
 		return nil, nil
 	}
 	b, err := io.ReadAll(io.LimitReader(r, maxCollected+1))

@@ -93,8 +93,14 @@ func newAgent(t testing.TB, p verify.Policy) *agent {
 	return a
 }
 
-func (a *agent) state(t testing.TB) verify.State {
-	var st verify.State
+// state is what the agent stores of the last bundle it accepted (as the cache's state.json).
+type state struct {
+	Sequence uint64        `json:"sequence"`
+	Root     digest.Digest `json:"root"`
+}
+
+func (a *agent) state(t testing.TB) state {
+	var st state
 	b, err := os.ReadFile(filepath.Join(a.dir, "state.json"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return st
@@ -127,13 +133,15 @@ func (a *agent) importBundle(t testing.TB, rd read) error {
 		_, err = io.Copy(f, r)
 		return err
 	}
-	run := a.policy.Begin(a.state(t), stage)
+	st := a.state(t)
+	run := a.policy.Begin(st.Sequence, st.Root, stage)
 	have := func(_ context.Context, d digest.Digest) (bool, error) {
 		_, err := os.Stat(filepath.Join(a.dir, "cache", d.Encoded()))
 		return err == nil, nil
 	}
 	res, err := rd(run.Options(bundle.WithHave(have))...)
-	if _, err := run.Finish(res, err); err != nil {
+	res, err = run.Finish(res, err)
+	if err != nil {
 		return err
 	}
 	entries, _ := os.ReadDir(staging)
@@ -142,7 +150,7 @@ func (a *agent) importBundle(t testing.TB, rd read) error {
 			t.Fatal(err)
 		}
 	}
-	b, _ := json.Marshal(run.Accepted())
+	b, _ := json.Marshal(state{Sequence: res.Bundle.Sequence, Root: res.Root.Digest})
 	if err := os.WriteFile(filepath.Join(a.dir, "state.json"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -209,11 +217,11 @@ func TestHostileCorpus(t *testing.T) {
 
 	type setup struct {
 		policy verify.Policy
-		state  verify.State // the state the agent is in before the hostile bundle
+		state  state // the state the agent is in before the hostile bundle
 	}
 	type hostile struct {
 		name  string
-		check string
+		check bundle.Check
 		item  string // what the rejection must name ("" for anything)
 		make  func(t *testing.T, base *testbundle.Fixture, s *setup) read
 	}
@@ -223,15 +231,15 @@ func TestHostileCorpus(t *testing.T) {
 	}
 	cases := []hostile{
 		// Trust: signatures and keys.
-		{"unsigned", verify.CheckSignature, "root", func(t *testing.T, b *testbundle.Fixture, s *setup) read { return fromDir(next(t, b, nil).Dir) }},
-		{"signed by an unknown key", verify.CheckSignature, "root", func(t *testing.T, b *testbundle.Fixture, s *setup) read { return fromDir(next(t, b, by(mallory)).Dir) }},
-		{"signed by a key carried in the bundle itself", verify.CheckSignature, "root", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"unsigned", bundle.CheckSignature, bundle.ItemRoot, func(t *testing.T, b *testbundle.Fixture, s *setup) read { return fromDir(next(t, b, nil).Dir) }},
+		{"signed by an unknown key", bundle.CheckSignature, bundle.ItemRoot, func(t *testing.T, b *testbundle.Fixture, s *setup) read { return fromDir(next(t, b, by(mallory)).Dir) }},
+		{"signed by a key carried in the bundle itself", bundle.CheckSignature, bundle.ItemRoot, func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			f := next(t, b, by(mallory))
 			pem, _ := json.Marshal("mallory's public key rides along")
 			testbundle.Push(t, f.Layout, "application/vnd.ferry.key", pem)
 			return fromDir(f.Dir)
 		}},
-		{"signature over another bundle, renamed onto this one", verify.CheckSignature, "root", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"signature over another bundle, renamed onto this one", bundle.CheckSignature, bundle.ItemRoot, func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			f := next(t, b, by(a1))
 			other := testbundle.New(t, 3, b.Root.Digest, nil)
 			sig, err := signing.Sign(ctx, f.Layout, other.Root, a1.sv)
@@ -244,7 +252,7 @@ func TestHostileCorpus(t *testing.T) {
 			}
 			return fromDir(f.Dir)
 		}},
-		{"root changed after signing", verify.CheckSignature, "root", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"root changed after signing", bundle.CheckSignature, bundle.ItemRoot, func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			f := next(t, b, by(a1))
 			sig := attachments(t, f)
 			f.ForgeRoot(t, func(idx *ocispec.Index) { idx.Annotations[bundle.AnnotationExpires] = "2099-01-01T00:00:00Z" }, func(_ testing.TB, _ *bundle.Layout, root ocispec.Descriptor) []ocispec.Descriptor {
@@ -254,53 +262,53 @@ func TestHostileCorpus(t *testing.T) {
 			})
 			return fromDir(f.Dir)
 		}},
-		{"key past its validity window", verify.CheckKeyWindow, "root", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"key past its validity window", bundle.CheckKeyWindow, bundle.ItemRoot, func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			s.policy.Keys = []verify.TrustedKey{a1.key}
 			s.policy.Keys[0].NotAfter = now.Add(-time.Minute)
 			return fromDir(next(t, b, by(a1)).Dir)
 		}},
-		{"key not yet valid", verify.CheckKeyWindow, "root", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"key not yet valid", bundle.CheckKeyWindow, bundle.ItemRoot, func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			s.policy.Keys = []verify.TrustedKey{a1.key}
 			s.policy.Keys[0].NotBefore = now.Add(time.Hour)
 			return fromDir(next(t, b, by(a1)).Dir)
 		}},
-		{"threshold of two, one signature", verify.CheckSignature, "root", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"threshold of two, one signature", bundle.CheckSignature, bundle.ItemRoot, func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			s.policy.Keys, s.policy.Threshold = []verify.TrustedKey{a1.key, a2.key}, 2
 			return fromDir(next(t, b, by(a1)).Dir)
 		}},
-		{"threshold of two, the same key twice", verify.CheckSignature, "root", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"threshold of two, the same key twice", bundle.CheckSignature, bundle.ItemRoot, func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			s.policy.Keys, s.policy.Threshold = []verify.TrustedKey{a1.key, a2.key}, 2
 			return fromDir(next(t, b, by(a1, a1)).Dir)
 		}},
-		{"ed25519 signature by the wrong key", verify.CheckSignature, "root", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"ed25519 signature by the wrong key", bundle.CheckSignature, bundle.ItemRoot, func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			s.policy.Keys = []verify.TrustedKey{ed.key}
 			return fromDir(next(t, b, by(ed25519Signer(t, "other-ed25519"))).Dir)
 		}},
 		// Freshness and order.
-		{"expired bundle (freeze)", verify.CheckExpired, "root", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"expired bundle (freeze)", bundle.CheckExpired, bundle.ItemRoot, func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			s.policy.Now = func() time.Time { return testbundle.Created.Add(31 * 24 * time.Hour) }
 			return fromDir(next(t, b, by(a1)).Dir)
 		}},
-		{"rollback to an older sequence", verify.CheckRollback, "root", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
-			s.state = verify.State{Sequence: 5, Root: digest.FromString("five")}
+		{"rollback to an older sequence", bundle.CheckRollback, bundle.ItemRoot, func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+			s.state = state{Sequence: 5, Root: digest.FromString("five")}
 			return fromDir(next(t, b, by(a1)).Dir)
 		}},
-		{"replay: an accepted sequence with other items", verify.CheckReplay, "root", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"replay: an accepted sequence with other items", bundle.CheckReplay, bundle.ItemRoot, func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			f := testbundle.New(t, 1, "", by(a1))
 			f.Bundle.Items = f.Bundle.Items[:1]
 			f.Write(t, by(a1))
 			return fromDir(f.Dir)
 		}},
-		{"replay: an accepted sequence with a longer life", verify.CheckReplay, "root", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"replay: an accepted sequence with a longer life", bundle.CheckReplay, bundle.ItemRoot, func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			f := testbundle.New(t, 1, "", by(ed))
 			f.Bundle.Expires = f.Bundle.Expires.Add(time.Hour)
 			f.Write(t, by(ed))
 			return fromDir(f.Dir)
 		}},
-		{"broken chain", verify.CheckChain, "root", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"broken chain", bundle.CheckChain, bundle.ItemRoot, func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			return fromDir(testbundle.New(t, 2, digest.FromString("not the last bundle"), by(a1)).Dir)
 		}},
-		{"delta against a base that was never accepted", verify.CheckBase, "root", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"delta against a base that was never accepted", bundle.CheckBase, bundle.ItemRoot, func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			f := next(t, b, nil)
 			f.ForgeRoot(t, func(idx *ocispec.Index) {
 				idx.Annotations[bundle.AnnotationBase] = string(digest.FromString("some other base"))
@@ -308,41 +316,41 @@ func TestHostileCorpus(t *testing.T) {
 			return fromDir(f.Dir)
 		}},
 		// Content: tampering, completeness, confusion.
-		{"tampered layer (directory)", string(bundle.CheckDigest), "app", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"tampered layer (directory)", bundle.CheckDigest, "app", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			f := next(t, b, by(a1))
 			testbundle.Flip(t, f.BlobPath(f.Layer.Digest), 77)
 			return fromDir(f.Dir)
 		}},
-		{"tampered manifest (directory)", string(bundle.CheckDigest), "app", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"tampered manifest (directory)", bundle.CheckDigest, "app", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			f := next(t, b, by(a1))
 			testbundle.Flip(t, f.BlobPath(f.Manifest.Digest), 40)
 			return fromDir(f.Dir)
 		}},
-		{"tampered layer (tar)", string(bundle.CheckDigest), "app", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"tampered layer (tar)", bundle.CheckDigest, "app", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			f := next(t, b, by(a1))
 			return editTar(t, f, func(es []testbundle.Entry) []testbundle.Entry {
 				es[testbundle.Find(t, es, testbundle.BlobName(f.Layer.Digest))].Data[3] ^= 0x10
 				return es
 			})
 		}},
-		{"tampered signature", string(bundle.CheckDigest), "attachment", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"tampered signature", bundle.CheckDigest, bundle.ItemAttachment, func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			f := next(t, b, by(a1))
 			testbundle.Flip(t, f.BlobPath(attachments(t, f)[0].Digest), 60)
 			return fromDir(f.Dir)
 		}},
-		{"missing layer", string(bundle.CheckMissing), "app", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"missing layer", bundle.CheckMissing, "app", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			f := next(t, b, by(a1))
 			os.Remove(f.BlobPath(f.Layer.Digest))
 			return fromDir(f.Dir)
 		}},
-		{"layer longer than declared", string(bundle.CheckSize), "app", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"layer longer than declared", bundle.CheckSize, "app", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			f := next(t, b, by(a1))
 			p := f.BlobPath(f.Layer.Digest)
 			data, _ := os.ReadFile(p)
 			os.WriteFile(p, append(data, '!'), 0o644)
 			return fromDir(f.Dir)
 		}},
-		{"image manifest declared an index (confusion)", string(bundle.CheckMediaType), "app", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"image manifest declared an index (confusion)", bundle.CheckMediaType, "app", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			f := next(t, b, by(a1))
 			f.ForgeRoot(t, func(idx *ocispec.Index) {
 				for i, e := range idx.Manifests {
@@ -354,17 +362,17 @@ func TestHostileCorpus(t *testing.T) {
 			fixIndexJSON(t, f, "app", ocispec.MediaTypeImageIndex)
 			return fromDir(f.Dir)
 		}},
-		{"unknown format annotation, validly signed", string(bundle.CheckFormat), "root", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"unknown format annotation, validly signed", bundle.CheckFormat, bundle.ItemRoot, func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			f := next(t, b, by(a1))
 			f.ForgeRoot(t, func(idx *ocispec.Index) { idx.Annotations["dev.ferry.bundle.trust-all"] = "true" }, by(a1))
 			return fromDir(f.Dir)
 		}},
-		{"item named like a path, validly signed", string(bundle.CheckFormat), "root", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"item named like a path, validly signed", bundle.CheckFormat, bundle.ItemRoot, func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			f := next(t, b, by(a1))
 			f.ForgeRoot(t, func(idx *ocispec.Index) { idx.Manifests[0].Annotations[bundle.AnnotationItemName] = "../../etc/cron.d" }, by(a1))
 			return fromDir(f.Dir)
 		}},
-		{"referrer of a manifest not in the bundle", string(bundle.CheckMissing), "app", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"referrer of a manifest not in the bundle", bundle.CheckMissing, "app", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			f := next(t, b, nil)
 			ref := testbundle.Artifact(t, f.Layout, ocispec.MediaTypeImageConfig, map[string][]byte{"application/vnd.dev.cosign.simplesigning.v1+json": []byte("x")}, nil)
 			f.Bundle.Items[0].Referrers = []bundle.Referrer{{Descriptor: ref, Subject: digest.FromString("elsewhere")}}
@@ -375,7 +383,7 @@ func TestHostileCorpus(t *testing.T) {
 			f.Layout.WriteIndex(idx)
 			return fromDir(f.Dir)
 		}},
-		{"layer is a symbolic link", string(bundle.CheckPath), "app", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"layer is a symbolic link", bundle.CheckPath, "app", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			f := next(t, b, by(a1))
 			p := f.BlobPath(f.Layer.Digest)
 			data, _ := os.ReadFile(p)
@@ -386,31 +394,31 @@ func TestHostileCorpus(t *testing.T) {
 			return fromDir(f.Dir)
 		}},
 		// Archives and parts.
-		{"truncated tar, mid-layer", string(bundle.CheckTruncated), "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"truncated tar, mid-layer", bundle.CheckTruncated, "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			tb := next(t, b, by(a1)).Tar(t)
 			return fromTar(tb[:len(tb)/2])
 		}},
-		{"truncated tar, early", string(bundle.CheckTruncated), "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"truncated tar, early", bundle.CheckTruncated, "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			tb := next(t, b, by(a1)).Tar(t)
 			return fromTar(tb[:3000])
 		}},
-		{"truncated tar, last blob missing", string(bundle.CheckTruncated), "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"truncated tar, last blob missing", bundle.CheckTruncated, "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			f := next(t, b, by(a1))
 			return editTar(t, f, func(es []testbundle.Entry) []testbundle.Entry { return es[:len(es)-1] })
 		}},
-		{"path traversal in a tar entry", string(bundle.CheckPath), "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"path traversal in a tar entry", bundle.CheckPath, "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			return editTar(t, next(t, b, by(a1)), func(es []testbundle.Entry) []testbundle.Entry {
 				evil := testbundle.Entry{Header: tar.Header{Typeflag: tar.TypeReg, Name: "blobs/sha256/../../../../tmp/ferry-pwned", Mode: 0o644}, Data: []byte("x")}
 				return append(es[:4], append([]testbundle.Entry{evil}, es[4:]...)...)
 			})
 		}},
-		{"absolute path in a tar entry", string(bundle.CheckPath), "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"absolute path in a tar entry", bundle.CheckPath, "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			return editTar(t, next(t, b, by(a1)), func(es []testbundle.Entry) []testbundle.Entry {
 				evil := testbundle.Entry{Header: tar.Header{Typeflag: tar.TypeReg, Name: "/etc/passwd", Mode: 0o644}, Data: []byte("x")}
 				return append(es[:2], append([]testbundle.Entry{evil}, es[2:]...)...)
 			})
 		}},
-		{"symbolic link entry in a tar", string(bundle.CheckPath), "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"symbolic link entry in a tar", bundle.CheckPath, "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			f := next(t, b, by(a1))
 			return editTar(t, f, func(es []testbundle.Entry) []testbundle.Entry {
 				i := testbundle.Find(t, es, testbundle.BlobName(f.Layer.Digest))
@@ -418,7 +426,7 @@ func TestHostileCorpus(t *testing.T) {
 				return es
 			})
 		}},
-		{"hard link entry in a tar", string(bundle.CheckPath), "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"hard link entry in a tar", bundle.CheckPath, "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			f := next(t, b, by(a1))
 			return editTar(t, f, func(es []testbundle.Entry) []testbundle.Entry {
 				i := testbundle.Find(t, es, testbundle.BlobName(f.Layer.Digest))
@@ -426,63 +434,63 @@ func TestHostileCorpus(t *testing.T) {
 				return es
 			})
 		}},
-		{"device entry in a tar", string(bundle.CheckPath), "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"device entry in a tar", bundle.CheckPath, "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			return editTar(t, next(t, b, by(a1)), func(es []testbundle.Entry) []testbundle.Entry {
 				dev := testbundle.Entry{Header: tar.Header{Typeflag: tar.TypeBlock, Name: "blobs/sha256/sda", Devmajor: 8}}
 				return append(es[:4], append([]testbundle.Entry{dev}, es[4:]...)...)
 			})
 		}},
-		{"unreferenced blob smuggled into a tar", string(bundle.CheckUnexpect), "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"unreferenced blob smuggled into a tar", bundle.CheckUnexpect, "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			return editTar(t, next(t, b, by(a1)), func(es []testbundle.Entry) []testbundle.Entry {
 				extra := []byte("#!/bin/sh\nrm -rf /\n")
 				return append(es, testbundle.Entry{Header: tar.Header{Typeflag: tar.TypeReg, Name: testbundle.BlobName(digest.FromBytes(extra)), Mode: 0o644}, Data: extra})
 			})
 		}},
-		{"blob twice in a tar", string(bundle.CheckUnexpect), "app", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"blob twice in a tar", bundle.CheckUnexpect, "app", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			f := next(t, b, by(a1))
 			return editTar(t, f, func(es []testbundle.Entry) []testbundle.Entry {
 				i := testbundle.Find(t, es, testbundle.BlobName(f.Layer.Digest))
 				return append(es[:i+1], es[i:]...)
 			})
 		}},
-		{"tar out of stream order", string(bundle.CheckOrder), "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"tar out of stream order", bundle.CheckOrder, "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			return editTar(t, next(t, b, by(a1)), func(es []testbundle.Entry) []testbundle.Entry {
 				sort.Slice(es, func(i, j int) bool { return es[i].Header.Name < es[j].Header.Name })
 				return es
 			})
 		}},
-		{"missing part", string(bundle.CheckPart), "b.tar.part-00002", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"missing part", bundle.CheckPart, "b.tar.part-00002", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			return fromParts(t, next(t, b, by(a1)).Tar(t), func(dir string, l *bundle.PartList) { os.Remove(filepath.Join(dir, l.Parts[1].Name)) })
 		}},
-		{"duplicate part", string(bundle.CheckPart), "b.tar.part-00001", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"duplicate part", bundle.CheckPart, "b.tar.part-00001", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			return fromParts(t, next(t, b, by(a1)).Tar(t), func(dir string, l *bundle.PartList) {
 				l.Parts[1] = l.Parts[0]
 				data, _ := l.Marshal()
 				os.WriteFile(filepath.Join(dir, bundle.PartListName("b.tar")), data, 0o644)
 			})
 		}},
-		{"damaged part", string(bundle.CheckPart), "b.tar.part-00003", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"damaged part", bundle.CheckPart, "b.tar.part-00003", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			return fromParts(t, next(t, b, by(a1)).Tar(t), func(dir string, l *bundle.PartList) { testbundle.Flip(t, filepath.Join(dir, l.Parts[2].Name), 100) })
 		}},
 		// Endless data: limits checked before parsing or hashing.
-		{"blob over the size limit", string(bundle.CheckLimit), "app", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"blob over the size limit", bundle.CheckLimit, "app", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			s.policy.Limits = bundle.Limits{MaxBlobSize: 16 << 10}
 			return fromDir(next(t, b, by(a1)).Dir)
 		}},
-		{"more blobs than the limit", string(bundle.CheckLimit), "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"more blobs than the limit", bundle.CheckLimit, "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			s.policy.Limits = bundle.Limits{MaxBlobs: 4}
 			return fromDir(next(t, b, by(a1)).Dir)
 		}},
-		{"manifest over the limit", string(bundle.CheckLimit), "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"manifest over the limit", bundle.CheckLimit, "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			s.policy.Limits = bundle.Limits{MaxManifestSize: 300}
 			return fromDir(next(t, b, by(a1)).Dir)
 		}},
-		{"total size over the limit", string(bundle.CheckLimit), "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"total size over the limit", bundle.CheckLimit, "", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			s.policy.Limits = bundle.Limits{MaxTotalSize: 8 << 10}
 			return fromDir(next(t, b, by(a1)).Dir)
 		}},
 		// Time of check, time of use.
-		{"blob swapped after the root was verified, before it was read", string(bundle.CheckDigest), "app", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
+		{"blob swapped after the root was verified, before it was read", bundle.CheckDigest, "app", func(t *testing.T, b *testbundle.Fixture, s *setup) read {
 			f := next(t, b, by(a1))
 			return func(opts ...bundle.ReadOption) (*bundle.Result, error) {
 				swap := func(e bundle.Entry) {
@@ -504,7 +512,7 @@ func TestHostileCorpus(t *testing.T) {
 				t.Fatalf("base bundle refused: %v", err)
 			}
 			rd := c.make(t, base, s)
-			if s.state == (verify.State{}) {
+			if s.state == (state{}) {
 				s.state = seed.state(t)
 			} else {
 				b, _ := json.Marshal(s.state)
@@ -516,7 +524,7 @@ func TestHostileCorpus(t *testing.T) {
 			if err == nil {
 				t.Fatal("accepted")
 			}
-			r, ok := verify.AsRejection(err)
+			r, ok := bundle.AsError(err)
 			if !ok {
 				t.Fatalf("not a rejection: %v", err)
 			}

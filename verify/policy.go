@@ -41,18 +41,12 @@ type Policy struct {
 	Now func() time.Time
 }
 
-// State is what the agent last accepted. It lives where no bundle can write it; the agent
-// passes it in and stores the new state only after a bundle is accepted whole.
-type State struct {
-	Sequence uint64        `json:"sequence"`
-	Root     digest.Digest `json:"root"`
-}
-
 // Run checks one bundle as it is read: its signatures and lineage are decided as soon as the
 // root arrives (before any item's bytes), and its completeness when the read ends.
 type Run struct {
 	policy    Policy
-	state     State
+	lastSeq   uint64
+	lastRoot  digest.Digest
 	sigs      *Collector
 	next      bundle.Visitor
 	root      ocispec.Descriptor
@@ -60,10 +54,12 @@ type Run struct {
 	decidedOK bool
 }
 
-// Begin starts checking a bundle against p, given the last accepted state. next receives
-// every verified file (for example, the cache's staging writer); it may be nil.
-func (p Policy) Begin(st State, next bundle.Visitor) *Run {
-	return &Run{policy: p, state: st, sigs: NewCollector(), next: next}
+// Begin starts checking a bundle against p, given the last bundle accepted: its sequence and
+// root (0 and "" when none was), which the caller keeps where no bundle can write them (the
+// cache's state) and updates only after a bundle is accepted whole. next receives every
+// verified file (for example, the cache's staging writer); it may be nil.
+func (p Policy) Begin(lastSequence uint64, lastRoot digest.Digest, next bundle.Visitor) *Run {
+	return &Run{policy: p, lastSeq: lastSequence, lastRoot: lastRoot, sigs: NewCollector(), next: next}
 }
 
 // Options returns the reader options that apply the policy's limits and this run's visitor.
@@ -79,7 +75,7 @@ func (r *Run) visit(ctx context.Context, e bundle.Entry, rd io.Reader) error {
 	if kept != nil {
 		rd = bytes.NewReader(kept) // the collector read the attachment; pass its verified bytes on
 	}
-	if e.Item == "root" && e.Descriptor.MediaType == ocispec.MediaTypeImageIndex && r.bundle == nil {
+	if e.Item == bundle.ItemRoot && e.Descriptor.MediaType == ocispec.MediaTypeImageIndex && r.bundle == nil {
 		data, err := io.ReadAll(rd)
 		if err != nil {
 			return err
@@ -101,24 +97,23 @@ func (r *Run) visit(ctx context.Context, e bundle.Entry, rd io.Reader) error {
 	return nil
 }
 
-// Finish turns the reader's outcome into the verdict: the Result of a bundle accepted whole, or
-// a Rejection naming the item and the check.
+// Finish turns the reader's outcome into the verdict: the Result of a bundle accepted whole
+// (whose Bundle.Sequence and Root.Digest are what the caller stores as the last accepted), or
+// an error that says which bundle was rejected and holds a *bundle.Error naming the item and
+// the check; an error with no *bundle.Error in its chain was not the bundle's fault.
 func (r *Run) Finish(res *bundle.Result, err error) (*bundle.Result, error) {
 	seq, root := uint64(0), digest.Digest("")
 	if r.bundle != nil {
 		seq, root = r.bundle.Sequence, r.root.Digest
 	}
 	if err != nil {
-		return nil, reject(seq, root, err)
+		return nil, rejected(seq, root, err)
 	}
 	if !r.decidedOK || res.Root.Digest != r.root.Digest {
-		return nil, &Rejection{Sequence: seq, Root: root, Item: "root", Check: CheckSignature, Detail: "the root was never checked"}
+		return nil, rejected(seq, root, bundle.Reject(bundle.ItemRoot, "", bundle.CheckSignature, "", "the root was never checked"))
 	}
 	return res, nil
 }
-
-// Accepted returns the state to store once the bundle is committed.
-func (r *Run) Accepted() State { return State{Sequence: r.bundle.Sequence, Root: r.root.Digest} }
 
 func (r *Run) now() time.Time {
 	if r.policy.Now != nil {
@@ -127,8 +122,9 @@ func (r *Run) now() time.Time {
 	return time.Now()
 }
 
-func (r *Run) rejection(check, detail, fix string) error {
-	return &Rejection{Sequence: r.bundle.Sequence, Root: r.root.Digest, Item: "root", Check: check, Detail: detail, Fix: fix}
+// rejection is the error of the root failing a trust check.
+func (r *Run) rejection(check bundle.Check, detail, fix string) error {
+	return rejected(r.bundle.Sequence, r.root.Digest, bundle.Reject(bundle.ItemRoot, "", check, fix, "%s", detail))
 }
 
 // decide applies the policy to the root: signatures, lifetime, order and lineage.
@@ -138,24 +134,24 @@ func (r *Run) decide(ctx context.Context) error {
 		return err
 	}
 	if !now.Before(b.Expires) {
-		return r.rejection(CheckExpired, fmt.Sprintf("expired at %s (now %s)", b.Expires.Format(time.RFC3339), now.UTC().Format(time.RFC3339)),
+		return r.rejection(bundle.CheckExpired, fmt.Sprintf("expired at %s (now %s)", b.Expires.Format(time.RFC3339), now.UTC().Format(time.RFC3339)),
 			"pack a fresh bundle; an expired one is never accepted (freeze protection)")
 	}
-	last := r.state
+	lastSeq, lastRoot := r.lastSeq, r.lastRoot
 	switch {
-	case last.Sequence == 0:
-	case b.Sequence < last.Sequence:
-		return r.rejection(CheckRollback, fmt.Sprintf("sequence %d < last accepted %d", b.Sequence, last.Sequence), "see 'sync status'")
-	case b.Sequence == last.Sequence && r.root.Digest == last.Root:
+	case lastSeq == 0:
+	case b.Sequence < lastSeq:
+		return r.rejection(bundle.CheckRollback, fmt.Sprintf("sequence %d < last accepted %d", b.Sequence, lastSeq), "see 'sync status'")
+	case b.Sequence == lastSeq && r.root.Digest == lastRoot:
 		return ErrAlreadyAccepted
-	case b.Sequence == last.Sequence:
-		return r.rejection(CheckReplay, fmt.Sprintf("sequence %d was already accepted as %s", b.Sequence, last.Root), "see 'sync status'")
-	case !r.policy.AllowGaps && b.Previous != last.Root:
-		return r.rejection(CheckChain, fmt.Sprintf("previous bundle %q is not the last accepted %s", b.Previous, last.Root),
+	case b.Sequence == lastSeq:
+		return r.rejection(bundle.CheckReplay, fmt.Sprintf("sequence %d was already accepted as %s", b.Sequence, lastRoot), "see 'sync status'")
+	case !r.policy.AllowGaps && b.Previous != lastRoot:
+		return r.rejection(bundle.CheckChain, fmt.Sprintf("previous bundle %q is not the last accepted %s", b.Previous, lastRoot),
 			"import the bundles in between, or allow gaps in the agent's configuration")
 	}
-	if b.Base != "" && b.Base != last.Root && !r.policy.AllowGaps {
-		return r.rejection(CheckBase, fmt.Sprintf("delta against %s, but the last accepted bundle is %s", b.Base, last.Root), "import the base bundle first")
+	if b.Base != "" && b.Base != lastRoot && !r.policy.AllowGaps {
+		return r.rejection(bundle.CheckBase, fmt.Sprintf("delta against %s, but the last accepted bundle is %s", b.Base, lastRoot), "import the base bundle first")
 	}
 	r.decidedOK = true
 	return nil
@@ -169,7 +165,7 @@ func (r *Run) signatures(ctx context.Context, now time.Time) error {
 	}
 	atts := r.sigs.Attachments()
 	if len(atts) == 0 {
-		return r.rejection(CheckSignature, "not signed", "sign it with 'mirror pack --key'")
+		return r.rejection(bundle.CheckSignature, "not signed", "sign it with 'mirror pack --key'")
 	}
 	var signers, outOfWindow []string
 	for _, k := range r.policy.Keys {
@@ -186,9 +182,9 @@ func (r *Run) signatures(ctx context.Context, now time.Time) error {
 	case len(signers) >= threshold:
 		return nil
 	case len(signers) == 0 && len(outOfWindow) > 0:
-		return r.rejection(CheckKeyWindow, "signed by "+strings.Join(outOfWindow, ", ")+", outside its validity window", "sign with a current key, or introduce one with a key statement")
+		return r.rejection(bundle.CheckKeyWindow, "signed by "+strings.Join(outOfWindow, ", ")+", outside its validity window", "sign with a current key, or introduce one with a key statement")
 	case len(signers) == 0:
-		return r.rejection(CheckSignature, "no signature by a trusted key", "sign with a key pinned in the agent's configuration")
+		return r.rejection(bundle.CheckSignature, "no signature by a trusted key", "sign with a key pinned in the agent's configuration")
 	}
-	return r.rejection(CheckSignature, fmt.Sprintf("signed by %d trusted key(s) (%s), %d required", len(signers), strings.Join(signers, ", "), threshold), "add signatures by more of the pinned keys")
+	return r.rejection(bundle.CheckSignature, fmt.Sprintf("signed by %d trusted key(s) (%s), %d required", len(signers), strings.Join(signers, ", "), threshold), "add signatures by more of the pinned keys")
 }

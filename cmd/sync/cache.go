@@ -124,7 +124,7 @@ the cache without its lock, so it works while 'sync run' is running.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := struct {
-				State      verify.State      `json:"state"`
+				State      cache.State       `json:"state"`
 				Bundles    []cache.Record    `json:"bundles"`
 				Rejections []cache.Rejection `json:"rejections"`
 			}{Bundles: []cache.Record{}, Rejections: []cache.Rejection{}}

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
-	"github.com/ferry-gitops/ferry/verify"
 )
 
 // sync status lists the rejections the agent recorded, while the agent holds the cache's
@@ -36,12 +36,12 @@ func TestStatusListsRejections(t *testing.T) {
 	}
 	defer w.Close()
 	if err := w.RecordRejection(cache.Rejection{Time: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC), Source: "dir /drop", Candidate: "old.tar", Identity: "x",
-		Sequence: 1, Check: verify.CheckRollback, Message: "bundle 1 rejected: sequence 1 < last accepted 2 (rollback); see 'sync status'"}); err != nil {
+		Sequence: 1, Check: string(bundle.CheckRollback), Message: "bundle 1 rejected: root: sequence 1 < last accepted 2 (check: rollback); fix: see 'sync status'"}); err != nil {
 		t.Fatal(err)
 	}
 	text := status()
 	for _, want := range []string{"rejected (last 1, newest last; left where they were):", "TIME", "CHECK",
-		"2026-11-25T10:00:00Z  dir /drop  old.tar  1         rollback  bundle 1 rejected: sequence 1 < last accepted 2 (rollback)"} {
+		"2026-11-25T10:00:00Z  dir /drop  old.tar  1         rollback  bundle 1 rejected: root: sequence 1 < last accepted 2 (check: rollback)"} {
 		if !strings.Contains(text, want) {
 			t.Fatalf("status does not say %q:\n%s", want, text)
 		}
@@ -53,7 +53,7 @@ func TestStatusListsRejections(t *testing.T) {
 	if err := json.Unmarshal([]byte(status("-o", "json")), &out); err != nil {
 		t.Fatal(err)
 	}
-	if len(out.Rejections) != 1 || out.Rejections[0].Check != verify.CheckRollback || out.Rejections[0].Candidate != "old.tar" || out.Bundles == nil {
+	if len(out.Rejections) != 1 || out.Rejections[0].Check != string(bundle.CheckRollback) || out.Rejections[0].Candidate != "old.tar" || out.Bundles == nil {
 		t.Fatalf("status -o json: %+v", out)
 	}
 }

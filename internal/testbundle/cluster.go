@@ -2,12 +2,10 @@ package testbundle
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ferry-gitops/ferry/bundle"
@@ -41,19 +39,12 @@ func ClusterItem(t testing.TB, l *bundle.Layout, files map[string]string) bundle
 // anything (mirror pack would refuse to write most malformed layers), and returns the item.
 func ClusterItemOfLayer(t testing.TB, l *bundle.Layout, layer []byte) bundle.Item {
 	t.Helper()
-	empty := Push(t, l, ocispec.MediaTypeEmptyJSON, ocispec.DescriptorEmptyJSON.Data)
+	Push(t, l, ocispec.MediaTypeEmptyJSON, ocispec.DescriptorEmptyJSON.Data)
 	ld := Push(t, l, bundle.ClusterManifestsMediaType, layer)
-	raw, err := json.Marshal(ocispec.Manifest{
-		Versioned:    specs.Versioned{SchemaVersion: 2},
-		MediaType:    ocispec.MediaTypeImageManifest,
-		ArtifactType: bundle.ClusterArtifactType,
-		Config:       empty,
-		Layers:       []ocispec.Descriptor{ld},
-	})
+	raw, md, err := bundle.ClusterManifest(ld)
 	if err != nil {
 		t.Fatal(err)
 	}
-	md := Push(t, l, ocispec.MediaTypeImageManifest, raw)
-	md.ArtifactType = bundle.ClusterArtifactType
+	Push(t, l, ocispec.MediaTypeImageManifest, raw)
 	return bundle.Item{Name: bundle.ClusterItemName, Kind: bundle.KindCluster, Source: "./cluster", Revision: string(ld.Digest), Descriptor: md}
 }

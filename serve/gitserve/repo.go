@@ -126,13 +126,7 @@ func (s *Server) load(ctx context.Context, item cache.RecordItem) (*repo, error)
 	if root.ArtifactType != bundle.GitArtifactType {
 		return nil, fmt.Errorf("root index %s: artifactType %q, want %q", item.Root.Digest, root.ArtifactType, bundle.GitArtifactType)
 	}
-	var packDesc *ocispec.Descriptor
-	for i, m := range root.Manifests {
-		if m.Annotations[bundle.GitRoleAnnotation] == bundle.GitRolePack {
-			packDesc = &root.Manifests[i]
-			break
-		}
-	}
+	packDesc, _ := bundle.GitRoles(root)
 	if packDesc == nil {
 		return nil, fmt.Errorf("root index %s: no manifest with %s=%s", item.Root.Digest, bundle.GitRoleAnnotation, bundle.GitRolePack)
 	}
@@ -140,11 +134,9 @@ func (s *Server) load(ctx context.Context, item cache.RecordItem) (*repo, error)
 	if err := s.readJSON(ctx, *packDesc, &m); err != nil {
 		return nil, fmt.Errorf("pack manifest: %w", err)
 	}
-	if m.Config.MediaType != bundle.GitConfigMediaType {
-		return nil, fmt.Errorf("pack manifest %s: config media type %q, want %q", packDesc.Digest, m.Config.MediaType, bundle.GitConfigMediaType)
-	}
-	if len(m.Layers) != 1 || m.Layers[0].MediaType != bundle.GitPackMediaType {
-		return nil, fmt.Errorf("pack manifest %s: want one layer of media type %q", packDesc.Digest, bundle.GitPackMediaType)
+	layer, err := bundle.GitPackLayer(m)
+	if err != nil {
+		return nil, fmt.Errorf("pack manifest %s: %w", packDesc.Digest, err)
 	}
 	var cfg bundle.GitConfig
 	if err := s.readJSON(ctx, m.Config, &cfg); err != nil {
@@ -154,7 +146,6 @@ func (s *Server) load(ctx context.Context, item cache.RecordItem) (*repo, error)
 	if err != nil {
 		return nil, err
 	}
-	layer := m.Layers[0]
 	dir, pack, err := s.repository(ctx, layer, refs)
 	if err != nil {
 		return nil, fmt.Errorf("pack %s: %w", layer.Digest, err)

@@ -1,8 +1,9 @@
-package reconcile
+package bundle_test
 
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -34,15 +35,16 @@ func layerOf(t testing.TB, docs ...[2]string) []byte {
 	return b.Bytes()
 }
 
-// encodeClusterObjects writes decoded objects back as a layer.
-func encodeClusterObjects(t testing.TB, objs []clusterObject) []byte {
+// encodeClusterObjects writes decoded objects back as a layer, from their objects (not their
+// YAML).
+func encodeClusterObjects(t testing.TB, objs []bundle.ClusterDocument) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	for i, o := range objs {
 		if i > 0 {
 			b.WriteString(bundle.ClusterDocumentSeparator)
 		}
-		j, err := json.Marshal(o.obj.Object)
+		j, err := json.Marshal(o.Object)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -50,7 +52,7 @@ func encodeClusterObjects(t testing.TB, objs []clusterObject) []byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b.WriteString(bundle.ClusterSourcePrefix + o.source + "\n")
+		b.WriteString(bundle.ClusterSourcePrefix + o.Source + "\n")
 		b.Write(y)
 	}
 	return b.Bytes()
@@ -62,33 +64,33 @@ const (
 	ksDoc = "apiVersion: ferry.dev/v1alpha1\nkind: Kustomization\nmetadata:\n  name: k\n  namespace: apps\nspec:\n  interval: 1m\n  retries: 3\n"
 )
 
-func TestDecodeClusterManifests(t *testing.T) {
+func TestDecodeClusterLayer(t *testing.T) {
 	data := layerOf(t, [2]string{"apps/cm.yaml", cmDoc}, [2]string{"apps/cm.yaml", ksDoc}, [2]string{"ns.yaml", nsDoc})
-	objs, err := decodeClusterManifests(data)
+	objs, err := bundle.DecodeClusterLayer(data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got []string
 	for _, o := range objs {
-		got = append(got, o.where())
+		got = append(got, where(o))
 	}
 	want := "apps/cm.yaml document 1 (ConfigMap apps/c); apps/cm.yaml document 2 (Kustomization apps/k); ns.yaml document 1 (Namespace apps)"
 	if strings.Join(got, "; ") != want {
 		t.Fatalf("decoded %s, want %s", strings.Join(got, "; "), want)
 	}
-	if v, ok := objs[1].obj.Object["spec"].(map[string]any)["retries"].(int64); !ok || v != 3 {
-		t.Fatalf("an integer decodes as int64, as the Kubernetes client decodes it: %#v", objs[1].obj.Object["spec"])
+	if v, ok := objs[1].Object["spec"].(map[string]any)["retries"].(int64); !ok || v != 3 {
+		t.Fatalf("an integer decodes as int64, as the Kubernetes client decodes it: %#v", objs[1].Object["spec"])
 	}
 	if !bytes.Equal(encodeClusterObjects(t, objs), data) {
 		t.Fatal("the objects do not encode back to the layer")
 	}
-	if objs, err := decodeClusterManifests(nil); err != nil || len(objs) != 0 {
+	if objs, err := bundle.DecodeClusterLayer(nil); err != nil || len(objs) != 0 {
 		t.Fatalf("an empty layer: %v, %v", objs, err)
 	}
 }
 
 // Every malformed layer is refused with the file and document named.
-func TestDecodeClusterManifestsRefuses(t *testing.T) {
+func TestDecodeClusterLayerRefuses(t *testing.T) {
 	good := string(layerOf(t, [2]string{"a.yaml", nsDoc}))
 	for _, tc := range []struct{ name, data, want string }{
 		{"no source line", nsDoc, "document 1 of the layer does not open with a \"# Source:\" line"},
@@ -111,7 +113,7 @@ func TestDecodeClusterManifestsRefuses(t *testing.T) {
 		{"too large", "# Source: a.yaml\n" + strings.Repeat("#", bundle.MaxClusterManifestsSize), "more than 16777216"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := decodeClusterManifests([]byte(tc.data))
+			_, err := bundle.DecodeClusterLayer([]byte(tc.data))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want one saying %q", err, tc.want)
 			}
@@ -119,10 +121,10 @@ func TestDecodeClusterManifestsRefuses(t *testing.T) {
 	}
 }
 
-// FuzzClusterManifests feeds the cluster-layer decoder arbitrary bytes: it never panics, and
+// FuzzDecodeClusterLayer feeds the cluster-layer decoder arbitrary bytes: it never panics, and
 // whatever it accepts is exactly what its objects encode to, so the objects applied are the
 // bytes signed.
-func FuzzClusterManifests(f *testing.F) {
+func FuzzDecodeClusterLayer(f *testing.F) {
 	f.Add(layerOf(f, [2]string{"apps/cm.yaml", cmDoc}, [2]string{"apps/cm.yaml", ksDoc}, [2]string{"ns.yaml", nsDoc}))
 	f.Add(layerOf(f, [2]string{"a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  x: |\n    ---\n    line\n  y: \"---\"\n"}))
 	f.Add([]byte("# Source: a.yaml\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: &a x\n  labels: {l: *a}\n"))
@@ -130,7 +132,7 @@ func FuzzClusterManifests(f *testing.F) {
 	f.Add([]byte("# Source: a.yaml\n---\n# Source: b.yaml\n"))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		objs, err := decodeClusterManifests(data)
+		objs, err := bundle.DecodeClusterLayer(data)
 		if err != nil {
 			if !strings.Contains(err.Error(), "document") && !strings.Contains(err.Error(), "manifests") {
 				t.Fatalf("an error that names no document: %v", err)
@@ -141,9 +143,23 @@ func FuzzClusterManifests(f *testing.F) {
 			t.Fatalf("accepted a layer its objects do not encode back to:\n%q\n%q", data, got)
 		}
 		for _, o := range objs {
-			if o.obj.GetAPIVersion() == "" || o.obj.GetKind() == "" || o.obj.GetName() == "" || o.index < 1 || checkSource(o.source) != nil {
-				t.Fatalf("accepted an incomplete object: %s %#v", o.where(), o.obj.Object)
+			md, _ := o.Object["metadata"].(map[string]any)
+			if o.Object["apiVersion"] == "" || o.Object["kind"] == "" || md["name"] == "" || o.Index < 1 || bundle.CheckClusterSource(o.Source) != nil {
+				t.Fatalf("accepted an incomplete object: %s %#v", where(o), o.Object)
+			}
+			if !bytes.Contains(data, o.YAML) {
+				t.Fatalf("a document's YAML is not the layer's bytes: %q", o.YAML)
 			}
 		}
 	})
+}
+
+// where names the document and the object as reconcile does: "apps.yaml document 2 (ConfigMap ns/x)".
+func where(d bundle.ClusterDocument) string {
+	md, _ := d.Object["metadata"].(map[string]any)
+	name, _ := md["name"].(string)
+	if ns, _ := md["namespace"].(string); ns != "" {
+		name = ns + "/" + name
+	}
+	return fmt.Sprintf("%s document %d (%s %s)", d.Source, d.Index, d.Object["kind"], name)
 }
