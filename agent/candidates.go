@@ -115,7 +115,7 @@ func (e *entry) wait(what string) bool {
 // settled reports whether a candidate with no sign of being complete was listed unchanged
 // before; if not, it is settling.
 func (e *entry) settled() bool {
-	if !e.polled {
+	if !e.polled && e.state != rejected && e.state != imported {
 		e.state = settling
 	}
 	return e.polled

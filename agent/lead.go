@@ -263,11 +263,11 @@ func (l *leaderRun) poll(ctx context.Context) {
 			}
 			continue
 		}
+		if e.finished(st) {
+			continue // imported, or rejected (in this term or an earlier one) and unchanged since
+		}
 		if cand.Settle && !e.settled() {
 			continue // new or changed since the last poll: maybe still being written
-		}
-		if e.finished(st) {
-			continue
 		}
 		if e.root == nil {
 			if !l.backoff.ready(cand.ID) {
