@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sort"
 	"strconv"
@@ -239,15 +238,8 @@ func (b *bundleObjects) fail(reason, format string, args ...any) error {
 // inventory, the bundle sequence and the item revision in the inventory ConfigMap. Every pass
 // applies again, which corrects drift; ssa writes nothing for an object that has not changed.
 // Without a bundle, or without a cluster item and without an inventory, it does nothing.
-func (r *Reconciler) applyBundleObjects(ctx context.Context) error {
-	c, err := cache.OpenReader(r.cacheDir)
-	if err != nil {
-		return err
-	}
-	rec, err := c.Current()
-	if err != nil {
-		return err
-	}
+func (r *Reconciler) applyBundleObjects(ctx context.Context, c *cache.Snapshot) error {
+	rec := c.Record()
 	if rec == nil {
 		return nil
 	}
@@ -263,7 +255,7 @@ func (r *Reconciler) applyBundleObjects(ctx context.Context) error {
 	}
 	ns := r.bundleNamespace()
 	cm := &corev1.ConfigMap{}
-	err = r.client.Get(ctx, types.NamespacedName{Namespace: ns, Name: BundleInventoryName}, cm)
+	err := r.client.Get(ctx, types.NamespacedName{Namespace: ns, Name: BundleInventoryName}, cm)
 	switch {
 	case apierrors.IsNotFound(err):
 		if b.item == nil {
@@ -310,7 +302,7 @@ func (r *Reconciler) createInventory(ctx context.Context, ns string) (*corev1.Co
 	return cm, nil
 }
 
-func (b *bundleObjects) run(ctx context.Context, c *cache.Cache) error {
+func (b *bundleObjects) run(ctx context.Context, c *cache.Snapshot) error {
 	r := b.r
 	ctx, cancel := context.WithTimeout(ctx, defaultTimeout)
 	defer cancel()
@@ -426,7 +418,7 @@ func (b *bundleObjects) run(ctx context.Context, c *cache.Cache) error {
 
 // readClusterLayer reads the cluster item's manifest and its one layer, bounded and verified;
 // it returns the layer and its digest (the item's revision).
-func readClusterLayer(ctx context.Context, c *cache.Cache, item *cache.RecordItem) ([]byte, string, error) {
+func readClusterLayer(ctx context.Context, c *cache.Snapshot, item *cache.RecordItem) ([]byte, string, error) {
 	if item.Root.MediaType != ocispec.MediaTypeImageManifest {
 		return nil, "", fmt.Errorf("root %s has media type %q, want %s", item.Root.Digest, item.Root.MediaType, ocispec.MediaTypeImageManifest)
 	}
@@ -441,23 +433,12 @@ func readClusterLayer(ctx context.Context, c *cache.Cache, item *cache.RecordIte
 		return nil, "", fmt.Errorf("manifest %s: want one layer of type %s", item.Root.Digest, bundle.ClusterManifestsMediaType)
 	}
 	l := m.Layers[0]
-	if l.Size < 0 || l.Size > bundle.MaxClusterManifestsSize {
-		return nil, "", fmt.Errorf("layer %s: %d bytes, at most %d", l.Digest, l.Size, bundle.MaxClusterManifestsSize)
-	}
 	if err := l.Digest.Validate(); err != nil || l.Digest.Algorithm() != digest.SHA256 {
 		return nil, "", fmt.Errorf("layer %q: not a sha256 digest", l.Digest)
 	}
-	rc, err := c.Fetch(ctx, l)
+	data, err := c.ReadAll(ctx, l, bundle.MaxClusterManifestsSize)
 	if err != nil {
-		return nil, "", fmt.Errorf("layer %s: %w", l.Digest, err)
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, l.Size+1))
-	if err != nil {
-		return nil, "", fmt.Errorf("layer %s: %w", l.Digest, err)
-	}
-	if int64(len(data)) != l.Size || digest.FromBytes(data) != l.Digest {
-		return nil, "", fmt.Errorf("layer %s: content does not match its descriptor (run 'sync fsck')", l.Digest)
+		return nil, "", fmt.Errorf("layer: %w", err)
 	}
 	return data, string(l.Digest), nil
 }
