@@ -130,30 +130,24 @@ func (s *Server) manifest(w http.ResponseWriter, r *http.Request, snap *cache.Sn
 		writeError(w, http.StatusNotFound, codeManifestUnknown, fmt.Sprintf("manifest %q is not in this repository", ref))
 		return
 	}
-	b, err := snap.Open(r.Context(), desc)
+	data, b, err := open(r, snap, desc)
 	if err != nil {
 		s.fetchError(w, r, codeManifestUnknown, err)
 		return
-	}
-	defer b.Close()
-	var data []byte
-	if r.Method == http.MethodGet && desc.Size <= maxBuffered {
-		if data, err = readAll(b); err != nil {
-			s.fetchError(w, r, codeManifestUnknown, err)
-			return
-		}
 	}
 	w.Header().Set("Content-Type", desc.MediaType)
 	w.Header().Set("Docker-Content-Digest", string(desc.Digest))
 	w.Header().Set("Content-Length", strconv.FormatInt(desc.Size, 10))
 	w.Header().Set("ETag", `"`+string(desc.Digest)+`"`)
 	switch {
-	case r.Method == http.MethodHead:
-	case data != nil:
+	case b == nil:
 		w.Write(data)
-	default:
+	case r.Method == http.MethodGet:
+		defer b.Close()
 		io.Copy(w, b)
 		s.abortIfDamaged(r, b)
+	default:
+		b.Close()
 	}
 }
 
@@ -170,28 +164,22 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, snap *cache.Snapsh
 			return
 		}
 	}
-	b, err := snap.Open(r.Context(), desc)
+	data, b, err := open(r, snap, desc)
 	if err != nil {
 		s.fetchError(w, r, codeBlobUnknown, err)
 		return
 	}
-	defer b.Close()
-	// content is what http.ServeContent answers from (Range, HEAD, Content-Length,
-	// conditional requests): the blob read whole and verified when it is small, else the blob
-	// itself, verified as a whole read streams (a Range is served as it is on disk).
-	var content io.ReadSeeker = b
-	if r.Method == http.MethodGet && desc.Size <= maxBuffered {
-		data, err := readAll(b)
-		if err != nil {
-			s.fetchError(w, r, codeBlobUnknown, err)
-			return
-		}
-		content = bytes.NewReader(data)
-	}
 	w.Header().Set("Docker-Content-Digest", string(d))
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("ETag", `"`+string(d)+`"`)
-	http.ServeContent(w, r, "", zeroTime, content)
+	// http.ServeContent answers Range, HEAD, Content-Length and conditional requests from any
+	// io.ReadSeeker: the small blob read whole, or the open blob (see open).
+	if b == nil {
+		http.ServeContent(w, r, "", zeroTime, bytes.NewReader(data))
+		return
+	}
+	defer b.Close()
+	http.ServeContent(w, r, "", zeroTime, b)
 	s.abortIfDamaged(r, b)
 }
 
@@ -201,13 +189,17 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, snap *cache.Snapsh
 // shorter than its Content-Length, never the whole damaged blob).
 const maxBuffered = 1 << 20
 
-// readAll reads an open blob whole, verified.
-func readAll(b *cache.Blob) ([]byte, error) {
-	data := make([]byte, b.Size())
-	if _, err := io.ReadFull(b, data); err != nil {
-		return nil, err
+// open reads what a GET answers with: a blob or manifest of up to maxBuffered bytes whole and
+// verified (data), else the open blob (b, an io.ReadSeeker whose whole read from the start is
+// verified and whose ranges are read as they are on disk). A HEAD opens the blob, which checks
+// that the cache holds it at its size, and reads nothing.
+func open(r *http.Request, snap *cache.Snapshot, desc ocispec.Descriptor) (data []byte, b *cache.Blob, err error) {
+	if r.Method == http.MethodGet && desc.Size <= maxBuffered {
+		data, err = snap.ReadAll(r.Context(), desc, maxBuffered)
+		return data, nil, err
 	}
-	return data, nil
+	b, err = snap.Open(r.Context(), desc)
+	return nil, b, err
 }
 
 // fetchError answers a blob that cannot be read: 404 when the cache does not hold it, 500 for
