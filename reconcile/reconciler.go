@@ -96,8 +96,8 @@ type Reconciler struct {
 	broadcaster events.EventBroadcaster
 	events      events.EventRecorder
 
-	// mu guards snaps, and lastRun: when this Reconciler last reconciled each object (ReconcileAll
-	// reconciles an object whose interval has passed since).
+	// mu guards snaps, and lastRun: when this Reconciler last reconciled each object
+	// (ReconcileAll reconciles an object whose interval has passed since).
 	mu      sync.Mutex
 	lastRun map[objKey]time.Time
 }

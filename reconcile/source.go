@@ -123,13 +123,13 @@ func (s *source) extract(ctx context.Context, c *cache.Snapshot, fsys filesys.Fi
 	if err := extractTarGz(rc, fsys, root); err != nil {
 		// Damage in the cache shows first as a bad archive: read on, and say it is the blob.
 		if _, derr := io.Copy(io.Discard, rc); errors.Is(derr, cache.ErrDamaged) {
-			return fmt.Errorf("layer %s: %w", s.flux.Digest, derr)
+			return fmt.Errorf("layer: %w", derr)
 		}
 		return err
 	}
 	// Read what the tar reader left (padding): the end of the layer is where it is verified.
 	if _, err := io.Copy(io.Discard, rc); err != nil {
-		return fmt.Errorf("layer %s: %w", s.flux.Digest, err)
+		return fmt.Errorf("layer: %w", err)
 	}
 	return nil
 }
