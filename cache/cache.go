@@ -17,7 +17,6 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"oras.land/oras-go/v2/errdef"
 
 	"github.com/ferry-gitops/ferry/bundle"
 )
@@ -35,10 +34,6 @@ const (
 	stateFile   = "state.json"
 	lockFile    = "lock"
 )
-
-// ErrNotFound is returned by Fetch for a blob the cache does not hold. It is oras-go's
-// errdef.ErrNotFound, the one not-found sentinel of every store (bundle.Layout's too).
-var ErrNotFound = errdef.ErrNotFound
 
 // Cache is an open cache directory. Writers (import, gc, fsck's repairs) hold an exclusive
 // lock on it; readers need none: blobs are immutable and an unlinked blob stays readable to
@@ -99,8 +94,16 @@ func OpenReader(dir string) (*Cache, error) {
 // Current returns the record of the current bundle (the one the state names), if any.
 func (c *Cache) Current() (*Record, error) {
 	st, err := c.State()
-	if err != nil || st.Root == "" {
+	if err != nil {
 		return nil, err
+	}
+	return c.recordOf(st)
+}
+
+// recordOf returns the record of the bundle st names; nil for an empty state.
+func (c *Cache) recordOf(st State) (*Record, error) {
+	if st.Root == "" {
+		return nil, nil
 	}
 	recs, err := c.Records()
 	if err != nil {
@@ -153,16 +156,16 @@ func (c *Cache) Exists(_ context.Context, desc ocispec.Descriptor) (bool, error)
 	return err == nil && fi.Mode().IsRegular() && fi.Size() == desc.Size, err
 }
 
-// Fetch opens a blob. Blobs were verified when imported; fsck re-verifies them.
-func (c *Cache) Fetch(_ context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
-	if desc.Digest.Validate() != nil || desc.Digest.Algorithm() != digest.SHA256 {
-		return nil, fmt.Errorf("blob %q: %w", desc.Digest, ErrNotFound)
+// Fetch opens a blob for reading in order. Blobs were verified when imported, and are again
+// while they are read: the reader fails at the end, instead of returning the last bytes,
+// unless the size and digest match desc (see Blob). A blob the cache does not hold is an error
+// wrapping ErrNotFound.
+func (c *Cache) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	b, err := c.openBlob(ctx, desc)
+	if err != nil {
+		return nil, err // not a nil *Blob in a non-nil interface
 	}
-	f, err := os.Open(c.blobPath(desc.Digest))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("blob %s: %w", desc.Digest, ErrNotFound)
-	}
-	return f, err
+	return b, nil
 }
 
 // State returns the last accepted bundle: what a new bundle is checked against.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sort"
 	"strconv"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
 	"github.com/fluxcd/pkg/ssa"
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -124,15 +122,8 @@ func (b *bundleObjects) fail(reason, format string, args ...any) error {
 // inventory, the bundle sequence and the item revision in the inventory ConfigMap. Every pass
 // applies again, which corrects drift; ssa writes nothing for an object that has not changed.
 // Without a bundle, or without a cluster item and without an inventory, it does nothing.
-func (r *Reconciler) applyBundleObjects(ctx context.Context) error {
-	c, err := cache.OpenReader(r.cacheDir)
-	if err != nil {
-		return err
-	}
-	rec, err := c.Current()
-	if err != nil {
-		return err
-	}
+func (r *Reconciler) applyBundleObjects(ctx context.Context, c *cache.Snapshot) error {
+	rec := c.Record()
 	if rec == nil {
 		return nil
 	}
@@ -148,7 +139,7 @@ func (r *Reconciler) applyBundleObjects(ctx context.Context) error {
 	}
 	ns := r.bundleNamespace()
 	cm := &corev1.ConfigMap{}
-	err = r.client.Get(ctx, types.NamespacedName{Namespace: ns, Name: BundleInventoryName}, cm)
+	err := r.client.Get(ctx, types.NamespacedName{Namespace: ns, Name: BundleInventoryName}, cm)
 	switch {
 	case apierrors.IsNotFound(err):
 		if b.item == nil {
@@ -195,7 +186,7 @@ func (r *Reconciler) createInventory(ctx context.Context, ns string) (*corev1.Co
 	return cm, nil
 }
 
-func (b *bundleObjects) run(ctx context.Context, c *cache.Cache) error {
+func (b *bundleObjects) run(ctx context.Context, c *cache.Snapshot) error {
 	r := b.r
 	ctx, cancel := context.WithTimeout(ctx, defaultTimeout)
 	defer cancel()
@@ -311,7 +302,7 @@ func (b *bundleObjects) run(ctx context.Context, c *cache.Cache) error {
 
 // readClusterLayer reads the cluster item's manifest and its one layer, bounded and verified;
 // it returns the layer and its digest (the item's revision).
-func readClusterLayer(ctx context.Context, c *cache.Cache, item *cache.RecordItem) ([]byte, string, error) {
+func readClusterLayer(ctx context.Context, c *cache.Snapshot, item *cache.RecordItem) ([]byte, string, error) {
 	if err := bundle.CheckClusterRoot(item.Root); err != nil {
 		return nil, "", err
 	}
@@ -323,17 +314,9 @@ func readClusterLayer(ctx context.Context, c *cache.Cache, item *cache.RecordIte
 	if err != nil {
 		return nil, "", err
 	}
-	rc, err := c.Fetch(ctx, l)
+	data, err := c.ReadAll(ctx, l, bundle.MaxClusterManifestsSize)
 	if err != nil {
-		return nil, "", fmt.Errorf("layer %s: %w", l.Digest, err)
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, l.Size+1))
-	if err != nil {
-		return nil, "", fmt.Errorf("layer %s: %w", l.Digest, err)
-	}
-	if int64(len(data)) != l.Size || digest.FromBytes(data) != l.Digest {
-		return nil, "", fmt.Errorf("layer %s: content does not match its descriptor (run 'sync fsck')", l.Digest)
+		return nil, "", fmt.Errorf("layer: %w", err)
 	}
 	return data, string(l.Digest), nil
 }

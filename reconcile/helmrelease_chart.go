@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
@@ -26,7 +24,7 @@ type chartItem struct {
 }
 
 // findChart looks up a chart item by name in rec and finds its chart layer.
-func findChart(ctx context.Context, c *cache.Cache, rec *cache.Record, name string) (*chartItem, error) {
+func findChart(ctx context.Context, c *cache.Snapshot, rec *cache.Record, name string) (*chartItem, error) {
 	item, err := recordItem(rec, name, bundle.KindChart)
 	if err != nil {
 		return nil, err
@@ -42,23 +40,12 @@ func findChart(ctx context.Context, c *cache.Cache, rec *cache.Record, name stri
 	return ch, nil
 }
 
-// load reads the chart archive, checks its digest, and loads it with Helm's loader; the chart
-// must be at the item's version.
-func (ch *chartItem) load(ctx context.Context, c *cache.Cache) (*chart.Chart, error) {
-	if ch.layer.Size < 0 || ch.layer.Size > maxChartSize {
-		return nil, fmt.Errorf("chart archive %s: size %d out of bounds", ch.layer.Digest, ch.layer.Size)
-	}
-	rc, err := c.Fetch(ctx, ch.layer)
+// load reads the chart archive, verified, and loads it with Helm's loader; the chart must be
+// at the item's version.
+func (ch *chartItem) load(ctx context.Context, c *cache.Snapshot) (*chart.Chart, error) {
+	b, err := c.ReadAll(ctx, ch.layer, maxChartSize)
 	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, ch.layer.Size+1))
-	if err != nil {
-		return nil, fmt.Errorf("chart archive %s: %w", ch.layer.Digest, err)
-	}
-	if int64(len(b)) != ch.layer.Size || digest.FromBytes(b) != ch.layer.Digest {
-		return nil, fmt.Errorf("chart archive %s: content does not match its descriptor (run 'sync fsck')", ch.layer.Digest)
+		return nil, fmt.Errorf("chart archive: %w", err)
 	}
 	loaded, err := loader.LoadArchive(bytes.NewReader(b))
 	if err != nil {

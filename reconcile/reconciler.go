@@ -50,6 +50,15 @@ type Options struct {
 	// Namespace holds the inventory ConfigMap of the bundle's own cluster objects (created if
 	// missing); default DefaultNamespace ("ferry-system").
 	Namespace string
+	// Cache gives each reconciliation run a snapshot of the cache's current bundle, which the
+	// whole run reads (the bundle's objects, then every Kustomization and HelmRelease); a
+	// *cache.Cache does. Nil: the cache in New's cacheDir, opened read-only.
+	Cache Snapshots
+}
+
+// Snapshots gives out snapshots of a cache's current bundle, as *cache.Cache does.
+type Snapshots interface {
+	Snapshot() (*cache.Snapshot, error)
 }
 
 // Result is the outcome of one reconciliation of one object.
@@ -79,6 +88,7 @@ type Reconciler struct {
 	restCfg  *rest.Config
 	manager  *ssa.ResourceManager
 	cacheDir string
+	snaps    Snapshots // Options.Cache, or the cache in cacheDir once opened
 	log      *slog.Logger
 	onResult func(Result)
 	bundleNS string // Options.Namespace
@@ -86,8 +96,8 @@ type Reconciler struct {
 	broadcaster events.EventBroadcaster
 	events      events.EventRecorder
 
-	// mu guards lastRun: when this Reconciler last reconciled each object (ReconcileAll
-	// reconciles an object whose interval has passed since).
+	// mu guards snaps, and lastRun: when this Reconciler last reconciled each object
+	// (ReconcileAll reconciles an object whose interval has passed since).
 	mu      sync.Mutex
 	lastRun map[objKey]time.Time
 }
@@ -104,8 +114,9 @@ func NewScheme() (*runtime.Scheme, error) {
 	return s, nil
 }
 
-// New returns a Reconciler for the cluster cfg reaches, reading sources from the cache in
-// cacheDir (opened read-only at each reconciliation, so imports are picked up).
+// New returns a Reconciler for the cluster cfg reaches, reading sources from a snapshot of the
+// cache's current bundle taken at each reconciliation run, so imports are picked up: from
+// Options.Cache, or else from the cache in cacheDir (opened read-only).
 func New(cfg *rest.Config, cacheDir string, o Options) (*Reconciler, error) {
 	s, err := NewScheme()
 	if err != nil {
@@ -129,6 +140,7 @@ func New(cfg *rest.Config, cacheDir string, o Options) (*Reconciler, error) {
 		restCfg:  rest.CopyConfig(cfg),
 		manager:  ssa.NewResourceManager(c, poller, ssa.Owner{Field: FieldManager, Group: OwnerGroup}),
 		cacheDir: cacheDir,
+		snaps:    o.Cache,
 		log:      log,
 		onResult: o.OnResult,
 		bundleNS: o.Namespace,
@@ -143,10 +155,10 @@ func New(cfg *rest.Config, cacheDir string, o Options) (*Reconciler, error) {
 // Client returns the reconciler's Kubernetes client.
 func (r *Reconciler) Client() client.Client { return r.client }
 
-// pass is what one reconciliation sees: one cache record, every Kustomization and every
-// HelmRelease.
+// pass is what one reconciliation sees: one snapshot of the cache (and its record), every
+// Kustomization and every HelmRelease.
 type pass struct {
-	cache        *cache.Cache
+	cache        *cache.Snapshot
 	record       *cache.Record
 	byKey        map[types.NamespacedName]*ferryv1.Kustomization
 	helmReleases map[types.NamespacedName]*ferryv1.HelmRelease
@@ -159,15 +171,34 @@ type pass struct {
 	ran   map[objKey]bool
 }
 
+// snapshot takes a snapshot of the cache's current bundle for one reconciliation run.
+func (r *Reconciler) snapshot() (*cache.Snapshot, error) {
+	r.mu.Lock()
+	if r.snaps == nil {
+		c, err := cache.OpenReader(r.cacheDir)
+		if err != nil {
+			r.mu.Unlock()
+			return nil, err
+		}
+		r.snaps = c
+	}
+	snaps := r.snaps
+	r.mu.Unlock()
+	return snaps.Snapshot()
+}
+
+// newPass starts a pass over a new snapshot of the cache.
 func (r *Reconciler) newPass(ctx context.Context) (*pass, error) {
-	c, err := cache.OpenReader(r.cacheDir)
+	snap, err := r.snapshot()
 	if err != nil {
 		return nil, err
 	}
-	rec, err := c.Current()
-	if err != nil {
-		return nil, err
-	}
+	return r.newPassOf(ctx, snap)
+}
+
+// newPassOf starts a pass over the snapshot c.
+func (r *Reconciler) newPassOf(ctx context.Context, c *cache.Snapshot) (*pass, error) {
+	rec := c.Record()
 	var list ferryv1.KustomizationList
 	if err := r.client.List(ctx, &list); err != nil {
 		return nil, fmt.Errorf("list kustomizations: %w", err)
@@ -232,10 +263,14 @@ func (r *Reconciler) ReconcileAllForce(ctx context.Context) error {
 }
 
 func (r *Reconciler) reconcileAll(ctx context.Context, force bool) error {
-	if err := r.applyBundleObjects(ctx); err != nil {
+	snap, err := r.snapshot()
+	if err != nil {
 		return err
 	}
-	p, err := r.newPass(ctx)
+	if err := r.applyBundleObjects(ctx, snap); err != nil {
+		return err
+	}
+	p, err := r.newPassOf(ctx, snap)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
@@ -55,7 +54,7 @@ func recordItem(rec *cache.Record, name string, kind bundle.Kind) (*cache.Record
 }
 
 // findSource looks up a Git item by name in rec and reads its commit from the pack config.
-func findSource(ctx context.Context, c *cache.Cache, rec *cache.Record, name string) (*source, error) {
+func findSource(ctx context.Context, c *cache.Snapshot, rec *cache.Record, name string) (*source, error) {
 	item, err := recordItem(rec, name, bundle.KindGit)
 	if err != nil {
 		return nil, err
@@ -94,45 +93,34 @@ func findSource(ctx context.Context, c *cache.Cache, rec *cache.Record, name str
 	return s, nil
 }
 
-// readJSON reads a small blob whole, checks its size and digest, and decodes it.
-func readJSON(ctx context.Context, c *cache.Cache, desc ocispec.Descriptor, v any) error {
-	if desc.Size < 0 || desc.Size > maxManifestSize {
-		return fmt.Errorf("blob %s: size %d out of bounds", desc.Digest, desc.Size)
-	}
-	rc, err := c.Fetch(ctx, desc)
+// readJSON reads a small blob whole, verified, and decodes it.
+func readJSON(ctx context.Context, c *cache.Snapshot, desc ocispec.Descriptor, v any) error {
+	b, err := c.ReadAll(ctx, desc, maxManifestSize)
 	if err != nil {
 		return err
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, desc.Size+1))
-	if err != nil {
-		return fmt.Errorf("blob %s: %w", desc.Digest, err)
-	}
-	if int64(len(b)) != desc.Size || digest.FromBytes(b) != desc.Digest {
-		return fmt.Errorf("blob %s: content does not match its descriptor (run 'sync fsck')", desc.Digest)
 	}
 	return json.Unmarshal(b, v)
 }
 
-// extract writes the source's tree into fsys under root, verifying the layer's digest as it
-// streams. It refuses absolute names, ".." and links that leave the tree; a link inside the tree
-// is replaced by a copy of its target, since the in-memory file system has no links.
-func (s *source) extract(ctx context.Context, c *cache.Cache, fsys filesys.FileSystem, root string) error {
+// extract writes the source's tree into fsys under root, the layer verified as it streams. It
+// refuses absolute names, ".." and links that leave the tree; a link inside the tree is replaced
+// by a copy of its target, since the in-memory file system has no links.
+func (s *source) extract(ctx context.Context, c *cache.Snapshot, fsys filesys.FileSystem, root string) error {
 	rc, err := c.Fetch(ctx, s.flux)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	verifier := s.flux.Digest.Verifier()
-	if err := extractTarGz(io.TeeReader(io.LimitReader(rc, s.flux.Size), verifier), fsys, root); err != nil {
+	if err := extractTarGz(rc, fsys, root); err != nil {
+		// Damage in the cache shows first as a bad archive: read on, and say it is the blob.
+		if _, derr := io.Copy(io.Discard, rc); errors.Is(derr, cache.ErrDamaged) {
+			return fmt.Errorf("layer: %w", derr)
+		}
 		return err
 	}
-	// Drain what the tar reader left (padding), then check the digest.
-	if _, err := io.Copy(io.Discard, io.TeeReader(io.LimitReader(rc, s.flux.Size), verifier)); err != nil {
-		return err
-	}
-	if !verifier.Verified() {
-		return fmt.Errorf("layer %s: content does not match its digest (run 'sync fsck')", s.flux.Digest)
+	// Read what the tar reader left (padding): the end of the layer is where it is verified.
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return fmt.Errorf("layer: %w", err)
 	}
 	return nil
 }

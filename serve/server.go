@@ -28,8 +28,9 @@ type ServerOptions struct {
 	GitWorkDir string
 }
 
-// Server serves a cache's current bundle on one listener: the OCI registry under /v2/, the Git
-// remote under /git/, and /healthz and /readyz. It is what 'sync serve' and 'sync run' run.
+// Server serves a snapshot of a cache's current bundle on one listener: the OCI registry under
+// /v2/, the Git remote under /git/, and /healthz and /readyz. It is what 'sync serve' and 'sync
+// run' run. Reload takes a new snapshot when an import committed another bundle.
 type Server struct {
 	cache *cache.Cache
 	reg   *registry.Server
@@ -37,13 +38,14 @@ type Server struct {
 	opts  ServerOptions
 	log   *slog.Logger
 
-	// mu serialises Reload; served is the state of the bundle being served.
+	// mu serialises Reload; served is the snapshot being served.
 	mu     sync.Mutex
-	served cache.State
+	served *cache.Snapshot
 }
 
-// NewServer indexes the current bundle of c (opened with cache.OpenReader: serving takes no
-// lock) and returns a server of it. An empty cache is served as an empty registry.
+// NewServer takes a snapshot of the current bundle of c (opened with cache.OpenReader: serving
+// takes no lock), indexes it and returns a server of it. An empty cache is served as an empty
+// registry.
 func NewServer(ctx context.Context, c *cache.Cache, o ServerOptions) (*Server, error) {
 	if (o.TLSCert == "") != (o.TLSKey == "") {
 		return nil, fmt.Errorf("serve: give both a TLS certificate and its key, or neither")
@@ -52,11 +54,11 @@ func NewServer(ctx context.Context, c *cache.Cache, o ServerOptions) (*Server, e
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	st, err := c.State()
+	snap, err := c.Snapshot()
 	if err != nil {
 		return nil, err
 	}
-	reg, err := registry.New(ctx, c, log)
+	reg, err := registry.New(ctx, snap, log)
 	if err != nil {
 		return nil, err
 	}
@@ -64,11 +66,11 @@ func NewServer(ctx context.Context, c *cache.Cache, o ServerOptions) (*Server, e
 	if workDir == "" {
 		workDir = filepath.Join(os.TempDir(), "ferry-git")
 	}
-	git, err := gitserve.New(ctx, c, workDir, log)
+	git, err := gitserve.New(ctx, snap, workDir, log)
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cache: c, reg: reg, git: git, opts: o, log: log, served: st}, nil
+	return &Server{cache: c, reg: reg, git: git, opts: o, log: log, served: snap}, nil
 }
 
 // Repositories lists the registry's repositories.
@@ -78,25 +80,25 @@ func (s *Server) Repositories() []string { return s.reg.Repositories() }
 func (s *Server) Served() cache.State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.served
+	return s.served.State()
 }
 
-// Reload serves the cache's current bundle, if it is not the one served already. Requests in
-// flight finish with the bundle they started with.
+// Reload takes a snapshot of the cache's current bundle and serves it, if it is not the one
+// served already. Requests in flight finish with the snapshot they started with.
 func (s *Server) Reload(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, err := s.cache.State()
+	snap, err := s.cache.Snapshot()
 	if err != nil {
 		return err
 	}
-	if st == s.served {
+	if snap.State() == s.served.State() {
 		return nil
 	}
-	if err := errors.Join(s.reg.Reload(ctx), s.git.Reload(ctx)); err != nil {
-		return fmt.Errorf("serve bundle %d: %w", st.Sequence, err)
+	if err := errors.Join(s.reg.Reload(ctx, snap), s.git.Reload(ctx, snap)); err != nil {
+		return fmt.Errorf("serve bundle %d: %w", snap.State().Sequence, err)
 	}
-	s.served = st
+	s.served = snap
 	return nil
 }
 

@@ -1,4 +1,4 @@
-// Package gitserve serves the Git items of the cache's current bundle, read-only, over Git's
+// Package gitserve serves the Git items of a snapshot of the cache, read-only, over Git's
 // smart-HTTP protocol (v0/v1 upload-pack), which `git clone`, `git fetch` and go-git (Flux's
 // source-controller) speak.
 //

@@ -103,6 +103,16 @@ func openCache(t testing.TB) *cache.Cache {
 	return c
 }
 
+// snapshot takes a snapshot of c's current bundle.
+func snapshot(t testing.TB, c *cache.Cache) *cache.Snapshot {
+	t.Helper()
+	snap, err := c.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
+}
+
 // gitCLI runs the stock git client with no system or user configuration.
 type gitCLI struct{ home string }
 
@@ -184,7 +194,7 @@ func serveFixture(t *testing.T) served {
 	c := openCache(t)
 	s.importBundle(t, c, dir)
 	logs := &testenv.SyncBuffer{}
-	srv, err := gitserve.New(ctx, c, t.TempDir(), slog.New(slog.NewTextHandler(logs, nil)))
+	srv, err := gitserve.New(ctx, snapshot(t, c), t.TempDir(), slog.New(slog.NewTextHandler(logs, nil)))
 	must(err)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
@@ -490,7 +500,7 @@ func TestReload(t *testing.T) {
 	s.importBundle(t, c, dir1)
 	work := t.TempDir()
 	logs := &testenv.SyncBuffer{}
-	srv, err := gitserve.New(ctx, c, work, slog.New(slog.NewTextHandler(logs, nil)))
+	srv, err := gitserve.New(ctx, snapshot(t, c), work, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -508,7 +518,7 @@ func TestReload(t *testing.T) {
 	if refs := cli.must(t, "", "ls-remote", url, "refs/heads/main"); !strings.HasPrefix(refs, old) {
 		t.Fatalf("before Reload, main is %q, want %s", refs, old)
 	}
-	if err := srv.Reload(ctx); err != nil {
+	if err := srv.Reload(ctx, snapshot(t, c)); err != nil {
 		t.Fatal(err)
 	}
 	cli.must(t, clone, "fetch", "--quiet", "origin")
@@ -546,7 +556,7 @@ func TestReload(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.damage()
 			var logs bytes.Buffer
-			if _, err := gitserve.New(ctx, c, work, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+			if _, err := gitserve.New(ctx, snapshot(t, c), work, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
 				t.Fatal(err)
 			}
 			if n := strings.Count(logs.String(), "built git repository"); n != tc.builds {
@@ -573,7 +583,7 @@ func TestReload(t *testing.T) {
 		}()
 	}
 	for range 5 {
-		if err := srv.Reload(ctx); err != nil {
+		if err := srv.Reload(ctx, snapshot(t, c)); err != nil {
 			t.Fatal(err)
 		}
 	}

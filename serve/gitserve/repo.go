@@ -118,9 +118,9 @@ func servedRefs(cfg bundle.GitConfig) (memory.ReferenceStorage, error) {
 
 // load makes a Git item of the cache servable: it reads the item's pack manifest and config and
 // builds (or reuses) the repository of its pack.
-func (s *Server) load(ctx context.Context, item cache.RecordItem) (*repo, error) {
+func (s *Server) load(ctx context.Context, snap *cache.Snapshot, item cache.RecordItem) (*repo, error) {
 	var root ocispec.Index
-	if err := s.readJSON(ctx, item.Root, &root); err != nil {
+	if err := readJSON(ctx, snap, item.Root, &root); err != nil {
 		return nil, fmt.Errorf("root index: %w", err)
 	}
 	if root.ArtifactType != bundle.GitArtifactType {
@@ -131,7 +131,7 @@ func (s *Server) load(ctx context.Context, item cache.RecordItem) (*repo, error)
 		return nil, fmt.Errorf("root index %s: no manifest with %s=%s", item.Root.Digest, bundle.GitRoleAnnotation, bundle.GitRolePack)
 	}
 	var m ocispec.Manifest
-	if err := s.readJSON(ctx, *packDesc, &m); err != nil {
+	if err := readJSON(ctx, snap, *packDesc, &m); err != nil {
 		return nil, fmt.Errorf("pack manifest: %w", err)
 	}
 	layer, err := bundle.GitPackLayer(m)
@@ -139,14 +139,14 @@ func (s *Server) load(ctx context.Context, item cache.RecordItem) (*repo, error)
 		return nil, fmt.Errorf("pack manifest %s: %w", packDesc.Digest, err)
 	}
 	var cfg bundle.GitConfig
-	if err := s.readJSON(ctx, m.Config, &cfg); err != nil {
+	if err := readJSON(ctx, snap, m.Config, &cfg); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	refs, err := servedRefs(cfg)
 	if err != nil {
 		return nil, err
 	}
-	dir, pack, err := s.repository(ctx, layer, refs)
+	dir, pack, err := s.repository(ctx, snap, layer, refs)
 	if err != nil {
 		return nil, fmt.Errorf("pack %s: %w", layer.Digest, err)
 	}
@@ -159,22 +159,11 @@ func (s *Server) load(ctx context.Context, item cache.RecordItem) (*repo, error)
 	return r, nil
 }
 
-// readJSON reads a small blob of the cache and decodes it.
-func (s *Server) readJSON(ctx context.Context, d ocispec.Descriptor, v any) error {
-	if d.Size < 0 || d.Size > maxManifestSize {
-		return fmt.Errorf("%s: size %d out of bounds", d.Digest, d.Size)
-	}
-	rc, err := s.cache.Fetch(ctx, d)
+// readJSON reads a small blob of the cache, verified, and decodes it.
+func readJSON(ctx context.Context, snap *cache.Snapshot, d ocispec.Descriptor, v any) error {
+	b, err := snap.ReadAll(ctx, d, maxManifestSize)
 	if err != nil {
 		return err
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, maxManifestSize+1))
-	if err != nil {
-		return fmt.Errorf("%s: %w", d.Digest, err)
-	}
-	if int64(len(b)) != d.Size || digest.FromBytes(b) != d.Digest {
-		return fmt.Errorf("%s: the cache's bytes do not match the descriptor", d.Digest)
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("%s: %w", d.Digest, err)
@@ -185,7 +174,7 @@ func (s *Server) readJSON(ctx context.Context, d ocispec.Descriptor, v any) erro
 // repository returns the bare repository of a pack, workDir/<pack digest hex>, and the path of
 // its packfile, building it unless a previous reload or run did. refs are written to it when it
 // is built; requests take their refs from the item (see repoStorer).
-func (s *Server) repository(ctx context.Context, layer ocispec.Descriptor, refs memory.ReferenceStorage) (string, string, error) {
+func (s *Server) repository(ctx context.Context, snap *cache.Snapshot, layer ocispec.Descriptor, refs memory.ReferenceStorage) (string, string, error) {
 	if err := layer.Digest.Validate(); err != nil || layer.Digest.Algorithm() != digest.SHA256 {
 		return "", "", fmt.Errorf("digest %q is not a sha256 digest", layer.Digest)
 	}
@@ -207,7 +196,7 @@ func (s *Server) repository(ctx context.Context, layer ocispec.Descriptor, refs 
 		return "", "", err
 	}
 	defer os.RemoveAll(tmp)
-	name, err := s.buildRepository(ctx, tmp, layer, refs)
+	name, err := s.buildRepository(ctx, snap, tmp, layer, refs)
 	if err != nil {
 		return "", "", err
 	}
@@ -253,7 +242,7 @@ func existingPack(dir string) (string, error) {
 // buildRepository writes a bare repository into dir: the pack copied from the cache (its digest
 // checked), an index made by go-git's parser reading the pack from disk, a config and refs. It
 // returns the pack's name, pack-<checksum>.
-func (s *Server) buildRepository(ctx context.Context, dir string, layer ocispec.Descriptor, refs memory.ReferenceStorage) (string, error) {
+func (s *Server) buildRepository(ctx context.Context, snap *cache.Snapshot, dir string, layer ocispec.Descriptor, refs memory.ReferenceStorage) (string, error) {
 	packDir := filepath.Join(dir, "objects", "pack")
 	for _, d := range []string{packDir, filepath.Join(dir, "refs", "heads"), filepath.Join(dir, "refs", "tags")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -265,7 +254,7 @@ func (s *Server) buildRepository(ctx context.Context, dir string, layer ocispec.
 		return "", err
 	}
 	defer f.Close()
-	if err := s.copyBlob(ctx, f, layer); err != nil {
+	if err := copyBlob(ctx, snap, f, layer); err != nil {
 		return "", err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
@@ -309,20 +298,16 @@ func (s *Server) buildRepository(ctx context.Context, dir string, layer ocispec.
 	return name, nil
 }
 
-// copyBlob copies a blob of the cache to f, checking its size and digest, and syncs f.
-func (s *Server) copyBlob(ctx context.Context, f *os.File, d ocispec.Descriptor) error {
-	rc, err := s.cache.Fetch(ctx, d)
+// copyBlob copies a blob of the cache to f, verified (its size and digest checked as it
+// streams), and syncs f.
+func copyBlob(ctx context.Context, snap *cache.Snapshot, f *os.File, d ocispec.Descriptor) error {
+	rc, err := snap.Fetch(ctx, d)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	v := d.Digest.Verifier()
-	n, err := io.Copy(io.MultiWriter(f, v), ctxReader{ctx, rc})
-	if err != nil {
+	if _, err := io.Copy(f, ctxReader{ctx, rc}); err != nil {
 		return fmt.Errorf("copy packfile: %w", err)
-	}
-	if n != d.Size || !v.Verified() {
-		return fmt.Errorf("the cache's packfile does not match its descriptor (%d bytes, want %d)", n, d.Size)
 	}
 	return f.Sync()
 }

@@ -21,10 +21,9 @@ import (
 // MaxRequestBody bounds an upload-pack request's body, before and after gzip decoding.
 const MaxRequestBody = 10 << 20
 
-// Server serves the Git items of a cache's current bundle. It is an http.Handler; Reload
-// switches it to the cache's newest bundle while requests are being served.
+// Server serves the Git items of one snapshot of the cache. It is an http.Handler; Reload
+// switches it to another snapshot while requests are being served.
 type Server struct {
-	cache   *cache.Cache
 	workDir string
 	log     *slog.Logger
 
@@ -41,33 +40,30 @@ type repoSet struct {
 	repos    map[string]*repo
 }
 
-// New returns a server of the Git items of c's current bundle, keeping the repositories it
+// New returns a server of the Git items of the snapshot's bundle, keeping the repositories it
 // builds under workDir (derived data: deleting it only costs a rebuild). A nil logger discards.
-func New(ctx context.Context, c *cache.Cache, workDir string, logger *slog.Logger) (*Server, error) {
+func New(ctx context.Context, snap *cache.Snapshot, workDir string, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	if err := os.MkdirAll(workDir, 0o755); err != nil {
 		return nil, fmt.Errorf("git server: work directory: %w", err)
 	}
-	s := &Server{cache: c, workDir: workDir, log: logger, built: map[digest.Digest]built{}}
+	s := &Server{workDir: workDir, log: logger, built: map[digest.Digest]built{}}
 	s.current.Store(&repoSet{repos: map[string]*repo{}})
-	if err := s.Reload(ctx); err != nil {
+	if err := s.Reload(ctx, snap); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// Reload serves the Git items of the cache's current bundle (the one its state names), building the repositories of packs
+// Reload serves the Git items of the snapshot's bundle, building the repositories of packs
 // not built before. It replaces the served set at once. A Git item that cannot be served (not in
 // Ferry's Git format) is logged and left out; the others are served.
-func (s *Server) Reload(ctx context.Context) error {
+func (s *Server) Reload(ctx context.Context, snap *cache.Snapshot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec, err := s.cache.Current()
-	if err != nil {
-		return fmt.Errorf("git server: current bundle: %w", err)
-	}
+	rec := snap.Record()
 	set := &repoSet{repos: map[string]*repo{}}
 	if rec != nil {
 		set.sequence = rec.Sequence
@@ -78,7 +74,7 @@ func (s *Server) Reload(ctx context.Context) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			r, err := s.load(ctx, item)
+			r, err := s.load(ctx, snap, item)
 			if err != nil {
 				// A Git item not in Ferry's Git format is not served; the rest of the bundle is.
 				s.log.Error("git item not served", "bundle", rec.Sequence, "item", item.Name, "err", err)

@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/url"
 	"slices"
 	"sort"
@@ -25,10 +24,12 @@ type repository struct {
 	referrers map[digest.Digest][]ocispec.Descriptor
 }
 
-// index is everything served, built from one accepted bundle.
+// index is everything served, built from one accepted bundle; snap is that bundle's view of
+// the cache, which requests answered from this index read.
 type index struct {
 	sequence uint64
 	repos    map[string]*repository
+	snap     *cache.Snapshot
 }
 
 // RepositoryName returns the repository an item is served as, and the tag it is served under:
@@ -68,26 +69,21 @@ func repositoryName(it bundle.Item) (name, tag string) {
 	return "ferry/" + it.Name, "latest"
 }
 
-// build makes the index of the current bundle in c (the one its state names).
-func build(ctx context.Context, c *cache.Cache) (*index, error) {
-	rec, err := c.Current()
-	if err != nil {
-		return nil, err
-	}
-	idx := &index{repos: map[string]*repository{}}
+// build makes the index of the snapshot's bundle.
+func build(ctx context.Context, c *cache.Snapshot) (*index, error) {
+	rec := c.Record()
+	idx := &index{repos: map[string]*repository{}, snap: c}
 	if rec == nil {
 		return idx, nil
 	}
 	idx.sequence = rec.Sequence
-	rootDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: rec.Root}
-	rc, err := c.Fetch(ctx, rootDesc)
-	if err != nil {
-		return nil, fmt.Errorf("bundle %d root: %w", rec.Sequence, err)
-	}
-	data, err := io.ReadAll(io.LimitReader(rc, bundle.DefaultMaxManifestSize+1))
-	rc.Close()
+	rootDesc, err := c.Root()
 	if err != nil {
 		return nil, err
+	}
+	data, err := c.ReadAll(ctx, rootDesc, bundle.DefaultMaxManifestSize)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %d root: %w", rec.Sequence, err)
 	}
 	b, err := bundle.ParseRoot(data)
 	if err != nil {
@@ -126,7 +122,7 @@ func build(ctx context.Context, c *cache.Cache) (*index, error) {
 }
 
 // add records d and everything under it (for an image limited to platforms, only their children).
-func (r *repository) add(ctx context.Context, c *cache.Cache, d ocispec.Descriptor, platforms []string) error {
+func (r *repository) add(ctx context.Context, c *cache.Snapshot, d ocispec.Descriptor, platforms []string) error {
 	if !isManifest(d.MediaType) {
 		r.blobs[d.Digest] = d
 		return nil
@@ -163,7 +159,7 @@ func (r *repository) add(ctx context.Context, c *cache.Cache, d ocispec.Descript
 
 // referrerDescriptor is how the referrers API lists a referrer: its artifact type (or config
 // media type) and annotations.
-func referrerDescriptor(ctx context.Context, c *cache.Cache, d ocispec.Descriptor) (ocispec.Descriptor, error) {
+func referrerDescriptor(ctx context.Context, c *cache.Snapshot, d ocispec.Descriptor) (ocispec.Descriptor, error) {
 	b, err := content.FetchAll(ctx, c, d)
 	if err != nil {
 		return d, err

@@ -1,14 +1,14 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
-
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,25 +22,25 @@ import (
 	"github.com/ferry-gitops/ferry/cache"
 )
 
-// Server serves the cache's current bundle. Reload switches to a newer one atomically.
+// Server serves one snapshot of the cache. Reload switches to another atomically: a request
+// reads the snapshot it started with to its end.
 type Server struct {
-	cache  *cache.Cache
 	logger *slog.Logger
 	idx    atomic.Pointer[index]
 }
 
-// New indexes the cache's current bundle and returns a server for it.
-func New(ctx context.Context, c *cache.Cache, logger *slog.Logger) (*Server, error) {
+// New indexes the snapshot's bundle and returns a server for it.
+func New(ctx context.Context, snap *cache.Snapshot, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cache: c, logger: logger}
-	return s, s.Reload(ctx)
+	s := &Server{logger: logger}
+	return s, s.Reload(ctx, snap)
 }
 
-// Reload indexes the cache's current bundle and serves it from then on.
-func (s *Server) Reload(ctx context.Context) error {
-	idx, err := build(ctx, s.cache)
+// Reload indexes the snapshot's bundle and serves it from then on.
+func (s *Server) Reload(ctx context.Context, snap *cache.Snapshot) error {
+	idx, err := build(ctx, snap)
 	if err != nil {
 		return err
 	}
@@ -62,6 +62,7 @@ const (
 	codeDigestInvalid   errorCode = "DIGEST_INVALID"
 	codeUnsupported     errorCode = "UNSUPPORTED"
 	codeDenied          errorCode = "DENIED"
+	codeUnknown         errorCode = "UNKNOWN"
 )
 
 func writeError(w http.ResponseWriter, status int, code errorCode, msg string) {
@@ -101,9 +102,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		switch kind {
 		case "/manifests/":
-			s.manifest(w, r, repo, ref)
+			s.manifest(w, r, idx.snap, repo, ref)
 		case "/blobs/":
-			s.blob(w, r, repo, ref)
+			s.blob(w, r, idx.snap, repo, ref)
 		case "/tags/":
 			if ref != "list" {
 				break
@@ -117,7 +118,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusNotFound, codeNameUnknown, "not found")
 }
 
-func (s *Server) manifest(w http.ResponseWriter, r *http.Request, repo *repository, ref string) {
+func (s *Server) manifest(w http.ResponseWriter, r *http.Request, snap *cache.Snapshot, repo *repository, ref string) {
 	var desc ocispec.Descriptor
 	var ok bool
 	if d, err := digest.Parse(ref); err == nil {
@@ -129,23 +130,28 @@ func (s *Server) manifest(w http.ResponseWriter, r *http.Request, repo *reposito
 		writeError(w, http.StatusNotFound, codeManifestUnknown, fmt.Sprintf("manifest %q is not in this repository", ref))
 		return
 	}
-	f, err := s.cache.Fetch(r.Context(), desc)
+	data, b, err := open(r, snap, desc)
 	if err != nil {
-		writeError(w, http.StatusNotFound, codeManifestUnknown, err.Error())
+		s.fetchError(w, r, codeManifestUnknown, err)
 		return
 	}
-	defer f.Close()
 	w.Header().Set("Content-Type", desc.MediaType)
 	w.Header().Set("Docker-Content-Digest", string(desc.Digest))
 	w.Header().Set("Content-Length", strconv.FormatInt(desc.Size, 10))
 	w.Header().Set("ETag", `"`+string(desc.Digest)+`"`)
-	if r.Method == http.MethodHead {
-		return
+	switch {
+	case b == nil:
+		w.Write(data)
+	case r.Method == http.MethodGet:
+		defer b.Close()
+		io.Copy(w, b)
+		s.abortIfDamaged(r, b)
+	default:
+		b.Close()
 	}
-	io.Copy(w, f)
 }
 
-func (s *Server) blob(w http.ResponseWriter, r *http.Request, repo *repository, ref string) {
+func (s *Server) blob(w http.ResponseWriter, r *http.Request, snap *cache.Snapshot, repo *repository, ref string) {
 	d, err := digest.Parse(ref)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, codeDigestInvalid, fmt.Sprintf("%q is not a digest", ref))
@@ -158,22 +164,61 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, repo *repository, 
 			return
 		}
 	}
-	rc, err := s.cache.Fetch(r.Context(), desc)
+	data, b, err := open(r, snap, desc)
 	if err != nil {
-		writeError(w, http.StatusNotFound, codeBlobUnknown, err.Error())
+		s.fetchError(w, r, codeBlobUnknown, err)
 		return
 	}
-	defer rc.Close()
 	w.Header().Set("Docker-Content-Digest", string(d))
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("ETag", `"`+string(d)+`"`)
-	if f, ok := rc.(*os.File); ok {
-		http.ServeContent(w, r, "", zeroTime, f) // Range, HEAD and Content-Length
+	// http.ServeContent answers Range, HEAD, Content-Length and conditional requests from any
+	// io.ReadSeeker: the small blob read whole, or the open blob (see open).
+	if b == nil {
+		http.ServeContent(w, r, "", zeroTime, bytes.NewReader(data))
 		return
 	}
-	w.Header().Set("Content-Length", strconv.FormatInt(desc.Size, 10))
-	if r.Method != http.MethodHead {
-		io.Copy(w, rc)
+	defer b.Close()
+	http.ServeContent(w, r, "", zeroTime, b)
+	s.abortIfDamaged(r, b)
+}
+
+// maxBuffered is the size up to which a blob or manifest is read whole, and verified, before
+// it is answered, so that a damaged one is answered 500. A larger one is verified while it
+// streams: damage found at its end can only abort the response (the client sees a body
+// shorter than its Content-Length, never the whole damaged blob).
+const maxBuffered = 1 << 20
+
+// open reads what a GET answers with: a blob or manifest of up to maxBuffered bytes whole and
+// verified (data), else the open blob (b, an io.ReadSeeker whose whole read from the start is
+// verified and whose ranges are read as they are on disk). A HEAD opens the blob, which checks
+// that the cache holds it at its size, and reads nothing.
+func open(r *http.Request, snap *cache.Snapshot, desc ocispec.Descriptor) (data []byte, b *cache.Blob, err error) {
+	if r.Method == http.MethodGet && desc.Size <= maxBuffered {
+		data, err = snap.ReadAll(r.Context(), desc, maxBuffered)
+		return data, nil, err
+	}
+	b, err = snap.Open(r.Context(), desc)
+	return nil, b, err
+}
+
+// fetchError answers a blob that cannot be read: 404 when the cache does not hold it, 500 for
+// anything else (damaged bytes, an I/O error), which is logged.
+func (s *Server) fetchError(w http.ResponseWriter, r *http.Request, unknown errorCode, err error) {
+	if errors.Is(err, cache.ErrNotFound) {
+		writeError(w, http.StatusNotFound, unknown, err.Error())
+		return
+	}
+	s.logger.Error("cannot read from the cache", "path", r.URL.Path, "err", err)
+	writeError(w, http.StatusInternalServerError, codeUnknown, err.Error())
+}
+
+// abortIfDamaged aborts a response whose blob failed verification while it streamed: its status
+// and headers are gone already, so the connection is cut before the body is complete.
+func (s *Server) abortIfDamaged(r *http.Request, b *cache.Blob) {
+	if err := b.Err(); err != nil {
+		s.logger.Error("response aborted: the cache's blob is damaged", "path", r.URL.Path, "err", err)
+		panic(http.ErrAbortHandler)
 	}
 }
 
