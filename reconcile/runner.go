@@ -177,9 +177,9 @@ const progressMessage = "Reconciliation in progress"
 // status patch, with an Event, a log line and a Result.
 func (r *Reconciler) runObject(ctx context.Context, p *pass, o subject) (err error) {
 	obj, f, key := o.api(), o.fields(), keyOf(o)
-	kind := o.kind().label
+	label := o.kind().label
 	name := obj.GetNamespace() + "/" + obj.GetName()
-	log := r.log.With(kind, name)
+	log := r.log.With(label, name)
 	a := attempt{pass: p, log: log, timeout: timeoutOf(f.timeout, f.interval)}
 	if !obj.GetDeletionTimestamp().IsZero() {
 		return r.finalizeObject(ctx, o, a)
@@ -189,14 +189,14 @@ func (r *Reconciler) runObject(ctx context.Context, p *pass, o subject) (err err
 		return nil
 	}
 	if err := r.addFinalizer(ctx, obj); err != nil {
-		return fmt.Errorf("%s %s: add finalizer: %w", kind, name, err)
+		return fmt.Errorf("%s %s: add finalizer: %w", label, name, err)
 	}
 	defer r.ran(p, key)
 
 	patcher := patch.NewSerialPatcher(obj, r.client)
 	conditions.MarkReconciling(obj, meta.ProgressingReason, "%s", progressMessage)
 	if err := patcher.Patch(ctx, obj, patch.WithOwnedConditions{Conditions: ownedConditions}); err != nil {
-		return fmt.Errorf("%s %s: write status: %w", kind, name, err)
+		return fmt.Errorf("%s %s: write status: %w", label, name, err)
 	}
 
 	start := time.Now()
@@ -211,7 +211,7 @@ func (r *Reconciler) runObject(ctx context.Context, p *pass, o subject) (err err
 		setConditions(obj, out)
 		r.recordEvent(obj, out)
 		if perr := patcher.Patch(ctx, obj, patch.WithOwnedConditions{Conditions: ownedConditions}); perr != nil {
-			err = fmt.Errorf("%s %s: write status: %w", kind, name, perr)
+			err = fmt.Errorf("%s %s: write status: %w", label, name, perr)
 			return
 		}
 		if out.ready {
@@ -219,7 +219,7 @@ func (r *Reconciler) runObject(ctx context.Context, p *pass, o subject) (err err
 			return
 		}
 		log.Warn("not ready", "reason", out.reason, "message", out.message)
-		err = fmt.Errorf("%s %s: %s: %s", kind, name, out.reason, out.message)
+		err = fmt.Errorf("%s %s: %s: %s", label, name, out.reason, out.message)
 	}()
 	if c, ok := p.cycles[key]; ok {
 		out = outcome{reason: ferryv1.DependencyCycleReason, message: "dependency cycle: " + c}.terminal()
