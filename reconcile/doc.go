@@ -14,4 +14,9 @@
 // and corrects drift, for a HelmRelease by comparing its release's objects with the cluster.
 // ReconcileAllForce reconciles everything. docs/reconcile.md describes passes, deletion,
 // ordering by dependsOn, pruning and the status contract.
+//
+// The code is cut by kind: kustomization.go, helmrelease.go and bundleobjects.go (the bundle's
+// cluster item), over one runner (runner.go, finalize.go) that handles finalizer, suspend,
+// timeout, Event and status for any kind, and sets Ready, Reconciling and Stalled through
+// fluxcd/pkg/runtime/conditions (docs/design/reconcile-runner.md).
 package reconcile

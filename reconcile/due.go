@@ -4,33 +4,23 @@ import (
 	"context"
 	"time"
 
-	apimeta "k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"github.com/fluxcd/pkg/apis/meta"
+	"github.com/fluxcd/pkg/runtime/conditions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
 )
 
-// object returns the Kustomization or HelmRelease of the pass named key, or nil.
-func (p *pass) object(key objKey) client.Object {
-	switch key.Kind {
-	case ferryv1.KustomizationKind:
-		if k, ok := p.byKey[key.NamespacedName]; ok {
-			return k
-		}
-	case ferryv1.HelmReleaseKind:
-		if h, ok := p.helmReleases[key.NamespacedName]; ok {
-			return h
-		}
-	}
-	return nil
+// object returns the object of the pass named key, or nil.
+func (p *pass) object(key objKey) subject {
+	return p.objects[key]
 }
 
 // deleted says whether the object of the pass named key is being deleted.
 func (p *pass) deleted(key objKey) bool {
-	obj := p.object(key)
-	return obj != nil && !obj.GetDeletionTimestamp().IsZero()
+	o := p.object(key)
+	return o != nil && !o.api().GetDeletionTimestamp().IsZero()
 }
 
 // due says whether ReconcileAll reconciles the object named key in pass p, and why: a pass
@@ -41,67 +31,31 @@ func (p *pass) deleted(key objKey) bool {
 // object reconciled earlier in the pass, or was last reconciled by this Reconciler longer than
 // its interval ago (or never). Objects being deleted are never due: they are finalized.
 func (r *Reconciler) due(ctx context.Context, p *pass, key objKey) (bool, string) {
-	obj := p.object(key)
-	if obj == nil || !obj.GetDeletionTimestamp().IsZero() {
+	o := p.object(key)
+	if o == nil || !o.api().GetDeletionTimestamp().IsZero() {
 		return false, ""
 	}
 	if p.force {
 		return true, "forced"
 	}
-	var (
-		suspend        bool
-		conds          []metav1.Condition
-		observed       int64
-		handled        string
-		applied        string
-		interval       time.Duration
-		deps           []objKey
-		currentVersion func() (string, bool)
-	)
-	switch o := obj.(type) {
-	case *ferryv1.Kustomization:
-		suspend, conds, observed = o.Spec.Suspend, o.Status.Conditions, o.Status.ObservedGeneration
-		handled, applied, interval = o.Status.LastHandledReconcileAt, o.Status.LastAppliedRevision, o.Spec.Interval.Duration
-		deps = dependencyKeys(ferryv1.KustomizationKind, o.Namespace, o.Spec.DependsOn)
-		currentVersion = func() (string, bool) {
-			if o.Spec.SourceRef.Kind != ferryv1.GitSourceKind {
-				return "", false
-			}
-			src, err := p.source(ctx, o.Spec.SourceRef.Name)
-			if err != nil {
-				return "", false
-			}
-			return src.commit, true
-		}
-	case *ferryv1.HelmRelease:
-		suspend, conds, observed = o.Spec.Suspend, o.Status.Conditions, o.Status.ObservedGeneration
-		handled, applied, interval = o.Status.LastHandledReconcileAt, o.Status.LastAppliedRevision, o.Spec.Interval.Duration
-		deps = dependencyKeys(ferryv1.HelmReleaseKind, o.Namespace, o.Spec.DependsOn)
-		currentVersion = func() (string, bool) {
-			ch, err := p.chart(ctx, o.Spec.Chart.Name)
-			if err != nil {
-				return "", false
-			}
-			return ch.version, true
-		}
-	}
+	obj, f := o.api(), o.fields()
 	switch {
-	case suspend:
+	case f.suspend:
 		return true, "suspended"
 	case !controllerutil.ContainsFinalizer(obj, ferryv1.Finalizer):
 		return true, "no finalizer yet"
-	case obj.GetGeneration() != observed:
+	case obj.GetGeneration() != *f.observedGeneration:
 		return true, "new generation"
-	case !apimeta.IsStatusConditionTrue(conds, ferryv1.ReadyCondition):
+	case !conditions.IsTrue(obj, meta.ReadyCondition):
 		return true, "not ready"
 	}
-	if v, ok := obj.GetAnnotations()[ferryv1.ReconcileRequestAnnotation]; ok && v != handled {
+	if v, ok := obj.GetAnnotations()[ferryv1.ReconcileRequestAnnotation]; ok && v != *f.lastHandledReconcileAt {
 		return true, "requested"
 	}
-	if rev, ok := currentVersion(); !ok || rev != applied {
+	if rev, ok := o.sourceRevision(ctx, p); !ok || rev != *f.lastAppliedRevision {
 		return true, "new revision"
 	}
-	for _, d := range deps {
+	for _, d := range dependenciesOf(o) {
 		if p.ran[d] {
 			return true, "dependency reconciled"
 		}
@@ -112,7 +66,7 @@ func (r *Reconciler) due(ctx context.Context, p *pass, key objKey) (bool, string
 	if !ok {
 		return true, "first pass"
 	}
-	if time.Since(last) >= interval {
+	if time.Since(last) >= f.interval {
 		return true, "interval elapsed"
 	}
 	return false, ""

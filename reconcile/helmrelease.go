@@ -12,14 +12,15 @@ import (
 	"time"
 
 	"github.com/Masterminds/semver/v3"
+	"github.com/fluxcd/pkg/runtime/conditions"
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/kube"
 	rcommon "helm.sh/helm/v4/pkg/release/common"
 	release "helm.sh/helm/v4/pkg/release/v1"
 	"helm.sh/helm/v4/pkg/storage/driver"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
@@ -31,36 +32,60 @@ const helmMaxHistory = 10
 // statusHistory is how many revisions a HelmRelease's status lists.
 const statusHistory = 5
 
-// ReconcileHelmRelease reconciles one HelmRelease; its dependencies must already be Ready.
-func (r *Reconciler) ReconcileHelmRelease(ctx context.Context, key types.NamespacedName) error {
-	p, err := r.newPass(ctx)
-	if err != nil {
-		return err
-	}
-	h, ok := p.helmReleases[key]
-	if !ok {
-		return fmt.Errorf("helmrelease %s: not found", key)
-	}
-	return r.reconcileHelmRelease(ctx, p, h)
+// The HelmRelease kind: install or upgrade a chart item as a Helm release, test it, correct
+// drift, roll a failed upgrade back; on deletion, uninstall it (docs/reconcile.md,
+// "HelmReleases").
+
+var helmReleaseKind = &kind{
+	name:  ferryv1.HelmReleaseKind,
+	label: "helmrelease",
+	new:   func() subject { return helmRelease{&ferryv1.HelmRelease{}} },
+	list: func(ctx context.Context, c client.Reader) ([]subject, error) {
+		var list ferryv1.HelmReleaseList
+		if err := c.List(ctx, &list); err != nil {
+			return nil, err
+		}
+		out := make([]subject, len(list.Items))
+		for i := range list.Items {
+			out[i] = helmRelease{&list.Items[i]}
+		}
+		return out, nil
+	},
 }
 
-func (r *Reconciler) reconcileHelmRelease(ctx context.Context, p *pass, h *ferryv1.HelmRelease) error {
-	return r.reconcileObject(ctx, p, helmReleaseKey(h), h, h.Spec.Suspend,
-		statusRefs{&h.Status.Conditions, &h.Status.ObservedGeneration, &h.Status.LastHandledReconcileAt, &h.Status.LastAppliedRevision},
-		func(log *slog.Logger) error { return r.finalizeHelmRelease(ctx, h, log) },
-		func(log *slog.Logger) outcome { return r.runHelmRelease(ctx, p, h, log) })
+// helmRelease is a HelmRelease as the runner reconciles it.
+type helmRelease struct{ *ferryv1.HelmRelease }
+
+func (h helmRelease) api() conditions.Setter { return h.HelmRelease }
+func (h helmRelease) kind() *kind            { return helmReleaseKind }
+
+func (h helmRelease) fields() fields {
+	return fields{
+		suspend: h.Spec.Suspend, interval: h.Spec.Interval.Duration, timeout: h.Spec.Timeout, dependsOn: h.Spec.DependsOn,
+		observedGeneration:     &h.Status.ObservedGeneration,
+		lastAppliedRevision:    &h.Status.LastAppliedRevision,
+		lastHandledReconcileAt: &h.Status.LastHandledReconcileAt,
+	}
+}
+
+// sourceRevision is the version of the chart item the HelmRelease releases.
+func (h helmRelease) sourceRevision(ctx context.Context, p *pass) (string, bool) {
+	ch, err := p.chart(ctx, h.Spec.Chart.Name)
+	if err != nil {
+		return "", false
+	}
+	return ch.version, true
+}
+
+// ReconcileHelmRelease reconciles one HelmRelease; its dependencies must already be Ready.
+func (r *Reconciler) ReconcileHelmRelease(ctx context.Context, key types.NamespacedName) error {
+	return r.reconcileOne(ctx, objKey{Kind: ferryv1.HelmReleaseKind, NamespacedName: key})
 }
 
 // helmTimeout is the timeout of h's Helm actions: spec.timeout, else spec.interval, else
 // defaultTimeout.
 func helmTimeout(h *ferryv1.HelmRelease) time.Duration {
-	if h.Spec.Timeout != nil && h.Spec.Timeout.Duration > 0 {
-		return h.Spec.Timeout.Duration
-	}
-	if h.Spec.Interval.Duration > 0 {
-		return h.Spec.Interval.Duration
-	}
-	return defaultTimeout
+	return timeoutOf(h.Spec.Timeout, h.Spec.Interval.Duration)
 }
 
 // helmConfig returns a Helm action configuration for the release namespace relNS, storing
@@ -91,11 +116,9 @@ func releaseNames(h *ferryv1.HelmRelease) (name, namespace string) {
 	return name, namespace
 }
 
-// runHelmRelease does one reconciliation and updates h's status fields but its Ready condition.
-func (r *Reconciler) runHelmRelease(ctx context.Context, p *pass, h *ferryv1.HelmRelease, log *slog.Logger) outcome {
-	if c, ok := p.cycles[helmReleaseKey(h)]; ok {
-		return outcome{reason: ferryv1.DependencyCycleReason, message: "dependency cycle: " + c}
-	}
+// reconcile does one reconciliation and updates h's status fields but its conditions.
+func (hr helmRelease) reconcile(ctx context.Context, r *Reconciler, a attempt) outcome {
+	h, p, log := hr.HelmRelease, a.pass, a.log
 	item, err := p.chart(ctx, h.Spec.Chart.Name)
 	if err != nil {
 		reason := ferryv1.ChartLoadFailedReason
@@ -107,23 +130,21 @@ func (r *Reconciler) runHelmRelease(ctx context.Context, p *pass, h *ferryv1.Hel
 	if h.Spec.Chart.Version != "" {
 		c, err := semver.NewConstraint(h.Spec.Chart.Version)
 		if err != nil {
-			return outcome{reason: ferryv1.ChartNotFoundReason, message: fmt.Sprintf("chart %s: version %q is not a semver constraint: %v", item.name, h.Spec.Chart.Version, err)}
+			return outcome{reason: ferryv1.ChartNotFoundReason, message: fmt.Sprintf("chart %s: version %q is not a semver constraint: %v", item.name, h.Spec.Chart.Version, err)}.terminal()
 		}
 		v, err := semver.NewVersion(item.version)
 		if err != nil || !c.Check(v) {
 			return outcome{reason: ferryv1.ChartNotFoundReason, message: fmt.Sprintf("chart %s: the cached version %s does not satisfy %q", item.name, item.version, h.Spec.Chart.Version)}
 		}
 	}
-	for _, d := range dependencyKeys(ferryv1.HelmReleaseKind, h.Namespace, h.Spec.DependsOn) {
-		if msg := r.dependencyReady(ctx, p, d, ferryv1.HelmReleaseKind); msg != "" {
-			return outcome{reason: ferryv1.DependencyNotReadyReason, message: msg}
-		}
+	if msg := r.dependenciesReady(ctx, p, hr); msg != "" {
+		return outcome{reason: ferryv1.DependencyNotReadyReason, message: msg}
 	}
 	if out, ok := r.serviceAccountFound(ctx, h.Namespace, h.Spec.ServiceAccountName, ferryv1.InstallFailedReason); !ok {
 		return out
 	}
 
-	timeout := helmTimeout(h)
+	timeout := a.timeout
 	outer := ctx // tests have their own timeout
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -134,7 +155,7 @@ func (r *Reconciler) runHelmRelease(ctx context.Context, p *pass, h *ferryv1.Hel
 	}
 	vals, err := r.helmValues(ctx, h)
 	if err != nil {
-		return outcome{reason: ferryv1.ValuesFailedReason, message: err.Error()}
+		return failure(ferryv1.ValuesFailedReason, err.Error(), err)
 	}
 	sum, err := valuesChecksum(vals)
 	if err != nil {
@@ -176,7 +197,7 @@ func (r *Reconciler) runHelmRelease(ctx context.Context, p *pass, h *ferryv1.Hel
 			retries = int64(h.Spec.Install.Remediation.Retries)
 		}
 		if !changed && h.Status.InstallFailures > retries {
-			return outcome{reason: ferryv1.InstallFailedReason, message: fmt.Sprintf("%s: install of chart %s %s failed %d times, retries exhausted; a new chart version or new values try again", what, ch.Name(), item.version, h.Status.InstallFailures)}
+			return outcome{reason: ferryv1.InstallFailedReason, stalled: ferryv1.RetriesExceededReason, message: fmt.Sprintf("%s: install of chart %s %s failed %d times, retries exhausted; a new chart version or new values try again", what, ch.Name(), item.version, h.Status.InstallFailures)}
 		}
 		attempt()
 		in := action.NewInstall(cfg)
@@ -213,7 +234,8 @@ func (r *Reconciler) runHelmRelease(ctx context.Context, p *pass, h *ferryv1.Hel
 			}
 			at := fmt.Sprintf("%s at revision %d, chart %s %s", what, lastRel.Version, ch.Name(), item.version)
 			if failed := failedTests(h, lastRel); failed != "" {
-				return outcome{reason: ferryv1.TestFailedReason, message: at + ": " + failed}
+				// Until the chart version or the values change.
+				return outcome{reason: ferryv1.TestFailedReason, message: at + ": " + failed}.terminal()
 			}
 			return r.checkDrift(ctx, h, lastRel, at, log)
 		}
@@ -228,7 +250,7 @@ func (r *Reconciler) runHelmRelease(ctx context.Context, p *pass, h *ferryv1.Hel
 		}
 	}
 	if !changed && h.Status.UpgradeFailures > retries {
-		return outcome{reason: ferryv1.UpgradeFailedReason, message: fmt.Sprintf("%s: upgrade to chart %s %s failed %d times, retries exhausted; a new chart version or new values try again", what, ch.Name(), item.version, h.Status.UpgradeFailures)}
+		return outcome{reason: ferryv1.UpgradeFailedReason, stalled: ferryv1.RetriesExceededReason, message: fmt.Sprintf("%s: upgrade to chart %s %s failed %d times, retries exhausted; a new chart version or new values try again", what, ch.Name(), item.version, h.Status.UpgradeFailures)}
 	}
 	previous := 0
 	if dep, err := cfg.Releases.Deployed(relName); err == nil {
@@ -264,6 +286,54 @@ func (r *Reconciler) runHelmRelease(ctx context.Context, p *pass, h *ferryv1.Hel
 	h.Status.InstallFailures, h.Status.UpgradeFailures = 0, 0
 	h.Status.LastAppliedRevision = item.version
 	return withTests(r.succeeded(cfg, what, relName, item.version), tested)
+}
+
+// finalize handles a deleted HelmRelease: unless it is suspended, its Helm release is
+// uninstalled (spec.uninstall: keepHistory, disableHooks, timeout). When the uninstall fails,
+// the cleanup fails with UninstallFailed.
+func (hr helmRelease) finalize(ctx context.Context, r *Reconciler, a attempt) cleanup {
+	h := hr.HelmRelease
+	relName, relNS := releaseNames(h)
+	what := fmt.Sprintf("release %s/%s", relNS, relName)
+	if h.Spec.Suspend {
+		return cleanup{reason: ferryv1.FinalizedReason, note: "suspended: " + what + " left installed"}
+	}
+	if out, ok := r.serviceAccountFound(ctx, h.Namespace, h.Spec.ServiceAccountName, ferryv1.UninstallFailedReason); !ok {
+		if out.reason != ferryv1.ServiceAccountNotFoundReason {
+			return cleanup{failed: true, reason: out.reason, note: out.message}
+		}
+		return cleanup{warning: true, reason: out.reason, note: fmt.Sprintf("%s: %s left installed", out.message, what)}
+	}
+	cfg, err := r.helmConfig(h, relNS, a.log)
+	if err != nil {
+		return cleanup{failed: true, reason: ferryv1.UninstallFailedReason, note: err.Error()}
+	}
+	un := action.NewUninstall(cfg)
+	un.IgnoreNotFound = true
+	un.WaitStrategy = kube.HookOnlyStrategy
+	un.DeletionPropagation = string(metav1.DeletePropagationBackground)
+	un.Timeout = a.timeout
+	if u := h.Spec.Uninstall; u != nil {
+		if u.Timeout != nil && u.Timeout.Duration > 0 {
+			un.Timeout = u.Timeout.Duration
+		}
+		un.KeepHistory = u.KeepHistory
+		un.DisableHooks = u.DisableHooks
+	}
+	resp, err := un.Run(relName)
+	if err != nil {
+		return cleanup{failed: true, reason: ferryv1.UninstallFailedReason, note: fmt.Sprintf("uninstall %s of the deleted helmrelease: %v", what, err)}
+	}
+	c := cleanup{reason: ferryv1.FinalizedReason}
+	switch {
+	case resp == nil:
+		c.note = what + " was not installed"
+	case un.KeepHistory:
+		c.note = "uninstalled " + what + ", history kept"
+	default:
+		c.note = "uninstalled " + what
+	}
+	return c
 }
 
 // uninstallFailed uninstalls a release whose install failed, so the next pass can install
@@ -357,36 +427,18 @@ func (r *Reconciler) helmValues(ctx context.Context, h *ferryv1.HelmRelease) (ma
 			key = ferryv1.DefaultValuesKey
 		}
 		where := fmt.Sprintf("valuesFrom %s %s/%s key %s", ref.Kind, h.Namespace, ref.Name, key)
-		nn := types.NamespacedName{Namespace: h.Namespace, Name: ref.Name}
-		var (
-			data  []byte
-			found bool
-		)
-		switch ref.Kind {
-		case "ConfigMap":
-			var cm corev1.ConfigMap
-			if err := r.client.Get(ctx, nn, &cm); err != nil {
-				if apierrors.IsNotFound(err) && ref.Optional {
-					continue
-				}
-				return nil, fmt.Errorf("%s: %w", where, err)
-			}
-			if s, ok := cm.Data[key]; ok {
-				data, found = []byte(s), true
-			} else if b, ok := cm.BinaryData[key]; ok {
-				data, found = b, true
-			}
-		case "Secret":
-			var sec corev1.Secret
-			if err := r.client.Get(ctx, nn, &sec); err != nil {
-				if apierrors.IsNotFound(err) && ref.Optional {
-					continue
-				}
-				return nil, fmt.Errorf("%s: %w", where, err)
-			}
-			data, found = sec.Data[key]
-		default:
-			return nil, fmt.Errorf("%s: kind %q is not supported (ConfigMap or Secret)", where, ref.Kind)
+		d, ok, err := r.lookupRef(ctx, h.Namespace, ref.Kind, ref.Name, ref.Optional)
+		switch {
+		case errors.Is(err, errRefKind):
+			return nil, terminalError{fmt.Errorf("%s: kind %q is not supported (ConfigMap or Secret)", where, ref.Kind)}
+		case err != nil:
+			return nil, fmt.Errorf("%s: %w", where, err)
+		case !ok:
+			continue
+		}
+		data, found := d.data[key]
+		if !found {
+			data, found = d.binary[key]
 		}
 		if !found {
 			if ref.Optional {

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -361,7 +362,14 @@ func TestHelmReleaseTests(t *testing.T) {
 	if err := h.r.ReconcileAll(ctx); err == nil {
 		t.Fatal("ReconcileAll succeeded with fail's retries exhausted")
 	}
-	h.expectHR("fail", false, ferryv1.InstallFailedReason, "", nil, "retries exhausted")
+	hr := h.expectHR("fail", false, ferryv1.InstallFailedReason, "", nil, "retries exhausted")
+	// Exhausted retries are terminal, as in Flux's helm-controller: Stalled, not Reconciling.
+	if c := apimeta.FindStatusCondition(hr.Status.Conditions, "Stalled"); c == nil || c.Status != metav1.ConditionTrue || c.Reason != ferryv1.RetriesExceededReason {
+		t.Fatalf("helmrelease fail: Stalled = %+v, want True %s", c, ferryv1.RetriesExceededReason)
+	}
+	if c := apimeta.FindStatusCondition(hr.Status.Conditions, "Reconciling"); c != nil {
+		t.Fatalf("helmrelease fail: Reconciling = %+v with retries exhausted, want none", c)
+	}
 }
 
 // A failed test after an upgrade is remediated like a failed upgrade: rolled back.

@@ -146,6 +146,12 @@ func (h *helmEnv) expectHR(name string, ready bool, reason, applied string, hist
 	if hr.Status.ObservedGeneration != hr.Generation {
 		h.t.Fatalf("helmrelease %s: observedGeneration %d, generation %d", name, hr.Status.ObservedGeneration, hr.Generation)
 	}
+	// Ready=True stands alone (kstatus Current); Ready=False comes with Reconciling or Stalled.
+	reconciling := apimeta.IsStatusConditionTrue(hr.Status.Conditions, "Reconciling")
+	stalled := apimeta.IsStatusConditionTrue(hr.Status.Conditions, "Stalled")
+	if ready && (reconciling || stalled) || !ready && reconciling == stalled {
+		h.t.Fatalf("helmrelease %s: Ready %s with Reconciling %v and Stalled %v: %+v", name, c.Status, reconciling, stalled, hr.Status.Conditions)
+	}
 	var got []string
 	for _, s := range hr.Status.History {
 		got = append(got, strings.Join([]string{strconv.Itoa(s.Version), s.ChartVersion, s.Status}, ":"))

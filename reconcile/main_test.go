@@ -11,11 +11,13 @@ import (
 	"testing"
 	"time"
 
+	kstatus "github.com/fluxcd/cli-utils/pkg/kstatus/status"
 	"github.com/opencontainers/go-digest"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -231,7 +233,27 @@ func (e *env) expectReady(name, commit string) *ferryv1.Kustomization {
 	if k.Status.ObservedGeneration != k.Generation || c.ObservedGeneration != k.Generation {
 		e.t.Fatalf("kustomization %s: observedGeneration %d (condition %d), generation %d", name, k.Status.ObservedGeneration, c.ObservedGeneration, k.Generation)
 	}
+	e.expectKstatus(name, kstatus.CurrentStatus)
 	return k
+}
+
+// expectKstatus checks what kstatus, as kubectl and Flux's health checks use it, makes of a
+// Kustomization's status: Current when Ready, InProgress while Reconciling, Failed when Stalled.
+func (e *env) expectKstatus(name string, want kstatus.Status) {
+	e.t.Helper()
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(ferryv1.GroupVersion.WithKind(ferryv1.KustomizationKind))
+	if err := e.c.Get(context.Background(), types.NamespacedName{Namespace: e.ns, Name: name}, u); err != nil {
+		e.t.Fatal(err)
+	}
+	res, err := kstatus.Compute(u)
+	if err != nil {
+		e.t.Fatalf("kustomization %s: kstatus: %v", name, err)
+	}
+	if res.Status != want {
+		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+		e.t.Fatalf("kustomization %s: kstatus %s (%s), want %s; conditions %v", name, res.Status, res.Message, want, conds)
+	}
 }
 
 // expectNotReady checks a Kustomization's Ready condition is False with reason and a message

@@ -1,9 +1,14 @@
 package reconcile
 
 import (
+	"context"
+	"fmt"
 	"sort"
 	"strings"
 
+	"github.com/fluxcd/pkg/apis/meta"
+	"github.com/fluxcd/pkg/runtime/conditions"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 
 	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
@@ -26,14 +31,6 @@ func (k objKey) label(selfKind string) string {
 	return k.Kind + " " + k.NamespacedName.String()
 }
 
-func kustomizationKey(k *ferryv1.Kustomization) objKey {
-	return objKey{Kind: ferryv1.KustomizationKind, NamespacedName: types.NamespacedName{Namespace: k.Namespace, Name: k.Name}}
-}
-
-func helmReleaseKey(h *ferryv1.HelmRelease) objKey {
-	return objKey{Kind: ferryv1.HelmReleaseKind, NamespacedName: types.NamespacedName{Namespace: h.Namespace, Name: h.Name}}
-}
-
 // dependencyKeys returns the keys refs name; a dependency's kind defaults to kind and its
 // namespace to ns.
 func dependencyKeys(kind, ns string, refs []ferryv1.DependencyReference) []objKey {
@@ -51,6 +48,47 @@ func dependencyKeys(kind, ns string, refs []ferryv1.DependencyReference) []objKe
 	return out
 }
 
+// dependenciesReady returns "" when every dependency of o is Ready at its current revision,
+// and otherwise says which is not.
+func (r *Reconciler) dependenciesReady(ctx context.Context, p *pass, o subject) string {
+	for _, d := range dependenciesOf(o) {
+		if msg := r.dependencyReady(ctx, p, d, o.kind().name); msg != "" {
+			return msg
+		}
+	}
+	return ""
+}
+
+// dependencyReady returns "" when the object d (of any kind) is Ready at its current
+// generation and at the current revision of its source (the commit of its Git item, or the
+// version of its chart item), and otherwise says why not. selfKind is the dependent's kind:
+// d is named with its kind when that differs.
+func (r *Reconciler) dependencyReady(ctx context.Context, p *pass, d objKey, selfKind string) string {
+	label := d.label(selfKind)
+	dep, ok := p.objects[d]
+	if !ok {
+		k := kindNamed(d.Kind)
+		if k == nil {
+			return fmt.Sprintf("dependency %s: kind %q is not supported", label, d.Kind)
+		}
+		dep = k.new()
+		if err := r.client.Get(ctx, d.NamespacedName, dep.api()); err != nil {
+			if apierrors.IsNotFound(err) {
+				return fmt.Sprintf("dependency %s not found", label)
+			}
+			return fmt.Sprintf("dependency %s: %v", label, err)
+		}
+	}
+	obj, f := dep.api(), dep.fields()
+	if !conditions.IsTrue(obj, meta.ReadyCondition) || *f.observedGeneration != obj.GetGeneration() {
+		return fmt.Sprintf("dependency %s is not ready", label)
+	}
+	if rev, ok := dep.sourceRevision(ctx, p); ok && *f.lastAppliedRevision != rev {
+		return fmt.Sprintf("dependency %s is at revision %q, not yet at %s", label, *f.lastAppliedRevision, rev)
+	}
+	return ""
+}
+
 // plan orders Kustomizations so that each comes after its dependencies, and finds the cycles.
 // Kustomizations that depend on nothing among themselves keep namespace/name order. cycles maps
 // each member of a cycle to the cycle, written "ns/a -> ns/b -> ns/a".
@@ -58,9 +96,9 @@ func plan(ks []*ferryv1.Kustomization) (order []*ferryv1.Kustomization, cycles m
 	byKey := map[objKey]*ferryv1.Kustomization{}
 	deps := map[objKey][]objKey{}
 	for _, k := range ks {
-		key := kustomizationKey(k)
+		key := keyOf(kustomization{k})
 		byKey[key] = k
-		deps[key] = dependencyKeys(ferryv1.KustomizationKind, k.Namespace, k.Spec.DependsOn)
+		deps[key] = dependenciesOf(kustomization{k})
 	}
 	keys, c := planGraph(deps)
 	for _, key := range keys {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	kstatus "github.com/fluxcd/cli-utils/pkg/kstatus/status"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -113,6 +114,9 @@ func TestDependencyCycle(t *testing.T) {
 	e.expectNotReady("kx", ferryv1.DependencyCycleReason, cycle)
 	e.expectNotReady("ky", ferryv1.DependencyCycleReason, cycle)
 	e.expectNotReady("kz", ferryv1.DependencyNotReadyReason, e.ns+"/kx")
+	// A cycle is terminal (Stalled); a dependency not ready is retried (Reconciling).
+	e.expectKstatus("kx", kstatus.FailedStatus)
+	e.expectKstatus("kz", kstatus.InProgressStatus)
 	if _, ok := e.configMap("default", "cycle-x"); ok {
 		t.Fatal("a member of a cycle applied its objects")
 	}

@@ -5,25 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
-	"github.com/fluxcd/cli-utils/pkg/object"
 	"github.com/fluxcd/pkg/ssa"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	apimeta "k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
 	"github.com/ferry-gitops/ferry/cache"
@@ -155,17 +147,16 @@ func New(cfg *rest.Config, cacheDir string, o Options) (*Reconciler, error) {
 // Client returns the reconciler's Kubernetes client.
 func (r *Reconciler) Client() client.Client { return r.client }
 
-// pass is what one reconciliation sees: one snapshot of the cache (and its record), every
-// Kustomization and every HelmRelease.
+// pass is what one reconciliation sees: one snapshot of the cache (and its record), and every object of every kind
+// (Kustomizations, HelmReleases).
 type pass struct {
-	cache        *cache.Snapshot
-	record       *cache.Record
-	byKey        map[types.NamespacedName]*ferryv1.Kustomization
-	helmReleases map[types.NamespacedName]*ferryv1.HelmRelease
-	order        []objKey
-	cycles       map[objKey]string
-	sources      map[string]*source    // by item name
-	charts       map[string]*chartItem // by item name
+	cache   *cache.Snapshot
+	record  *cache.Record
+	objects map[objKey]subject
+	order   []objKey
+	cycles  map[objKey]string
+	sources map[string]*source    // by item name
+	charts  map[string]*chartItem // by item name
 	// force makes every object due; ran holds the objects reconciled so far in the pass.
 	force bool
 	ran   map[objKey]bool
@@ -199,34 +190,24 @@ func (r *Reconciler) newPass(ctx context.Context) (*pass, error) {
 // newPassOf starts a pass over the snapshot c.
 func (r *Reconciler) newPassOf(ctx context.Context, c *cache.Snapshot) (*pass, error) {
 	rec := c.Record()
-	var list ferryv1.KustomizationList
-	if err := r.client.List(ctx, &list); err != nil {
-		return nil, fmt.Errorf("list kustomizations: %w", err)
-	}
-	var hrs ferryv1.HelmReleaseList
-	if err := r.client.List(ctx, &hrs); err != nil {
-		return nil, fmt.Errorf("list helmreleases: %w", err)
-	}
 	p := &pass{
 		cache: c, record: rec,
-		byKey:        map[types.NamespacedName]*ferryv1.Kustomization{},
-		helmReleases: map[types.NamespacedName]*ferryv1.HelmRelease{},
-		sources:      map[string]*source{},
-		charts:       map[string]*chartItem{},
-		ran:          map[objKey]bool{},
+		objects: map[objKey]subject{},
+		sources: map[string]*source{},
+		charts:  map[string]*chartItem{},
+		ran:     map[objKey]bool{},
 	}
 	deps := map[objKey][]objKey{}
-	for i := range list.Items {
-		k := &list.Items[i]
-		key := kustomizationKey(k)
-		p.byKey[key.NamespacedName] = k
-		deps[key] = dependencyKeys(ferryv1.KustomizationKind, k.Namespace, k.Spec.DependsOn)
-	}
-	for i := range hrs.Items {
-		h := &hrs.Items[i]
-		key := helmReleaseKey(h)
-		p.helmReleases[key.NamespacedName] = h
-		deps[key] = dependencyKeys(ferryv1.HelmReleaseKind, h.Namespace, h.Spec.DependsOn)
+	for _, k := range kinds {
+		objs, err := k.list(ctx, r.client)
+		if err != nil {
+			return nil, fmt.Errorf("list %ss: %w", k.label, err)
+		}
+		for _, o := range objs {
+			key := keyOf(o)
+			p.objects[key] = o
+			deps[key] = dependenciesOf(o)
+		}
 	}
 	p.order, p.cycles = planGraph(deps)
 	return p, nil
@@ -282,13 +263,7 @@ func (r *Reconciler) reconcileAll(ctx context.Context, force bool) error {
 		if !p.deleted(key) {
 			continue
 		}
-		switch key.Kind {
-		case ferryv1.KustomizationKind:
-			err = r.reconcile(ctx, p, p.byKey[key.NamespacedName])
-		case ferryv1.HelmReleaseKind:
-			err = r.reconcileHelmRelease(ctx, p, p.helmReleases[key.NamespacedName])
-		}
-		if err != nil {
+		if err := r.runObject(ctx, p, p.objects[key]); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -301,13 +276,7 @@ func (r *Reconciler) reconcileAll(ctx context.Context, force bool) error {
 			continue
 		}
 		r.log.Debug("due", "kind", key.Kind, "object", key.NamespacedName.String(), "why", why)
-		switch key.Kind {
-		case ferryv1.KustomizationKind:
-			err = r.reconcile(ctx, p, p.byKey[key.NamespacedName])
-		case ferryv1.HelmReleaseKind:
-			err = r.reconcileHelmRelease(ctx, p, p.helmReleases[key.NamespacedName])
-		}
-		if err != nil {
+		if err := r.runObject(ctx, p, p.objects[key]); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -317,394 +286,18 @@ func (r *Reconciler) reconcileAll(ctx context.Context, force bool) error {
 // Reconcile reconciles one Kustomization; its dependencies must already be Ready.
 // ReconcileHelmRelease does the same for a HelmRelease.
 func (r *Reconciler) Reconcile(ctx context.Context, key types.NamespacedName) error {
+	return r.reconcileOne(ctx, objKey{Kind: ferryv1.KustomizationKind, NamespacedName: key})
+}
+
+// reconcileOne reconciles the object named key in a pass of its own.
+func (r *Reconciler) reconcileOne(ctx context.Context, key objKey) error {
 	p, err := r.newPass(ctx)
 	if err != nil {
 		return err
 	}
-	k, ok := p.byKey[key]
+	o, ok := p.objects[key]
 	if !ok {
-		return fmt.Errorf("kustomization %s: not found", key)
+		return fmt.Errorf("%s %s: not found", kindNamed(key.Kind).label, key.NamespacedName)
 	}
-	return r.reconcile(ctx, p, k)
-}
-
-// outcome is the Ready condition a reconciliation ends with.
-type outcome struct {
-	ready   bool
-	reason  string
-	message string
-	// event, when set, is the note of the success Event in place of message.
-	event string
-	// drift counts objects put back although their desired state was unchanged.
-	drift int
-}
-
-// report passes one reconciliation's outcome to Options.OnResult.
-func (r *Reconciler) report(kind string, obj client.Object, revision string, start time.Time, out outcome) {
-	if r.onResult == nil {
-		return
-	}
-	r.onResult(Result{
-		Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(),
-		Duration: time.Since(start),
-		Ready:    out.ready, Reason: out.reason, Message: out.message,
-		Revision:       revision,
-		DriftCorrected: out.drift,
-	})
-}
-
-func (r *Reconciler) reconcile(ctx context.Context, p *pass, k *ferryv1.Kustomization) error {
-	return r.reconcileObject(ctx, p, kustomizationKey(k), k, k.Spec.Suspend,
-		statusRefs{&k.Status.Conditions, &k.Status.ObservedGeneration, &k.Status.LastHandledReconcileAt, &k.Status.LastAppliedRevision},
-		func(log *slog.Logger) error { return r.finalizeKustomization(ctx, k, log) },
-		func(log *slog.Logger) outcome { return r.run(ctx, p, k, log) })
-}
-
-// statusRefs points at the status fields Kustomizations and HelmReleases share.
-type statusRefs struct {
-	conditions             *[]metav1.Condition
-	observedGeneration     *int64
-	lastHandledReconcileAt *string
-	lastAppliedRevision    *string
-}
-
-// reconcileObject is what reconciling a Kustomization and a HelmRelease have in common: finalize
-// it when deleted, skip it when suspended, add the finalizer, run, and write the outcome as its
-// status (Ready, observedGeneration, lastHandledReconcileAt), an Event, a log line and a Result.
-func (r *Reconciler) reconcileObject(ctx context.Context, p *pass, key objKey, obj client.Object, suspended bool, st statusRefs,
-	finalize func(*slog.Logger) error, run func(*slog.Logger) outcome) error {
-	kind := strings.ToLower(key.Kind)
-	name := obj.GetNamespace() + "/" + obj.GetName()
-	log := r.log.With(kind, name)
-	if !obj.GetDeletionTimestamp().IsZero() {
-		return finalize(log)
-	}
-	if suspended {
-		log.Info("suspended, skipped")
-		return nil
-	}
-	if err := r.addFinalizer(ctx, obj); err != nil {
-		return fmt.Errorf("%s %s: add finalizer: %w", kind, name, err)
-	}
-	defer r.ran(p, key)
-	orig := obj.DeepCopyObject().(client.Object)
-	start := time.Now()
-	out := run(log)
-	r.report(key.Kind, obj, *st.lastAppliedRevision, start, out)
-	*st.observedGeneration = obj.GetGeneration()
-	if v, ok := requestedAt(obj); ok {
-		*st.lastHandledReconcileAt = v
-	}
-	status := metav1.ConditionFalse
-	if out.ready {
-		status = metav1.ConditionTrue
-	}
-	apimeta.SetStatusCondition(st.conditions, metav1.Condition{
-		Type:               ferryv1.ReadyCondition,
-		Status:             status,
-		ObservedGeneration: obj.GetGeneration(),
-		Reason:             out.reason,
-		Message:            truncate(out.message, 32000),
-	})
-	r.recordEvent(obj, out)
-	if err := r.client.Status().Patch(ctx, obj, client.MergeFrom(orig)); err != nil {
-		return fmt.Errorf("%s %s: write status: %w", kind, name, err)
-	}
-	if out.ready {
-		log.Info("applied", "revision", *st.lastAppliedRevision)
-		return nil
-	}
-	log.Warn("not ready", "reason", out.reason, "message", out.message)
-	return fmt.Errorf("%s %s: %s: %s", kind, name, out.reason, out.message)
-}
-
-// run does one reconciliation and updates k's status fields but its Ready condition.
-func (r *Reconciler) run(ctx context.Context, p *pass, k *ferryv1.Kustomization, log *slog.Logger) outcome {
-	if c, ok := p.cycles[kustomizationKey(k)]; ok {
-		return outcome{reason: ferryv1.DependencyCycleReason, message: "dependency cycle: " + c}
-	}
-	if k.Spec.SourceRef.Kind != ferryv1.GitSourceKind {
-		return outcome{reason: ferryv1.SourceNotFoundReason, message: fmt.Sprintf("source kind %q is not supported (only %s)", k.Spec.SourceRef.Kind, ferryv1.GitSourceKind)}
-	}
-	src, err := p.source(ctx, k.Spec.SourceRef.Name)
-	if err != nil {
-		reason := ferryv1.BuildFailedReason
-		if errors.Is(err, errSourceNotFound) {
-			reason = ferryv1.SourceNotFoundReason
-		}
-		return outcome{reason: reason, message: fmt.Sprintf("%s %s: %v", ferryv1.GitSourceKind, k.Spec.SourceRef.Name, err)}
-	}
-	k.Status.LastAttemptedRevision = src.commit
-	if msg := r.dependenciesReady(ctx, p, k); msg != "" {
-		return outcome{reason: ferryv1.DependencyNotReadyReason, message: msg}
-	}
-	if out, ok := r.serviceAccountExists(ctx, k); !ok {
-		return out
-	}
-
-	timeout := defaultTimeout
-	if k.Spec.Timeout != nil && k.Spec.Timeout.Duration > 0 {
-		timeout = k.Spec.Timeout.Duration
-	} else if k.Spec.Interval.Duration > 0 {
-		timeout = k.Spec.Interval.Duration
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-
-	fsys := filesys.MakeFsInMemory()
-	if err := src.extract(ctx, p.cache, fsys, srcRoot); err != nil {
-		return outcome{reason: ferryv1.BuildFailedReason, message: fmt.Sprintf("revision %s: extract %s: %v", src.commit, k.Spec.SourceRef.Name, err)}
-	}
-	var vars map[string]string
-	if k.Spec.PostBuild != nil {
-		if vars, err = r.substitutionVars(ctx, k); err != nil {
-			return outcome{reason: ferryv1.BuildFailedReason, message: fmt.Sprintf("revision %s: postBuild: %v", src.commit, err)}
-		}
-	}
-	objs, err := build(fsys, k.Spec.Path, overlayOf(k), vars)
-	if err != nil {
-		return outcome{reason: ferryv1.BuildFailedReason, message: fmt.Sprintf("revision %s: %v", src.commit, err)}
-	}
-	r.manager.SetOwnerLabels(objs, k.Name, k.Namespace)
-
-	mgr, err := r.managerFor(k)
-	if err != nil {
-		return outcome{reason: ferryv1.ApplyFailedReason, message: fmt.Sprintf("revision %s: %v", src.commit, err)}
-	}
-	if err := r.dryRun(ctx, mgr.Client(), k, objs); err != nil {
-		return outcome{reason: ferryv1.ApplyFailedReason, message: fmt.Sprintf("revision %s: nothing applied: %v", src.commit, err)}
-	}
-
-	opts := ssa.DefaultApplyOptions()
-	opts.WaitTimeout = timeout
-	cs, applyErr := mgr.ApplyAllStaged(ctx, objs, opts)
-	applied := inventoryOf(cs)
-	old := k.Status.Inventory
-	if applyErr != nil {
-		// Keep tracking what was applied before and what this attempt applied.
-		k.Status.Inventory = mergeInventories(old, applied)
-		return outcome{reason: ferryv1.ApplyFailedReason, message: fmt.Sprintf("revision %s: %v", src.commit, applyErr)}
-	}
-	k.Status.Inventory = applied
-	pruned := 0
-	if k.Spec.Prune {
-		stale, err := staleObjects(old, applied)
-		if err != nil {
-			return outcome{reason: ferryv1.ApplyFailedReason, message: fmt.Sprintf("revision %s: prune: %v", src.commit, err)}
-		}
-		if len(stale) > 0 {
-			del := ssa.DefaultDeleteOptions()
-			del.Inclusions = r.manager.GetOwnerLabels(k.Name, k.Namespace)
-			pcs, err := mgr.DeleteAll(ctx, stale, del)
-			if err != nil {
-				k.Status.Inventory = mergeInventories(old, applied)
-				return outcome{reason: ferryv1.ApplyFailedReason, message: fmt.Sprintf("revision %s: prune: %v", src.commit, err)}
-			}
-			for _, e := range pcs.Entries {
-				log.Info("pruned", "object", e.Subject, "action", string(e.Action))
-				if e.Action == ssa.DeletedAction {
-					pruned++
-				}
-			}
-		}
-	}
-	if k.Spec.Wait {
-		wo := ssa.WaitOptions{Interval: 2 * time.Second, Timeout: timeout}
-		if err := mgr.WaitForSetWithContext(ctx, cs.ToObjMetadataSet(), wo); err != nil {
-			return outcome{reason: ferryv1.HealthCheckFailedReason, message: fmt.Sprintf("revision %s: %v", src.commit, err)}
-		}
-	}
-	if len(k.Spec.HealthChecks) > 0 {
-		if msg := r.healthCheck(ctx, mgr, k, timeout); msg != "" {
-			return outcome{reason: ferryv1.HealthCheckFailedReason, message: fmt.Sprintf("revision %s: %s", src.commit, msg)}
-		}
-	}
-	unchanged := k.Status.LastAppliedRevision == src.commit && k.Status.ObservedGeneration == k.Generation
-	k.Status.LastAppliedRevision = src.commit
-	created, configured := 0, 0
-	for _, e := range cs.Entries {
-		switch e.Action {
-		case ssa.CreatedAction:
-			created++
-		case ssa.ConfiguredAction:
-			configured++
-		}
-	}
-	drift := 0
-	if unchanged {
-		drift = created + configured // the source did not move: whatever changed was changed in the cluster
-	}
-	return outcome{
-		ready:   true,
-		drift:   drift,
-		reason:  ferryv1.ReconciliationSucceededReason,
-		message: "Applied revision: " + src.commit,
-		event:   fmt.Sprintf("Applied revision: %s: %d created, %d configured, %d pruned", src.commit, created, configured, pruned),
-	}
-}
-
-// dependenciesReady returns "" when every dependency of k is Ready at its current revision,
-// and otherwise says which is not.
-func (r *Reconciler) dependenciesReady(ctx context.Context, p *pass, k *ferryv1.Kustomization) string {
-	for _, d := range dependencyKeys(ferryv1.KustomizationKind, k.Namespace, k.Spec.DependsOn) {
-		if msg := r.dependencyReady(ctx, p, d, ferryv1.KustomizationKind); msg != "" {
-			return msg
-		}
-	}
-	return ""
-}
-
-// dependencyReady returns "" when the Kustomization or HelmRelease d is Ready at its current
-// generation and at the current revision of its source (the commit of its Git item, or the
-// version of its chart item), and otherwise says why not. selfKind is the dependent's kind:
-// d is named with its kind when that differs.
-func (r *Reconciler) dependencyReady(ctx context.Context, p *pass, d objKey, selfKind string) string {
-	label := d.label(selfKind)
-	var (
-		obj     client.Object
-		conds   *[]metav1.Condition
-		applied *string
-		current func() (string, bool)
-	)
-	switch d.Kind {
-	case ferryv1.KustomizationKind:
-		dep, ok := p.byKey[d.NamespacedName]
-		if !ok {
-			dep = &ferryv1.Kustomization{}
-		}
-		obj, conds, applied = dep, &dep.Status.Conditions, &dep.Status.LastAppliedRevision
-		current = func() (string, bool) {
-			if dep.Spec.SourceRef.Kind != ferryv1.GitSourceKind {
-				return "", false
-			}
-			src, err := p.source(ctx, dep.Spec.SourceRef.Name)
-			if err != nil {
-				return "", false
-			}
-			return src.commit, true
-		}
-		if ok {
-			break
-		}
-		if msg := r.getDependency(ctx, d, label, dep); msg != "" {
-			return msg
-		}
-	case ferryv1.HelmReleaseKind:
-		dep, ok := p.helmReleases[d.NamespacedName]
-		if !ok {
-			dep = &ferryv1.HelmRelease{}
-		}
-		obj, conds, applied = dep, &dep.Status.Conditions, &dep.Status.LastAppliedRevision
-		current = func() (string, bool) {
-			ch, err := p.chart(ctx, dep.Spec.Chart.Name)
-			if err != nil {
-				return "", false
-			}
-			return ch.version, true
-		}
-		if ok {
-			break
-		}
-		if msg := r.getDependency(ctx, d, label, dep); msg != "" {
-			return msg
-		}
-	default:
-		return fmt.Sprintf("dependency %s: kind %q is not supported", label, d.Kind)
-	}
-	ready := apimeta.FindStatusCondition(*conds, ferryv1.ReadyCondition)
-	if ready == nil || ready.Status != metav1.ConditionTrue || observedGeneration(obj) != obj.GetGeneration() {
-		return fmt.Sprintf("dependency %s is not ready", label)
-	}
-	if rev, ok := current(); ok && *applied != rev {
-		return fmt.Sprintf("dependency %s is at revision %q, not yet at %s", label, *applied, rev)
-	}
-	return ""
-}
-
-// getDependency reads a dependency the pass did not list into obj; it returns "" on success.
-func (r *Reconciler) getDependency(ctx context.Context, d objKey, label string, obj client.Object) string {
-	if err := r.client.Get(ctx, d.NamespacedName, obj); err != nil {
-		if apierrors.IsNotFound(err) {
-			return fmt.Sprintf("dependency %s not found", label)
-		}
-		return fmt.Sprintf("dependency %s: %v", label, err)
-	}
-	return ""
-}
-
-// observedGeneration returns the status.observedGeneration of a Kustomization or HelmRelease.
-func observedGeneration(obj client.Object) int64 {
-	switch o := obj.(type) {
-	case *ferryv1.Kustomization:
-		return o.Status.ObservedGeneration
-	case *ferryv1.HelmRelease:
-		return o.Status.ObservedGeneration
-	}
-	return -1
-}
-
-// inventoryOf lists a change set's objects as inventory entries, sorted by id.
-func inventoryOf(cs *ssa.ChangeSet) *ferryv1.ResourceInventory {
-	inv := &ferryv1.ResourceInventory{Entries: []ferryv1.ResourceRef{}}
-	if cs == nil {
-		return inv
-	}
-	for _, e := range cs.Entries {
-		inv.Entries = append(inv.Entries, ferryv1.ResourceRef{ID: e.ObjMetadata.String(), Version: e.GroupVersion})
-	}
-	sort.Slice(inv.Entries, func(i, j int) bool { return inv.Entries[i].ID < inv.Entries[j].ID })
-	return inv
-}
-
-// mergeInventories returns the union of two inventories; b's version wins.
-func mergeInventories(a, b *ferryv1.ResourceInventory) *ferryv1.ResourceInventory {
-	byID := map[string]string{}
-	if a != nil {
-		for _, e := range a.Entries {
-			byID[e.ID] = e.Version
-		}
-	}
-	for _, e := range b.Entries {
-		byID[e.ID] = e.Version
-	}
-	out := &ferryv1.ResourceInventory{Entries: []ferryv1.ResourceRef{}}
-	for id, v := range byID {
-		out.Entries = append(out.Entries, ferryv1.ResourceRef{ID: id, Version: v})
-	}
-	sort.Slice(out.Entries, func(i, j int) bool { return out.Entries[i].ID < out.Entries[j].ID })
-	return out
-}
-
-// staleObjects returns the objects of old that current lacks, as objects to delete.
-func staleObjects(old, current *ferryv1.ResourceInventory) ([]*unstructured.Unstructured, error) {
-	if old == nil {
-		return nil, nil
-	}
-	keep := map[string]bool{}
-	for _, e := range current.Entries {
-		keep[e.ID] = true
-	}
-	var out []*unstructured.Unstructured
-	for _, e := range old.Entries {
-		if keep[e.ID] {
-			continue
-		}
-		m, err := object.ParseObjMetadata(e.ID)
-		if err != nil {
-			return nil, fmt.Errorf("inventory entry %q: %w", e.ID, err)
-		}
-		u := &unstructured.Unstructured{}
-		u.SetGroupVersionKind(m.GroupKind.WithVersion(e.Version))
-		u.SetNamespace(m.Namespace)
-		u.SetName(m.Name)
-		out = append(out, u)
-	}
-	return out, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
+	return r.runObject(ctx, p, o)
 }

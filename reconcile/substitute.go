@@ -2,12 +2,11 @@ package reconcile
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 
 	"github.com/drone/envsubst"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/kustomize/api/resource"
 	"sigs.k8s.io/yaml"
@@ -33,28 +32,17 @@ func (r *Reconciler) substitutionVars(ctx context.Context, k *ferryv1.Kustomizat
 	}
 	for _, ref := range pb.SubstituteFrom {
 		key := types.NamespacedName{Namespace: k.Namespace, Name: ref.Name}
-		var err error
-		switch ref.Kind {
-		case "ConfigMap":
-			var cm corev1.ConfigMap
-			if err = r.client.Get(ctx, key, &cm); err == nil {
-				maps.Copy(vars, cm.Data)
-			}
-		case "Secret":
-			var s corev1.Secret
-			if err = r.client.Get(ctx, key, &s); err == nil {
-				for n, v := range s.Data {
-					vars[n] = string(v)
-				}
-			}
-		default:
-			return nil, fmt.Errorf("substituteFrom %s %s: kind must be ConfigMap or Secret", ref.Kind, key)
-		}
-		if apierrors.IsNotFound(err) && ref.Optional {
+		d, ok, err := r.lookupRef(ctx, k.Namespace, ref.Kind, ref.Name, ref.Optional)
+		switch {
+		case errors.Is(err, errRefKind):
+			return nil, terminalError{fmt.Errorf("substituteFrom %s %s: %w", ref.Kind, key, err)}
+		case err != nil:
+			return nil, fmt.Errorf("substituteFrom %s %s: %w", ref.Kind, key, err)
+		case !ok:
 			continue
 		}
-		if err != nil {
-			return nil, fmt.Errorf("substituteFrom %s %s: %w", ref.Kind, key, err)
+		for n, v := range d.data { // a ConfigMap's binaryData is not substituted
+			vars[n] = string(v)
 		}
 	}
 	maps.Copy(vars, pb.Substitute)

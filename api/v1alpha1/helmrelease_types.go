@@ -33,6 +33,9 @@ const (
 	// DriftDetectedReason: the Warning Event recorded when, with driftDetection mode warn,
 	// objects of the release differ from its manifest (they are left as they are).
 	DriftDetectedReason = "DriftDetected"
+	// RetriesExceededReason: the reason of Stalled=True when the install or upgrade
+	// remediation retries are exhausted (as Flux's helm-controller); Ready says which.
+	RetriesExceededReason = "RetriesExceeded"
 )
 
 // Modes of spec.driftDetection.
@@ -193,7 +196,7 @@ type HelmRollback struct {
 type HelmReleaseStatus struct {
 	// ObservedGeneration is the generation of the spec last reconciled.
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Conditions holds Ready.
+	// Conditions holds Ready, and Reconciling or Stalled while they are True (kstatus).
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 	// LastAppliedRevision is the chart version last installed or upgraded to successfully.
 	LastAppliedRevision string `json:"lastAppliedRevision,omitempty"`

@@ -148,7 +148,7 @@ type DependencyReference struct {
 type KustomizationStatus struct {
 	// ObservedGeneration is the generation of the spec last reconciled.
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Conditions holds Ready.
+	// Conditions holds Ready, and Reconciling or Stalled while they are True (kstatus).
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 	// LastAppliedRevision is the commit last applied successfully.
 	LastAppliedRevision string `json:"lastAppliedRevision,omitempty"`
