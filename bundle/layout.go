@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -137,20 +138,26 @@ func (l *Layout) WriteIndex(data []byte) error {
 
 // writeFileSync writes a file through a synced temporary file and a rename, then syncs the folder.
 func writeFileSync(path string, data []byte) error {
+	return WriteFileAtomic(path, bytes.NewReader(data))
+}
+
+// WriteFileAtomic writes what r yields to path through a hidden temporary file in the same
+// folder (".tmp-…", which a drop directory ignores), synced and renamed into place once r
+// ended, then syncs the folder: path never holds a partial file, and a crash leaves the old one.
+func WriteFileAtomic(path string, r io.Reader) error {
 	tmp, err := tempFile(filepath.Dir(path))
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
+	_, err = io.Copy(tmp, r)
+	if err == nil {
+		err = tmp.Sync()
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
-	if err := tmp.Close(); err != nil {
+	if err != nil {
 		return err
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {

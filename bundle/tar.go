@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
 )
 
@@ -43,30 +41,6 @@ func WriteTar(ctx context.Context, w io.Writer, dir string, opts ...ReadOption) 
 		return nil, fmt.Errorf("finish tar: %w", err)
 	}
 	return res, nil
-}
-
-// WriteTarFile writes the bundle in dir as a tar file at path: through a temporary file in the
-// same folder, synced, then renamed, so path never holds a partial tar.
-func WriteTarFile(ctx context.Context, dir, path string, opts ...ReadOption) (*Result, error) {
-	tmp, err := tempFile(filepath.Dir(path))
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(tmp.Name())
-	res, err := WriteTar(ctx, tmp, dir, opts...)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("tar %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return nil, err
-	}
-	return res, syncDir(filepath.Dir(path))
 }
 
 func tarHeader(name string, typ byte, size int64) *tar.Header {

@@ -214,43 +214,14 @@ func writeStreams(ctx context.Context, layoutDir string, sinks []*sink, ropts []
 	return res, nil
 }
 
-// writeTarFile writes the tar r yields at path: through a temporary file in the same folder,
-// synced, then renamed once r ended, so path never holds a partial tar.
+// writeTarFile writes the tar r yields at path with bundle.WriteFileAtomic, so path never
+// holds a partial tar.
 func writeTarFile(r io.Reader, path string) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".tmp-*") // hidden: a drop directory ignores it
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	err = tmp.Chmod(0o644)
-	if err == nil {
-		_, err = io.Copy(tmp, r)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := bundle.WriteFileAtomic(path, r); err != nil {
 		return fmt.Errorf("tar %s: %w", path, err)
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }
