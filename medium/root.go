@@ -42,25 +42,8 @@ func readRoot(ctx context.Context, loc Location, o *options, t *ioErrors) (*Root
 	var out RootInfo
 	switch loc.kind {
 	case KindLayout, KindTar:
-		fi, err := os.Stat(loc.path)
-		if err != nil {
-			return nil, err
-		}
-		if fi.IsDir() {
-			root, err := os.OpenRoot(loc.path)
-			if err != nil {
-				return nil, err
-			}
-			defer root.Close()
-			_, err = bundle.ReadFiles(ctx, layoutFiles{root, t}, rootOptions(lim, &out)...)
-			return rootOutcome(ctx, &out, err, t)
-		}
-		f, err := os.Open(loc.path)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		_, err = bundle.ReadTar(ctx, trackedReader{f, t}, rootOptions(lim, &out)...)
+		// The same read as Read's, stopped by rootOptions' visitor once the root arrived.
+		_, err := read(ctx, loc, o, t, rootOptions(lim, &out))
 		return rootOutcome(ctx, &out, err, t)
 	case KindParts:
 		root, err := os.OpenRoot(loc.path)
