@@ -17,6 +17,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
+	"oras.land/oras-go/v2/content"
 )
 
 // Media type and annotation of cosign's tag-based signatures.
@@ -96,12 +97,9 @@ func readAll(ctx context.Context, f Fetcher, d ocispec.Descriptor) ([]byte, erro
 		return nil, err
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, maxSignatureObject+1))
+	b, err := content.ReadAll(rc, d) // reads at most d.Size bytes, checked above, and verifies them
 	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) != d.Size || digest.FromBytes(b) != d.Digest {
-		return nil, fmt.Errorf("%s does not match its descriptor", d.Digest)
+		return nil, fmt.Errorf("%s does not match its descriptor: %w", d.Digest, err)
 	}
 	return b, nil
 }
