@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -175,7 +176,7 @@ func planGraph(deps map[objKey][]objKey) (order []objKey, cycles map[objKey]stri
 
 	cycles = map[objKey]string{}
 	for _, comp := range comps {
-		self := len(comp) == 1 && contains(edges[comp[0]], comp[0])
+		self := len(comp) == 1 && slices.Contains(edges[comp[0]], comp[0])
 		if len(comp) > 1 || self {
 			desc := describeCycle(comp, edges)
 			for _, m := range comp {
@@ -237,13 +238,4 @@ func describeCycle(comp []objKey, edges map[objKey][]objKey) string {
 		cur = nxt
 	}
 	return strings.Join(path, " -> ")
-}
-
-func contains(keys []objKey, k objKey) bool {
-	for _, x := range keys {
-		if x == k {
-			return true
-		}
-	}
-	return false
 }

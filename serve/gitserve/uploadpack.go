@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -213,7 +214,7 @@ func (s *Server) uploadPack(w http.ResponseWriter, r *http.Request, rp *repo) {
 	switch {
 	case shallow:
 		err = s.sendShallow(w, st, req)
-	case len(req.Haves) == 0 && contains(req.Wants, rp.commit) && req.Capabilities.Supports(capability.OFSDelta):
+	case len(req.Haves) == 0 && slices.Contains(req.Wants, rp.commit) && req.Capabilities.Supports(capability.OFSDelta):
 		err = sendStoredPack(w, rp.pack)
 	default:
 		err = s.sendFromSession(r.Context(), w, st, rp.name, req)
@@ -260,15 +261,6 @@ func (s *Server) checkRequest(st storer.EncodedObjectStorer, req *uploadRequest)
 // writeErr sends an ERR pkt-line, which git shows as "remote error: …".
 func writeErr(w io.Writer, err error) {
 	pktline.NewEncoder(w).Encodef("ERR upload-pack: %s\n", err)
-}
-
-func contains(hs []plumbing.Hash, h plumbing.Hash) bool {
-	for _, x := range hs {
-		if x == h {
-			return true
-		}
-	}
-	return false
 }
 
 // sendStoredPack answers a whole clone: the stored pack holds exactly every object reachable
