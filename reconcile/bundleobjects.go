@@ -280,15 +280,7 @@ func (b *bundleObjects) run(ctx context.Context, c *cache.Snapshot) error {
 	if err != nil {
 		return b.fail(ferryv1.ApplyFailedReason, "inventory configmap %s/%s: %v", b.cm.Namespace, b.cm.Name, err)
 	}
-	created, configured := 0, 0
-	for _, e := range cs.Entries {
-		switch e.Action {
-		case ssa.CreatedAction:
-			created++
-		case ssa.ConfiguredAction:
-			configured++
-		}
-	}
+	created, configured := changeCounts(cs)
 	note := fmt.Sprintf("Applied bundle %d: %d created, %d configured, %d pruned", b.rec.Sequence, created, configured, pruned)
 	if b.item != nil {
 		note = fmt.Sprintf("Applied bundle %d item %s revision %s: %d created, %d configured, %d pruned", b.rec.Sequence, b.item.Name, b.revision, created, configured, pruned)

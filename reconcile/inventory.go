@@ -72,3 +72,16 @@ func staleObjects(old, current *ferryv1.ResourceInventory) ([]*unstructured.Unst
 	}
 	return out, nil
 }
+
+// changeCounts counts the objects an apply created and those it configured (changed).
+func changeCounts(cs *ssa.ChangeSet) (created, configured int) {
+	for _, e := range cs.Entries {
+		switch e.Action {
+		case ssa.CreatedAction:
+			created++
+		case ssa.ConfiguredAction:
+			configured++
+		}
+	}
+	return created, configured
+}

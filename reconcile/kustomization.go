@@ -157,15 +157,7 @@ func (k kustomization) reconcile(ctx context.Context, r *Reconciler, a attempt) 
 	}
 	unchanged := k.Status.LastAppliedRevision == src.commit && k.Status.ObservedGeneration == k.Generation
 	k.Status.LastAppliedRevision = src.commit
-	created, configured := 0, 0
-	for _, e := range cs.Entries {
-		switch e.Action {
-		case ssa.CreatedAction:
-			created++
-		case ssa.ConfiguredAction:
-			configured++
-		}
-	}
+	created, configured := changeCounts(cs)
 	drift := 0
 	if unchanged {
 		drift = created + configured // the source did not move: whatever changed was changed in the cluster
