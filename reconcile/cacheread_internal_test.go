@@ -74,20 +74,7 @@ func TestReadsFromTheCacheAreVerified(t *testing.T) {
 	}
 	for _, r := range reads {
 		t.Run(r.name, func(t *testing.T) {
-			dir := t.TempDir()
-			c, err := cache.Open(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			read := func(opts ...bundle.ReadOption) (*bundle.Result, error) { return bundle.ReadLayout(ctx, f.Dir, opts...) }
-			if _, err := c.Import(ctx, read, policy); err != nil {
-				t.Fatal(err)
-			}
-			snap, err := c.Snapshot()
-			if err != nil {
-				t.Fatal(err)
-			}
+			dir, snap := f.Imported(t, policy)
 			blob := r.blob
 			if err := r.read(snap); errors.Is(err, cache.ErrDamaged) || r.intact != (err == nil) {
 				t.Fatalf("intact: %v", err)

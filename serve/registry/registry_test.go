@@ -16,7 +16,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ferry-gitops/ferry/bundle"
-	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/internal/testbundle"
 	"github.com/ferry-gitops/ferry/serve/registry"
 	"github.com/ferry-gitops/ferry/verify"
@@ -48,20 +47,7 @@ func serveBundle(t *testing.T) *served {
 	f.Bundle.Items = append(f.Bundle.Items, bundle.Item{Name: "big", Kind: bundle.KindImage, Source: "registry.example/big:1", Revision: string(m.Digest), Descriptor: m})
 	f.Write(t, s.Sign)
 
-	dir := t.TempDir()
-	c, err := cache.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	read := func(opts ...bundle.ReadOption) (*bundle.Result, error) { return bundle.ReadLayout(ctx, f.Dir, opts...) }
-	if _, err := c.Import(ctx, read, policy); err != nil {
-		t.Fatal(err)
-	}
-	snap, err := c.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, snap := f.Imported(t, policy)
 	srv, err := registry.New(ctx, snap, nil)
 	if err != nil {
 		t.Fatal(err)
