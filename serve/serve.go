@@ -1,13 +1,10 @@
 package serve
 
 import (
-	"bufio"
 	"crypto/subtle"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -29,29 +26,6 @@ type Options struct {
 	// MaxRequestBytes bounds a request's body (default 10 MiB): reads need little.
 	MaxRequestBytes int64
 	Logger          *slog.Logger
-}
-
-// LoadHTPasswd reads bcrypt entries ("user:$2y$…") from an htpasswd file.
-func LoadHTPasswd(path string) (map[string][]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	users := map[string][]byte{}
-	s := bufio.NewScanner(f)
-	for n := 1; s.Scan(); n++ {
-		line := strings.TrimSpace(s.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		user, hash, ok := strings.Cut(line, ":")
-		if !ok || !strings.HasPrefix(hash, "$2") {
-			return nil, fmt.Errorf("%s:%d: want user:bcrypt-hash (htpasswd -B)", path, n)
-		}
-		users[user] = []byte(hash)
-	}
-	return users, s.Err()
 }
 
 // Handler wraps next with authentication, per-client rate limits, a request size limit and one

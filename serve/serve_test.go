@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/ferry-gitops/ferry/internal/authfile"
 	"github.com/ferry-gitops/ferry/serve"
 )
 
@@ -17,10 +18,11 @@ func TestHandlerAuthLimits(t *testing.T) {
 	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
 	os.WriteFile(htpasswd, []byte("# nodes\nnode:"+string(hash)+"\n"), 0o600)
-	users, err := serve.LoadHTPasswd(htpasswd)
+	creds, err := authfile.Load(htpasswd, "")
 	if err != nil {
 		t.Fatal(err)
 	}
+	users := creds.BasicAuth
 	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("served")) })
 	h := serve.Handler(ok, serve.Options{BasicAuth: users, BearerTokens: []string{"tok-123"}, RatePerSecond: 1, Burst: 3, MaxRequestBytes: 16})
 

@@ -3,6 +3,7 @@
 package authfile
 
 import (
+	"bufio"
 	"fmt"
 	"maps"
 	"os"
@@ -10,8 +11,6 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/bcrypt"
-
-	"github.com/ferry-gitops/ferry/serve"
 )
 
 // Which file an error concerns.
@@ -45,7 +44,7 @@ func (e *Error) Unwrap() error { return e.Err }
 func Load(htpasswd, bearerTokens string) (Credentials, error) {
 	var c Credentials
 	if htpasswd != "" {
-		users, err := serve.LoadHTPasswd(htpasswd)
+		users, err := loadHTPasswd(htpasswd)
 		if err != nil {
 			return c, &Error{HTPasswd, err}
 		}
@@ -69,4 +68,27 @@ func Load(htpasswd, bearerTokens string) (Credentials, error) {
 		}
 	}
 	return c, nil
+}
+
+// loadHTPasswd reads bcrypt entries ("user:$2y$…") from an htpasswd file.
+func loadHTPasswd(path string) (map[string][]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	users := map[string][]byte{}
+	s := bufio.NewScanner(f)
+	for n := 1; s.Scan(); n++ {
+		line := strings.TrimSpace(s.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		user, hash, ok := strings.Cut(line, ":")
+		if !ok || !strings.HasPrefix(hash, "$2") {
+			return nil, fmt.Errorf("%s:%d: want user:bcrypt-hash (htpasswd -B)", path, n)
+		}
+		users[user] = []byte(hash)
+	}
+	return users, s.Err()
 }
