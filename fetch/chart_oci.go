@@ -53,7 +53,8 @@ func chartFromOCI(ctx context.Context, dst Store, src spec.Chart, o *Options) (_
 		return chartResult{}, err
 	}
 	r.PlainHTTP = o.plainHTTP(r.Reference.Registry)
-	r.Client = &auth.Client{Client: retry.DefaultClient, Cache: auth.NewCache(), Credential: chartRegistryCredential()}
+	limitRepository(r)
+	r.Client = &auth.Client{Client: &http.Client{Transport: retry.NewTransport(upstreamTransport())}, Cache: auth.NewCache(), Credential: chartRegistryCredential()}
 	defer func() { err = chartAuthHint(err, r.Reference.Registry) }()
 
 	desc, tag, err := chartResolveTag(ctx, r, src.Version)
@@ -111,7 +112,7 @@ func chartResolveTag(ctx context.Context, r *remote.Repository, want string) (oc
 	}
 	byVersion := map[string]string{}
 	var versions []string
-	err := r.Tags(ctx, "", func(tags []string) error {
+	err := listTags(ctx, r, func(tags []string) {
 		for _, t := range tags {
 			v := strings.ReplaceAll(t, "_", "+")
 			if _, dup := byVersion[v]; !dup {
@@ -119,7 +120,6 @@ func chartResolveTag(ctx context.Context, r *remote.Repository, want string) (oc
 				versions = append(versions, v)
 			}
 		}
-		return nil
 	})
 	if err != nil {
 		return ocispec.Descriptor{}, "", fmt.Errorf("list tags: %w", err)
