@@ -39,6 +39,7 @@ func Git(ctx context.Context, dst Store, src spec.Git, o *Options) (bundle.Item,
 	if err := s.setURL(); err != nil {
 		return bundle.Item{}, err
 	}
+	defer s.close()
 	if err := s.clone(ctx); err != nil {
 		return bundle.Item{}, err
 	}

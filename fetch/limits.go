@@ -205,21 +205,20 @@ func redactUnparsed(raw string) string {
 	return scheme + "://" + host
 }
 
-// scrubError returns err with every secret in its text replaced: libraries quote the URLs
-// they were given, credentials and all.
-func scrubError(err error, secrets ...string) error {
+// scrubError returns err with its text rewritten by the old, new pairs (a URL with its
+// credentials, then the URL shown instead): libraries quote the URLs they were given.
+func scrubError(err error, oldnew ...string) error {
 	if err == nil {
 		return nil
 	}
-	msg := err.Error()
-	changed := false
-	for _, s := range secrets {
-		if s != "" && strings.Contains(msg, s) {
-			msg = strings.ReplaceAll(msg, s, "REDACTED")
-			changed = true
+	var pairs []string
+	for i := 0; i+1 < len(oldnew); i += 2 {
+		if oldnew[i] != "" && oldnew[i] != oldnew[i+1] {
+			pairs = append(pairs, oldnew[i], oldnew[i+1])
 		}
 	}
-	if !changed {
+	msg := strings.NewReplacer(pairs...).Replace(err.Error())
+	if msg == err.Error() {
 		return err
 	}
 	return &scrubbed{msg: msg, err: err}

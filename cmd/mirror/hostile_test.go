@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferry-gitops/ferry/internal/testenv"
+)
+
+// hostileRun is what one `mirror pack` against a hostile upstream did.
+type hostileRun struct {
+	err  error
+	took time.Duration
+	// peak is the largest heap the process held while pack ran, sampled every 10 ms.
+	peak uint64
+	out  string
+}
+
+// packHostile runs `mirror pack` on a spec (the YAML after the header) with a 60 s bound, the
+// way an operator runs it, and measures its time and peak heap.
+func packHostile(t *testing.T, specBody string, args ...string) hostileRun {
+	t.Helper()
+	dir := t.TempDir()
+	specPath := filepath.Join(dir, "ferry.yaml")
+	if err := os.WriteFile(specPath, []byte("apiVersion: ferry.dev/v1alpha1\nkind: Mirror\n"+specBody), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	var (
+		peak uint64
+		mu   sync.Mutex
+	)
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			var m runtime.MemStats
+			runtime.ReadMemStats(&m)
+			mu.Lock()
+			if m.HeapAlloc > base.HeapAlloc && m.HeapAlloc-base.HeapAlloc > peak {
+				peak = m.HeapAlloc - base.HeapAlloc
+			}
+			mu.Unlock()
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	cmd := packCommand()
+	var out, errOut bytes.Buffer
+	cmd.SetArgs(append([]string{"-f", specPath, "--out", filepath.Join(dir, "bundle")}, args...))
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	start := time.Now()
+	err := cmd.ExecuteContext(ctx)
+	took := time.Since(start)
+	close(stop)
+	<-sampled
+	if _, statErr := os.Stat(filepath.Join(dir, "bundle", "index.json")); err != nil && statErr == nil {
+		t.Errorf("a refused pack left an index.json in its output folder")
+	}
+	return hostileRun{err: err, took: took, peak: peak, out: out.String() + errOut.String()}
+}
+
+// refused checks that pack failed within the bound, in bounded memory, with an error naming
+// the source and each of want.
+func (r hostileRun) refused(t *testing.T, maxTook time.Duration, maxHeap uint64, want ...string) {
+	t.Helper()
+	if r.err == nil {
+		t.Fatalf("mirror pack accepted a hostile upstream:\n%s", r.out)
+	}
+	t.Logf("refused in %s, heap peak %d MiB: %v", r.took.Round(time.Millisecond), r.peak>>20, r.err)
+	for _, w := range want {
+		if !strings.Contains(r.err.Error(), w) {
+			t.Errorf("error does not say %q:\n%v", w, r.err)
+		}
+	}
+	if r.took > maxTook {
+		t.Errorf("refused after %s, want within %s", r.took, maxTook)
+	}
+	if r.peak > maxHeap {
+		t.Errorf("heap peaked at %d MiB, want at most %d MiB", r.peak>>20, maxHeap>>20)
+	}
+}
+
+// gitPlumb runs git in dir with input on stdin and returns its trimmed output.
+func gitPlumb(t *testing.T, dir, input string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Stdin = strings.NewReader(input)
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=bomb", "GIT_AUTHOR_EMAIL=b@example.com", "GIT_COMMITTER_NAME=bomb", "GIT_COMMITTER_EMAIL=b@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// gitBomb creates a bare repository name.git under root whose one commit (on main) is a
+// "git bomb": one blob, a tree naming it ten times, and nine levels of trees each naming the
+// level below ten times. A few KiB of objects; checked out, 10^10 files.
+func gitBomb(t *testing.T, root, name string) {
+	t.Helper()
+	bare := filepath.Join(root, name+".git")
+	gitPlumb(t, root, "", "init", "--quiet", "--bare", "--initial-branch=main", bare)
+	blob := gitPlumb(t, bare, "kind: ConfigMap\n", "hash-object", "-w", "--stdin")
+	var lines strings.Builder
+	for i := range 10 {
+		fmt.Fprintf(&lines, "100644 blob %s\tf%d.yaml\n", blob, i)
+	}
+	tree := gitPlumb(t, bare, lines.String(), "mktree")
+	for range 9 {
+		lines.Reset()
+		for i := range 10 {
+			fmt.Fprintf(&lines, "040000 tree %s\td%d\n", tree, i)
+		}
+		tree = gitPlumb(t, bare, lines.String(), "mktree")
+	}
+	commit := gitPlumb(t, bare, "", "commit-tree", tree, "-m", "bomb")
+	gitPlumb(t, bare, "", "update-ref", "refs/heads/main", commit)
+}
+
+// A Git server serving a git bomb (smart HTTP through git http-backend): pack refuses the
+// source on the tree limit after walking at most that many entries, within seconds, instead
+// of expanding 10^10 files.
+func TestPackRefusesGitBomb(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	git := testenv.NewGitServer(t)
+	gitBomb(t, git.Root, "bomb")
+	r := packHostile(t, "git:\n  - name: bomb\n    url: "+git.RepoURL("bomb")+"\n    ref: {branch: main}\n")
+	r.refused(t, 20*time.Second, 256<<20, "git bomb", git.RepoURL("bomb"), "more than 100000 entries", "MaxTreeEntries")
+}
+
+// A Git server whose ref advertisement never ends: pack stops reading it at GitMaxRefsSize
+// and refuses the source, in bounded memory.
+func TestPackRefusesEndlessGitRefs(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-git-upload-pack-advertisement")
+		fmt.Fprintf(w, "001e# service=git-upload-pack\n0000")
+		first := strings.Repeat("1", 40) + " refs/heads/main\x00ofs-delta side-band-64k\n"
+		fmt.Fprintf(w, "%04x%s", 4+len(first), first)
+		line := fmt.Sprintf("%04x%s refs/heads/b", 4+40+1+len("refs/heads/b")+8+1, strings.Repeat("1", 40))
+		for i := 0; r.Context().Err() == nil; i++ {
+			if _, err := fmt.Fprintf(w, "%s%08d\n", line, i); err != nil {
+				return
+			}
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	url := "http://" + ln.Addr().String() + "/endless.git"
+	r := packHostile(t, "git:\n  - name: endless\n    url: "+url+"\n    ref: {branch: main}\n")
+	r.refused(t, 30*time.Second, 512<<20, "git endless", url, "GitMaxRefsSize")
+}
