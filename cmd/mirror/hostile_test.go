@@ -178,3 +178,86 @@ func TestPackRefusesEndlessGitRefs(t *testing.T) {
 	r := packHostile(t, "git:\n  - name: endless\n    url: "+url+"\n    ref: {branch: main}\n")
 	r.refused(t, 30*time.Second, 512<<20, "git endless", url, "GitMaxRefsSize")
 }
+
+// loopback serves h on a loopback port of its own and returns its host:port.
+func loopback(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// A Helm repository whose index.yaml never ends, and one whose index.yaml announces a size
+// past the limit: pack reads neither past the index limit and refuses the chart.
+func TestPackRefusesEndlessHelmIndex(t *testing.T) {
+	endless := loopback(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "apiVersion: v1\nentries:\n")
+		line := []byte("# " + strings.Repeat("x", 1021) + "\n")
+		for r.Context().Err() == nil {
+			if _, err := w.Write(line); err != nil {
+				return
+			}
+		}
+	}))
+	r := packHostile(t, "charts:\n  - name: app\n    repository: http://"+endless+"\n    version: 1.0.0\n")
+	r.refused(t, 30*time.Second, 256<<20, "chart app (http://"+endless+"/app)", "index.yaml is over the 33554432 byte limit")
+
+	huge := loopback(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1099511627776")
+		w.WriteHeader(http.StatusOK)
+		w.Write([]byte("apiVersion: v1\n"))
+	}))
+	r = packHostile(t, "charts:\n  - name: app\n    repository: http://"+huge+"\n    version: 1.0.0\n")
+	r.refused(t, 10*time.Second, 64<<20, "chart app (http://"+huge+"/app)", "index.yaml is 1099511627776 bytes, over the 33554432 byte limit")
+}
+
+// A Helm repository whose index.yaml sends the download to another host: pack refuses it
+// without a request to that host, unless the chart's allowedHosts lists it.
+func TestPackRefusesHelmDownloadElsewhere(t *testing.T) {
+	charts := testenv.NewHelmRepo(t)
+	if _, err := charts.AddChart("app", "1.0.0", map[string]string{"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu       sync.Mutex
+		requests int
+	)
+	files := http.FileServer(http.Dir(charts.Dir))
+	other := loopback(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests++
+		mu.Unlock()
+		files.ServeHTTP(w, r)
+	}))
+	index, err := os.ReadFile(filepath.Join(charts.Dir, "index.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	index = bytes.ReplaceAll(index, []byte(charts.URL), []byte("http://"+other))
+	repoHost := loopback(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/index.yaml" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(index)
+	}))
+	chart := "charts:\n  - name: app\n    repository: http://" + repoHost + "\n    version: 1.0.0\n"
+	r := packHostile(t, chart)
+	r.refused(t, 10*time.Second, 128<<20, "chart app (http://"+repoHost+"/app)", "index.yaml sends the download to http://"+other+"/app-1.0.0.tgz", "not the repository's host", "allowedHosts")
+	if requests != 0 {
+		t.Fatalf("pack sent %d requests to the host index.yaml named", requests)
+	}
+
+	// Allowed by the spec, the same download is carried.
+	if r := packHostile(t, chart+"    allowedHosts: ["+other+"]\n"); r.err != nil {
+		t.Fatalf("pack with allowedHosts: %v\n%s", r.err, r.out)
+	}
+	if requests == 0 {
+		t.Fatal("pack with allowedHosts did not download the chart")
+	}
+}
