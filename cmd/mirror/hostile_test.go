@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/ferry-gitops/ferry/internal/testenv"
 )
 
@@ -259,5 +261,119 @@ func TestPackRefusesHelmDownloadElsewhere(t *testing.T) {
 	}
 	if requests == 0 {
 		t.Fatal("pack with allowedHosts did not download the chart")
+	}
+}
+
+// hostileRegistry is a registry of the test's own for repository "app": /v2/ answers, the
+// tag list is served by tags, manifests and blobs from blobs (by digest; a manifest also by
+// the tag "1.0.0"), and a blob handler in slow takes over that digest's download.
+type hostileRegistry struct {
+	tags     http.HandlerFunc
+	manifest []byte
+	blobs    map[string][]byte
+	slow     map[string]http.HandlerFunc
+}
+
+func (h *hostileRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	switch {
+	case p == "/v2/" || p == "/v2":
+		w.WriteHeader(http.StatusOK)
+	case p == "/v2/app/tags/list" && h.tags != nil:
+		h.tags(w, r)
+	case strings.HasPrefix(p, "/v2/app/manifests/"):
+		ref := strings.TrimPrefix(p, "/v2/app/manifests/")
+		d := digestOf(h.manifest)
+		if ref != "1.0.0" && ref != d {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+		w.Header().Set("Docker-Content-Digest", d)
+		w.Header().Set("Content-Length", fmt.Sprint(len(h.manifest)))
+		if r.Method != http.MethodHead {
+			w.Write(h.manifest)
+		}
+	case strings.HasPrefix(p, "/v2/app/blobs/"):
+		d := strings.TrimPrefix(p, "/v2/app/blobs/")
+		if s, ok := h.slow[d]; ok {
+			s(w, r)
+			return
+		}
+		b, ok := h.blobs[d]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+		w.Write(b)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func digestOf(b []byte) string {
+	return digest.FromBytes(b).String()
+}
+
+// imageManifest returns a manifest with a real config and one layer descriptor of the given
+// digest and size, and the config's bytes.
+func imageManifest(layer string, size int64) (manifest, config []byte) {
+	config = []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
+	manifest = fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":%q,"size":%d}]}`,
+		digestOf(config), len(config), layer, size)
+	return manifest, config
+}
+
+// A registry whose tag list's Link header points back at the same page: pack follows it at
+// most the page limit and refuses the image, naming the listing limit.
+func TestPackRefusesEndlessTagList(t *testing.T) {
+	host := loopback(t, &hostileRegistry{tags: func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Link", `</v2/app/tags/list?n=1&last=1.0.0>; rel="next"`)
+		fmt.Fprint(w, `{"name":"app","tags":["1.0.0"]}`)
+	}})
+	r := packHostile(t, "images:\n  - name: app\n    image: "+host+"/app\n    semver: '>=1.0.0'\n", "--plain-http", host)
+	r.refused(t, 30*time.Second, 128<<20, "image app ("+host+"/app)", "tag listing exceeded 1000 pages", "listing limit", "Link header")
+}
+
+// A registry serving an image whose layer claims a size past the bundle's blob limit and
+// whose download never ends: pack refuses the layer from its descriptor without a request
+// for it. A layer within the limit that trickles forever is stopped by the source's timeout.
+func TestPackRefusesEndlessBlob(t *testing.T) {
+	endless := digest.FromString("endless").String()
+	var (
+		mu       sync.Mutex
+		requests int
+	)
+	trickle := func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests++
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+		chunk := make([]byte, 1024)
+		for r.Context().Err() == nil {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	manifest, config := imageManifest(endless, 1<<50)
+	reg := &hostileRegistry{manifest: manifest, blobs: map[string][]byte{digestOf(config): config}, slow: map[string]http.HandlerFunc{endless: trickle}}
+	host := loopback(t, reg)
+	r := packHostile(t, "images:\n  - name: app\n    image: "+host+"/app\n    tag: 1.0.0\n", "--plain-http", host)
+	r.refused(t, 10*time.Second, 128<<20, "image app ("+host+"/app)", "blob "+endless+" of 1125899906842624 bytes is over the 68719476736 byte blob limit", "MaxBlobSize")
+	if requests != 0 {
+		t.Fatalf("pack requested the oversized blob %d times", requests)
+	}
+
+	// Within the limits, the trickle is cut off by the source's timeout.
+	reg.manifest, _ = imageManifest(endless, 1<<30)
+	r = packHostile(t, "images:\n  - name: app\n    image: "+host+"/app\n    tag: 1.0.0\n    timeout: 2s\n", "--plain-http", host)
+	r.refused(t, 15*time.Second, 128<<20, "image app: not fetched within its timeout of 2s", "raise the source's timeout")
+	if requests == 0 {
+		t.Fatal("the trickling blob was never requested")
 	}
 }
