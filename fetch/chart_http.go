@@ -338,9 +338,10 @@ func chartPushBlob(ctx context.Context, dst Store, d ocispec.Descriptor, data []
 func chartTransport(ctx context.Context) *http.Transport {
 	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
-		DisableCompression:  true,
-		TLSHandshakeTimeout: 10 * time.Second,
+		Proxy:                 http.ProxyFromEnvironment,
+		DisableCompression:    true,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: time.Minute,
 		DialContext: func(dctx context.Context, network, addr string) (net.Conn, error) {
 			dctx, cancel := context.WithCancel(dctx)
 			defer cancel()

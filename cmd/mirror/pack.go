@@ -34,7 +34,9 @@ func packCommand() *cobra.Command {
 		Short: "Pull every source of a spec and pack them into one signed bundle",
 		Long: `pack reads a mirror spec (ferry.yaml), resolves each Git ref, chart version range and
 image tag policy to an exact revision, copies the content byte for byte with upstream
-signatures, and writes one bundle signed with your cosign key.
+signatures, and writes one bundle signed with your cosign key. Every source is bounded by its
+timeout (default 15m) and by the bundle's size limits, checked while it is fetched: an upstream
+past one is refused with an error naming the source and the limit (docs/spec.md).
 
 The bundle is built as a directory (--out, or a temporary folder) and then written to every
 other output asked for: a tar file (--tar), its parts (--tar with --split), an S3 bucket (--s3)
