@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -53,8 +54,13 @@ type chartResult struct {
 	manifest ocispec.Descriptor
 }
 
-// chartSource returns the repository URL joined with the chart's name, without credentials.
+// chartSource returns the repository URL joined with the chart's name, without credentials:
+// no user information and no query (where tokens are passed).
 func chartSource(src spec.Chart) string {
+	if u, err := url.Parse(src.Repository); err == nil {
+		u.User, u.RawQuery, u.ForceQuery = nil, "", false
+		return strings.TrimSuffix(u.String(), "/") + "/" + src.ChartName()
+	}
 	return strings.TrimSuffix(chartRedactURL(src.Repository), "/") + "/" + src.ChartName()
 }
 

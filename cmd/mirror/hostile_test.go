@@ -377,3 +377,72 @@ func TestPackRefusesEndlessBlob(t *testing.T) {
 		t.Fatal("the trickling blob was never requested")
 	}
 }
+
+// Tokens in source URLs (user information, query values) appear nowhere: not in the bundle
+// pack writes, not in its log, not in its errors.
+func TestPackKeepsURLTokensOut(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	const secret = "hunter2secret"
+	charts := testenv.NewHelmRepo(t)
+	if _, err := charts.AddChart("app", "1.0.0", map[string]string{"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	git := testenv.NewGitServer(t)
+	if _, err := git.CreateRepo(context.Background(), "platform", map[string]string{"apps/cm.yaml": "kind: ConfigMap\n"}); err != nil {
+		t.Fatal(err)
+	}
+	gitURL := strings.Replace(git.RepoURL("platform"), "http://", "http://ferry:"+secret+"@", 1)
+	dir := t.TempDir()
+	specPath := filepath.Join(dir, "ferry.yaml")
+	body := "apiVersion: ferry.dev/v1alpha1\nkind: Mirror\ncharts:\n  - name: app\n    repository: " + charts.URL + "/?token=" + secret + "\n    version: 1.0.0\n" +
+		"git:\n  - name: platform\n    url: " + gitURL + "\n    ref: {branch: main}\n"
+	if err := os.WriteFile(specPath, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "bundle")
+	cmd := packCommand()
+	var stdout, stderr bytes.Buffer
+	cmd.SetArgs([]string{"-f", specPath, "--out", out, "--verbose", "--output", "json"})
+	cmd.SetOut(&stdout)
+	cmd.SetErr(&stderr)
+	cmd.Flags().Bool("verbose", true, "")
+	if err := cmd.ExecuteContext(context.Background()); err != nil {
+		t.Fatalf("mirror pack: %v\n%s", err, stderr.String())
+	}
+	if strings.Contains(stdout.String()+stderr.String(), secret) {
+		t.Fatalf("pack's output shows the token:\n%s\n%s", stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "chart resolved") {
+		t.Fatalf("the log is not at info level, so it proves nothing:\n%s", stderr.String())
+	}
+	files := 0
+	err := filepath.WalkDir(out, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		files++
+		if bytes.Contains(b, []byte(secret)) {
+			t.Errorf("%s holds the token", p)
+		}
+		return nil
+	})
+	if err != nil || files < 10 {
+		t.Fatalf("walk %s: %v (%d files)", out, err, files)
+	}
+
+	// Errors too: a source that fails names its URL without the token.
+	for _, src := range []string{
+		"git:\n  - name: gone\n    url: http://ferry:" + secret + "@127.0.0.1:1/x.git?token=" + secret + "\n    ref: {branch: main}\n",
+		"charts:\n  - name: gone\n    repository: http://ferry:" + secret + "@127.0.0.1:1/charts?token=" + secret + "\n    version: 1.0.0\n",
+	} {
+		r := packHostile(t, src)
+		r.refused(t, 20*time.Second, 64<<20, "gone (http://127.0.0.1:1/", "connection refused")
+		if strings.Contains(r.err.Error()+r.out, secret) {
+			t.Fatalf("the error shows the token: %v\n%s", r.err, r.out)
+		}
+	}
+}
