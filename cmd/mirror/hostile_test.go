@@ -268,6 +268,8 @@ func TestPackRefusesHelmDownloadElsewhere(t *testing.T) {
 // tag list is served by tags, manifests and blobs from blobs (by digest; a manifest also by
 // the tag "1.0.0"), and a blob handler in slow takes over that digest's download.
 type hostileRegistry struct {
+	// repo is the repository served (default "app").
+	repo     string
 	tags     http.HandlerFunc
 	manifest []byte
 	blobs    map[string][]byte
@@ -275,7 +277,11 @@ type hostileRegistry struct {
 }
 
 func (h *hostileRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	p := r.URL.Path
+	repo := h.repo
+	if repo == "" {
+		repo = "app"
+	}
+	p := strings.Replace(r.URL.Path, "/v2/"+repo+"/", "/v2/app/", 1)
 	switch {
 	case p == "/v2/" || p == "/v2":
 		w.WriteHeader(http.StatusOK)
@@ -444,5 +450,59 @@ func TestPackKeepsURLTokensOut(t *testing.T) {
 		if strings.Contains(r.err.Error()+r.out, secret) {
 			t.Fatalf("the error shows the token: %v\n%s", r.err, r.out)
 		}
+	}
+}
+
+// An OCI chart whose manifest lists another layer (of any size, never ending) or names a
+// subject: pack carries only a chart's config, archive and provenance, so it refuses both
+// without requesting what they name.
+func TestPackRefusesChartWithForeignContent(t *testing.T) {
+	charts := testenv.NewHelmRepo(t)
+	tgzPath, err := charts.AddChart("app", "1.0.0", map[string]string{"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tgz, err := os.ReadFile(tgzPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := []byte(`{"name":"app","version":"1.0.0","apiVersion":"v2"}`)
+	endless := digest.FromString("endless").String()
+	var (
+		mu       sync.Mutex
+		requests int
+	)
+	reg := &hostileRegistry{repo: "charts/app", blobs: map[string][]byte{digestOf(config): config, digestOf(tgz): tgz},
+		slow: map[string]http.HandlerFunc{endless: func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			requests++
+			mu.Unlock()
+			for r.Context().Err() == nil {
+				if _, err := w.Write(make([]byte, 1024)); err != nil {
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}}}
+	host := loopback(t, reg)
+	head := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.cncf.helm.config.v1+json","digest":%q,"size":%d},"layers":[{"mediaType":"application/vnd.cncf.helm.chart.content.v1.tar+gzip","digest":%q,"size":%d}`,
+		digestOf(config), len(config), digestOf(tgz), len(tgz))
+	chart := "charts:\n  - name: app\n    repository: oci://" + host + "/charts\n    version: 1.0.0\n"
+
+	reg.manifest = fmt.Appendf(nil, `%s,{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}]}`, head, endless, 1<<30)
+	r := packHostile(t, chart, "--plain-http", host)
+	r.refused(t, 10*time.Second, 128<<20, "chart app (oci://"+host+"/charts/app)", "layer "+endless, "is not a chart's", "carries only its own layers")
+
+	reg.manifest = fmt.Appendf(nil, `%s],"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":%q,"size":%d}}`, head, endless, 1<<20)
+	r = packHostile(t, chart, "--plain-http", host)
+	r.refused(t, 10*time.Second, 128<<20, "chart app (oci://"+host+"/charts/app)", "names a subject "+endless)
+	if requests != 0 {
+		t.Fatalf("pack requested what the chart manifest named %d times", requests)
+	}
+
+	// The same chart without them is carried.
+	reg.manifest = fmt.Appendf(nil, `%s]}`, head)
+	if r := packHostile(t, chart, "--plain-http", host); r.err != nil {
+		t.Fatalf("pack of a plain OCI chart: %v\n%s", r.err, r.out)
 	}
 }
