@@ -28,6 +28,8 @@ type Options struct {
 	// Limits are the bundle limits fetched content is held to (zero fields: the defaults,
 	// the limits sync applies).
 	Limits bundle.Limits
+	// GitMaxFetchSize bounds the bytes one Git source's server may send (0: GitMaxFetchSize).
+	GitMaxFetchSize int64
 }
 
 func (o *Options) plainHTTP(host string) bool {

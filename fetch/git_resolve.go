@@ -43,6 +43,8 @@ var gitCommitRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
 type gitSource struct {
 	spec.Git
 	log *slog.Logger
+	// maxFetch bounds the bytes the server may send.
+	maxFetch int64
 	// dial is the URL go-git is given: src.URL without HTTP credentials.
 	dial string
 	// redacted is src.URL without userinfo or query values: what logs, errors and the bundle show.
@@ -145,7 +147,7 @@ func (s *gitSource) clone(ctx context.Context) error {
 	s.tmp = tmp
 	s.store = filesystem.NewStorage(osfs.New(tmp), cache.NewObjectLRUDefault())
 	gitInstallTransport()
-	ctx = gitWireContext(ctx, &gitWire{max: GitMaxFetchSize})
+	ctx = gitWireContext(ctx, &gitWire{max: s.maxFetch})
 	remote := git.NewRemote(s.store, &config.RemoteConfig{Name: "origin", URLs: []string{s.dial}})
 	refs, err := remote.ListContext(ctx, &git.ListOptions{Auth: s.auth, PeelingOption: git.AppendPeeled})
 	if errors.Is(err, transport.ErrEmptyRemoteRepository) {
