@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -505,4 +506,46 @@ func TestPackRefusesChartWithForeignContent(t *testing.T) {
 	if r := packHostile(t, chart, "--plain-http", host); r.err != nil {
 		t.Fatalf("pack of a plain OCI chart: %v\n%s", r.err, r.out)
 	}
+}
+
+// A Helm repository whose chart archive announces a size past the chart limit, and one whose
+// archive never ends: pack refuses both at bundle.MaxChartSize, the limit sync applies.
+func TestPackRefusesHugeChartArchive(t *testing.T) {
+	charts := testenv.NewHelmRepo(t)
+	if _, err := charts.AddChart("app", "1.0.0", map[string]string{"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	index, err := os.ReadFile(filepath.Join(charts.Dir, "index.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var announce atomic.Bool
+	announce.Store(true)
+	var host string
+	host = loopback(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/index.yaml":
+			w.Write(bytes.ReplaceAll(index, []byte(charts.URL), []byte("http://"+host)))
+		case "/app-1.0.0.tgz":
+			if announce.Load() {
+				w.Header().Set("Content-Length", "1099511627776")
+				w.WriteHeader(http.StatusOK)
+				return
+			}
+			chunk := make([]byte, 64<<10)
+			for r.Context().Err() == nil {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	chart := "charts:\n  - name: app\n    repository: http://" + host + "\n    version: 1.0.0\n"
+	r := packHostile(t, chart)
+	r.refused(t, 10*time.Second, 64<<20, "chart app (http://"+host+"/app)", "is 1099511627776 bytes, over the 67108864 byte limit", "MaxChartSize")
+	announce.Store(false)
+	r = packHostile(t, chart)
+	r.refused(t, 30*time.Second, 384<<20, "chart app (http://"+host+"/app)", "is over the 67108864 byte limit", "MaxChartSize")
 }
