@@ -270,11 +270,13 @@ func TestPackRefusesHelmDownloadElsewhere(t *testing.T) {
 // the tag "1.0.0"), and a blob handler in slow takes over that digest's download.
 type hostileRegistry struct {
 	// repo is the repository served (default "app").
-	repo     string
-	tags     http.HandlerFunc
-	manifest []byte
-	blobs    map[string][]byte
-	slow     map[string]http.HandlerFunc
+	repo string
+	tags http.HandlerFunc
+	// referrers serves the referrers API (default: 404, no such API).
+	referrers http.HandlerFunc
+	manifest  []byte
+	blobs     map[string][]byte
+	slow      map[string]http.HandlerFunc
 }
 
 func (h *hostileRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -288,6 +290,8 @@ func (h *hostileRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 	case p == "/v2/app/tags/list" && h.tags != nil:
 		h.tags(w, r)
+	case strings.HasPrefix(p, "/v2/app/referrers/") && h.referrers != nil:
+		h.referrers(w, r)
 	case strings.HasPrefix(p, "/v2/app/manifests/"):
 		ref := strings.TrimPrefix(p, "/v2/app/manifests/")
 		d := digestOf(h.manifest)
@@ -548,4 +552,20 @@ func TestPackRefusesHugeChartArchive(t *testing.T) {
 	announce.Store(false)
 	r = packHostile(t, chart)
 	r.refused(t, 30*time.Second, 384<<20, "chart app (http://"+host+"/app)", "is over the 67108864 byte limit", "MaxChartSize")
+}
+
+// A registry whose referrers listing's Link header points back at the same page: pack stops
+// at the page limit and refuses the image.
+func TestPackRefusesEndlessReferrers(t *testing.T) {
+	layer := []byte("layer")
+	manifest, config := imageManifest(digestOf(layer), int64(len(layer)))
+	reg := &hostileRegistry{manifest: manifest, blobs: map[string][]byte{digestOf(config): config, digestOf(layer): layer},
+		referrers: func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/vnd.oci.image.index.v1+json")
+			w.Header().Set("Link", "<"+r.URL.Path+">; rel=\"next\"")
+			fmt.Fprint(w, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`)
+		}}
+	host := loopback(t, reg)
+	r := packHostile(t, "images:\n  - name: app\n    image: "+host+"/app\n    tag: 1.0.0\n", "--plain-http", host)
+	r.refused(t, 30*time.Second, 128<<20, "image app ("+host+"/app)", "list referrers of "+digestOf(manifest), "exceeded 1000 pages", "listing limit")
 }
