@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -22,6 +23,8 @@ import (
 // byte limit, with an error naming the source and the limit, in bounded memory.
 func TestGitRefusesEndlessPack(t *testing.T) {
 	t.Setenv("HOME", t.TempDir())
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
 	commit := strings.Repeat("1", 40)
 	pkt := func(s string) string { return fmt.Sprintf("%04x%s", 4+len(s), s) }
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -92,6 +95,9 @@ func TestGitRefusesEndlessPack(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not say %q: %v", want, err)
 		}
+	}
+	if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
+		t.Errorf("the fetch left %d entries in its temporary folder (%v)", len(left), err)
 	}
 	if took > 20*time.Second {
 		t.Errorf("refused after %s", took)

@@ -216,8 +216,11 @@ func (s *gitSource) clone(ctx context.Context) error {
 	return nil
 }
 
-// close removes the fetched objects.
+// close closes the store's open packfiles and removes the fetched objects.
 func (s *gitSource) close() {
+	if c, ok := s.store.(interface{ Close() error }); ok {
+		c.Close()
+	}
 	if s.tmp != "" {
 		os.RemoveAll(s.tmp)
 	}
