@@ -142,6 +142,10 @@ func gitBomb(t *testing.T, root, name string) {
 	}
 	commit := gitPlumb(t, bare, "", "commit-tree", tree, "-m", "bomb")
 	gitPlumb(t, bare, "", "update-ref", "refs/heads/main", commit)
+	// Branch "beside": the bomb under bomb/, and a folder apps/ beside it.
+	apps := gitPlumb(t, bare, "100644 blob "+blob+"\tcm.yaml\n", "mktree")
+	top := gitPlumb(t, bare, "040000 tree "+apps+"\tapps\n040000 tree "+tree+"\tbomb\n", "mktree")
+	gitPlumb(t, bare, "", "update-ref", "refs/heads/beside", gitPlumb(t, bare, "", "commit-tree", top, "-m", "beside"))
 }
 
 // A Git server serving a git bomb (smart HTTP through git http-backend): pack refuses the
@@ -153,6 +157,23 @@ func TestPackRefusesGitBomb(t *testing.T) {
 	gitBomb(t, git.Root, "bomb")
 	r := packHostile(t, "git:\n  - name: bomb\n    url: "+git.RepoURL("bomb")+"\n    ref: {branch: main}\n")
 	r.refused(t, 20*time.Second, 256<<20, "git bomb", git.RepoURL("bomb"), "more than 100000 entries", "MaxTreeEntries")
+
+	// Only the spec's paths are walked: a folder beside the bomb is carried.
+	r = packHostile(t, "git:\n  - name: beside\n    url: "+git.RepoURL("bomb")+"\n    ref: {branch: beside}\n    paths: [apps]\n")
+	if r.err != nil || r.took > 20*time.Second {
+		t.Fatalf("pack of the folder beside the bomb: %v after %s\n%s", r.err, r.took, r.out)
+	}
+
+	// Folders nested past the depth limit, few entries in all.
+	bare := filepath.Join(git.Root, "deep.git")
+	gitPlumb(t, git.Root, "", "init", "--quiet", "--bare", "--initial-branch=main", bare)
+	tree := gitPlumb(t, bare, "100644 blob "+gitPlumb(t, bare, "x\n", "hash-object", "-w", "--stdin")+"\tf\n", "mktree")
+	for range 130 {
+		tree = gitPlumb(t, bare, "040000 tree "+tree+"\td\n", "mktree")
+	}
+	gitPlumb(t, bare, "", "update-ref", "refs/heads/main", gitPlumb(t, bare, "", "commit-tree", tree, "-m", "deep"))
+	r = packHostile(t, "git:\n  - name: deep\n    url: "+git.RepoURL("deep")+"\n    ref: {branch: main}\n")
+	r.refused(t, 20*time.Second, 256<<20, "git deep", "folders nest more than 128 deep", "GitMaxTreeDepth")
 }
 
 // A Git server whose ref advertisement never ends: pack stops reading it at GitMaxRefsSize
