@@ -17,8 +17,8 @@ import (
 // Bounds of one Git source. The tree bounds are the ones sync applies to the tree it unpacks
 // (bundle.MaxTreeEntries, bundle.MaxTreeSize), so what packs is what deploys.
 const (
-	// GitMaxFetchSize bounds the bytes a Git server may send for one source (ref listing and
-	// packfile together), counted while they arrive.
+	// GitMaxFetchSize bounds the bytes a Git server may send over HTTP(S) for one source (ref
+	// listing and packfile together), counted while they arrive.
 	GitMaxFetchSize = 1 << 30
 	// GitMaxRefsSize bounds the ref advertisement (the list of branches and tags), which
 	// go-git holds in memory.
