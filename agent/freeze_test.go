@@ -87,15 +87,17 @@ func (h *harness) other(seq uint64, previous digest.Digest) *testbundle.Fixture 
 }
 
 // A registry source whose bundle claims a low sequence and whose every read past the root
-// fails cannot freeze the agent. First it sorts before a valid bundle of its own source: it
-// holds that one back only for its retries, is then reported stuck (log, metric, Event, the
-// cache's record that 'sync status' lists, the status ConfigMap) with the medium's error, and
-// the valid bundle is imported; at or below the current sequence it is then reported as a
-// replay without being read again. Then another such candidate sorts before a valid bundle of
-// another source: that one is imported without waiting at all.
+// fails cannot freeze the agent. First it sorts before a valid newer bundle of its own
+// source: it holds that one back only for its retries (5 attempts), is then reported stuck
+// (log, metric, Event, the cache's record that 'sync status' lists, the status ConfigMap) with
+// the medium's error, and the valid bundle is imported; below the current sequence then, it is
+// reported as a rollback and not read again. Then another such candidate sorts before a valid
+// bundle of another source: that one is imported without waiting for the retries at all.
 func TestFailingSourceFreezesNothing(t *testing.T) {
 	ctx := context.Background()
 	h := newHarness(t, "agent-freeze")
+	h.cfg.AllowGaps = true // bundle 4 follows bundle 2 in the second half
+	h.cfg.Intervals.RetryMin.Duration = 300 * time.Millisecond
 	t.Setenv("DOCKER_CONFIG", t.TempDir())
 	reg := testenv.NewRegistry(t)
 	proxy := newFailingRegistry(t, reg.Host)
@@ -107,10 +109,11 @@ func TestFailingSourceFreezesNothing(t *testing.T) {
 		}
 	}
 	b1 := h.bundle(1, "")
+	b2 := h.bundle(2, b1.Root.Digest)
 	evil := h.other(1, "")
 	proxy.breakRoot(evil.Root.Digest)
-	push("a-evil", evil) // sorts before b1: same sequence, same source, and its name first
-	push("b1", b1)
+	push("evil", evil)
+	push("b2", b2)
 	source := "registry " + proxy.host + repo
 	h.cfg.Sources = []agent.SourceConfig{
 		{Registry: &agent.RegistrySource{Repository: proxy.host + repo, PlainHTTP: true}},
@@ -118,9 +121,9 @@ func TestFailingSourceFreezesNothing(t *testing.T) {
 	}
 	r := h.start(agent.Options{})
 
-	waitFor(t, 30*time.Second, "bundle 1 accepted from the source that also fails", func() bool { return h.state().Sequence == 1 })
-	if h.state().Root != b1.Root.Digest {
-		t.Fatalf("current %+v, want bundle 1's root %s", h.state(), b1.Root.Digest)
+	waitFor(t, 30*time.Second, "bundle 2 accepted from the source that also fails", func() bool { return h.state().Sequence == 2 })
+	if h.state().Root != b2.Root.Digest {
+		t.Fatalf("current %+v, want bundle 2's root %s", h.state(), b2.Root.Digest)
 	}
 	if n := proxy.broken(evil.Root.Digest); n != 5 {
 		t.Fatalf("the failing candidate was tried %d times before the next was imported, want 5 (4 retries)", n)
@@ -129,11 +132,11 @@ func TestFailingSourceFreezesNothing(t *testing.T) {
 	if v := r.value(stuckMetric); v != 1 {
 		t.Fatalf("%s = %v, want 1", stuckMetric, v)
 	}
-	var stuck, replay bool
-	waitFor(t, 10*time.Second, "the stuck candidate and its replay recorded", func() bool {
-		stuck, replay = false, false
+	var stuck, rollback bool
+	waitFor(t, 10*time.Second, "the stuck candidate and its rollback recorded", func() bool {
+		stuck, rollback = false, false
 		for _, rj := range h.rejections() {
-			if rj.Candidate != "a-evil" || rj.Source != source {
+			if rj.Candidate != "evil" || rj.Source != source {
 				continue
 			}
 			switch rj.Check {
@@ -142,18 +145,18 @@ func TestFailingSourceFreezesNothing(t *testing.T) {
 					t.Fatalf("the stuck candidate is recorded as %+v, want its root and the medium's error", rj)
 				}
 				stuck = true
-			case string(bundle.CheckReplay):
-				if !strings.Contains(rj.Message, "skipped without reading") {
-					t.Fatalf("the replay is recorded as %+v", rj)
+			case string(bundle.CheckRollback):
+				if rj.Sequence != 1 || rj.Root != evil.Root.Digest || !strings.Contains(rj.Message, "skipped without reading") {
+					t.Fatalf("the rollback is recorded as %+v", rj)
 				}
-				replay = true
+				rollback = true
 			}
 		}
-		return stuck && replay
+		return stuck && rollback
 	})
 	waitFor(t, 10*time.Second, "a CandidateStuck Event naming the candidate and the error", func() bool {
 		for _, e := range h.events(agent.ReasonCandidateStuck) {
-			if e.Type == "Warning" && strings.Contains(e.Note, "a-evil") && strings.Contains(e.Note, "unexpected EOF") {
+			if e.Type == "Warning" && strings.Contains(e.Note, "evil") && strings.Contains(e.Note, "unexpected EOF") {
 				return true
 			}
 		}
@@ -165,26 +168,30 @@ func TestFailingSourceFreezesNothing(t *testing.T) {
 	if !strings.Contains(r.logs.String(), `"msg":"candidate stuck`) {
 		t.Fatalf("no log says the candidate is stuck:\n%s", r.logs.String())
 	}
-	// At or below the current sequence now, it is not read again.
+	// Below the current sequence now, it is not read again.
 	tries := proxy.broken(evil.Root.Digest)
 	time.Sleep(time.Second)
 	if n := proxy.broken(evil.Root.Digest); n != tries {
 		t.Fatalf("a candidate below the current sequence was read again (%d reads past its root, then %d)", tries, n)
 	}
 
-	// Another failing candidate sorts first; a valid bundle 2 arrives in the other source.
-	evil2 := h.other(2, b1.Root.Digest)
-	proxy.breakRoot(evil2.Root.Digest)
-	push("a-evil2", evil2)
-	waitFor(t, 10*time.Second, "the second failing candidate tried", func() bool { return proxy.broken(evil2.Root.Digest) >= 1 })
-	b2 := h.bundle(2, b1.Root.Digest)
-	dropTar(t, h.drop, "b2.tar", b2)
-	waitFor(t, 10*time.Second, "bundle 2 accepted from the other source", func() bool { return h.state().Sequence == 2 })
-	if h.state().Root != b2.Root.Digest {
-		t.Fatalf("current %+v, want bundle 2's root %s", h.state(), b2.Root.Digest)
+	// Another failing candidate, sequence 3, in the registry; a valid bundle 4 arrives in the
+	// drop directory: it is imported long before the failing one is stuck.
+	evil3 := h.other(3, b2.Root.Digest)
+	proxy.breakRoot(evil3.Root.Digest)
+	push("evil3", evil3)
+	waitFor(t, 10*time.Second, "the second failing candidate tried", func() bool { return proxy.broken(evil3.Root.Digest) >= 1 })
+	b4 := h.bundle(4, b2.Root.Digest)
+	dropTar(t, h.drop, "b4.tar", b4)
+	waitFor(t, 10*time.Second, "bundle 4 accepted from the other source", func() bool { return h.state().Sequence == 4 })
+	if h.state().Root != b4.Root.Digest {
+		t.Fatalf("current %+v, want bundle 4's root %s", h.state(), b4.Root.Digest)
 	}
-	if got := r.loggedAccepted(); len(got) != 2 || got[0] != 1 || got[1] != 2 {
-		t.Fatalf("accepted %v, want [1 2]", got)
+	if v := r.value(stuckMetric); v != 1 {
+		t.Fatalf("bundle 4 waited for the failing candidate of another source to be stuck (%s = %v)", stuckMetric, v)
+	}
+	if got := r.loggedAccepted(); len(got) != 2 || got[0] != 2 || got[1] != 4 {
+		t.Fatalf("accepted %v, want [2 4]", got)
 	}
 }
 

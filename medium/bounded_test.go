@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -144,5 +145,58 @@ func TestRegistryTagListSelfLinkIsBounded(t *testing.T) {
 	}
 	if n := pages.Load(); n > medium.MaxListPages+1 {
 		t.Fatalf("the listing fetched %d pages, more than the limit %d", n, medium.MaxListPages)
+	}
+}
+
+// A tar read from a named pipe whose writer stalls in the middle of a blob: cancelling the
+// context returns the cancellation at once, though the read is blocked on the pipe.
+func TestTarReadStopsOnCancel(t *testing.T) {
+	pinned := testbundle.NewSigner(t)
+	f := testbundle.New(t, 1, "", pinned.Sign)
+	data := f.Tar(t)
+	fifo := filepath.Join(t.TempDir(), "b1.tar")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stall := make(chan struct{})
+	defer close(stall)
+	go func() {
+		w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			return
+		}
+		defer w.Close()
+		w.Write(data[:len(data)/2]) // into the bundle's largest blob; then nothing until the test ends
+		<-stall
+	}()
+	c, err := cache.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Import(ctx, func(opts ...bundle.ReadOption) (*bundle.Result, error) {
+			return medium.Read(ctx, medium.TarFile(fifo), medium.WithReadOptions(opts...))
+		}, policyOf(pinned))
+		done <- err
+	}()
+	time.Sleep(500 * time.Millisecond) // the reader is blocked on the pipe
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("a cancelled read returned %v, want context.Canceled", err)
+		}
+		if _, ok := bundle.AsError(err); ok {
+			t.Fatalf("a cancelled read was taken for a rejection: %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("a read blocked on its medium did not return within 3s of the cancellation")
+	}
+	if st, err := c.State(); err != nil || st.Sequence != 0 {
+		t.Fatalf("state after the cancellation: %+v %v", st, err)
 	}
 }
