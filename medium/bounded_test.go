@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +20,7 @@ import (
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/internal/testbundle"
+	"github.com/ferry-gitops/ferry/internal/testenv"
 	"github.com/ferry-gitops/ferry/medium"
 	"github.com/ferry-gitops/ferry/verify"
 )
@@ -198,5 +202,47 @@ func TestTarReadStopsOnCancel(t *testing.T) {
 	}
 	if st, err := c.State(); err != nil || st.Sequence != 0 {
 		t.Fatalf("state after the cancellation: %+v %v", st, err)
+	}
+}
+
+// A registry whose referrers listing's Link header points at itself (here a Distribution
+// registry behind a loopback proxy that answers the referrers API so): reading a bundle
+// from it ends with an error naming the registry, the root's referrers and the page limit,
+// after a bounded number of pages, instead of looping until the context ends.
+func TestRegistryReferrersSelfLinkIsBounded(t *testing.T) {
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	reg := testenv.NewRegistry(t)
+	f := testbundle.New(t, 1, "", testbundle.NewSigner(t).Sign)
+	if _, err := medium.Write(ctx, medium.Registry(reg.Host+"/ferry/bundles", "b1"), f.Dir, medium.WithPlainHTTP(reg.Host)); err != nil {
+		t.Fatal(err)
+	}
+	target, _ := url.Parse("http://" + reg.Host)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var pages atomic.Int32
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/referrers/") {
+			pages.Add(1)
+			w.Header().Set("Content-Type", "application/vnd.oci.image.index.v1+json")
+			w.Header().Set("Link", "<"+r.URL.Path+`?next=1>; rel="next"`)
+			io.WriteString(w, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	host := l.Addr().String()
+	_, err = medium.Read(ctx, medium.Registry(host+"/ferry/bundles", "b1"), medium.WithPlainHTTP(host))
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "registry "+host+"/ferry/bundles:b1") || !strings.Contains(err.Error(), "referrers of root "+string(f.Root.Digest)) || !strings.Contains(err.Error(), "pages") {
+		t.Fatalf("reading from a registry whose referrers never end: %v (after %d pages), want an error naming the registry, the referrers and the page limit", err, pages.Load())
+	}
+	if n := pages.Load(); n > medium.MaxListPages+1 {
+		t.Fatalf("the read fetched %d pages of referrers, more than the limit %d", n, medium.MaxListPages)
 	}
 }
