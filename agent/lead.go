@@ -329,7 +329,7 @@ func (l *leaderRun) poll(ctx context.Context) {
 		}
 		// At or below the current sequence, a candidate can only be a rollback or a replay:
 		// it is reported as one from what its root claims, and none of its other bytes is read.
-		if !p.root.Unreadable && p.root.Sequence <= st.Sequence {
+		if !p.root.Unreadable && st.Sequence > 0 && p.root.Sequence <= st.Sequence {
 			l.skipOld(ctx, p, st)
 			continue
 		}
@@ -372,7 +372,7 @@ func (l *leaderRun) stuck(id string) bool { return l.backoff.failures(id) > maxR
 
 // failed notes a transient failure of the candidate (reading its root, or importing it; root is
 // nil before its root is read) and returns when it is retried. The failure past maxRetries
-// reports the candidate stuck, with the medium's error.
+// reports the candidate stuck, with the last error (the medium's, for a medium that failed).
 func (l *leaderRun) failed(ctx context.Context, src *source, c candidate, root *medium.RootInfo, err error) time.Duration {
 	a := l.a
 	a.metrics.sourceErrors.WithLabelValues(src.String()).Inc()
@@ -385,7 +385,7 @@ func (l *leaderRun) failed(ctx context.Context, src *source, c candidate, root *
 		l.log.Error("cannot read the cache's state", "err", serr)
 	}
 	rej := cache.Rejection{Time: time.Now(), Source: src.String(), Candidate: c.Name, Identity: c.ID, Check: CheckStuck, State: st,
-		Message: fmt.Sprintf("failed %d times in a row, the medium's error: %v", maxRetries+1, err),
+		Message: fmt.Sprintf("failed %d times in a row, last with: %v", maxRetries+1, err),
 		Fix:     fmt.Sprintf("check the source %s; it is retried every %s at most, and the later bundles of the source no longer wait for it", src, l.backoff.max)}
 	if root != nil {
 		rej.Sequence, rej.Root = root.Sequence, root.Root

@@ -43,7 +43,7 @@ func TestStatusListsRejections(t *testing.T) {
 	// A candidate the agent found stuck (its medium kept failing) is listed apart, with the
 	// medium's error.
 	if err := w.RecordRejection(cache.Rejection{Time: time.Date(2026, 11, 25, 11, 0, 0, 0, time.UTC), Source: "registry 127.0.0.1:5000/ferry/bundles", Candidate: "evil", Identity: "y",
-		Sequence: 1, Check: agent.CheckStuck, Message: "failed 5 times in a row, the medium's error: unexpected EOF"}); err != nil {
+		Sequence: 1, Check: agent.CheckStuck, Message: "failed 5 times in a row, last with: unexpected EOF"}); err != nil {
 		t.Fatal(err)
 	}
 	text := status()
@@ -51,7 +51,7 @@ func TestStatusListsRejections(t *testing.T) {
 		"2026-11-25T10:00:00Z  dir /drop  old.tar  1         rollback  bundle 1 rejected: root: sequence 1 < last accepted 2 (check: rollback)",
 		"stuck (last 1, newest last; the medium kept failing past the retries: still retried, later bundles no longer wait for them):",
 		"TIME                  SOURCE                                 BUNDLE  SEQUENCE  MEDIUM ERROR",
-		"2026-11-25T11:00:00Z  registry 127.0.0.1:5000/ferry/bundles  evil    1         failed 5 times in a row, the medium's error: unexpected EOF"} {
+		"2026-11-25T11:00:00Z  registry 127.0.0.1:5000/ferry/bundles  evil    1         failed 5 times in a row, last with: unexpected EOF"} {
 		if !strings.Contains(text, want) {
 			t.Fatalf("status does not say %q:\n%s", want, text)
 		}
