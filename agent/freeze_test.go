@@ -93,6 +93,7 @@ func (h *harness) other(seq uint64, previous digest.Digest) *testbundle.Fixture 
 // the medium's error, and the valid bundle is imported; below the current sequence then, it is
 // reported as a rollback and not read again. Then another such candidate sorts before a valid
 // bundle of another source: that one is imported without waiting for the retries at all.
+// Last, a new candidate below the current sequence is rejected from its root alone.
 func TestFailingSourceFreezesNothing(t *testing.T) {
 	ctx := context.Background()
 	h := newHarness(t, "agent-freeze")
@@ -192,6 +193,25 @@ func TestFailingSourceFreezesNothing(t *testing.T) {
 	}
 	if got := r.loggedAccepted(); len(got) != 2 || got[0] != 2 || got[1] != 4 {
 		t.Fatalf("accepted %v, want [2 4]", got)
+	}
+
+	// A new candidate whose root claims a sequence below the current one is rejected as a
+	// rollback from its root alone: nothing past the root is requested.
+	late := h.other(2, b1.Root.Digest)
+	late.Bundle.Expires = late.Bundle.Expires.Add(-time.Hour)
+	late.Write(t, h.signer.Sign)
+	proxy.breakRoot(late.Root.Digest)
+	push("late", late)
+	waitFor(t, 10*time.Second, "the late low candidate rejected as a rollback", func() bool {
+		for _, rj := range h.rejections() {
+			if rj.Candidate == "late" && rj.Check == string(bundle.CheckRollback) && rj.Root == late.Root.Digest && rj.State.Sequence == 4 {
+				return true
+			}
+		}
+		return false
+	})
+	if n := proxy.broken(late.Root.Digest); n != 0 {
+		t.Fatalf("a candidate below the current sequence was read past its root (%d requests for its referrers)", n)
 	}
 }
 
