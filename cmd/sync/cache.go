@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferry-gitops/ferry/agent"
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/internal/cli"
@@ -116,10 +117,12 @@ func statusCommand() *cobra.Command {
 	var dir, output string
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show the current bundle, every bundle the cache holds, and the bundles rejected",
+		Short: "Show the current bundle, every bundle the cache holds, and the bundles rejected or stuck",
 		Long: `status shows the cache's current bundle, every bundle it holds, and the last bundles that
-were rejected (by 'sync run'): where each was found, which check refused it and why. It reads
-the cache without its lock, so it works while 'sync run' is running.`,
+were rejected (by 'sync run'): where each was found, which check refused it and why; and the
+candidates stuck because their medium kept failing past the agent's retries, with the medium's
+error (check "stuck" in -o json). It reads the cache without its lock, so it works while 'sync
+run' is running.`,
 		Example: "  sync status --cache /var/lib/ferry/cache -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -158,16 +161,36 @@ the cache without its lock, so it works while 'sync run' is running.`,
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\n", r.Sequence, string(r.Root)[:19]+"…", r.Created.Format(time.RFC3339), r.Expires.Format(time.RFC3339), r.Accepted.Format(time.RFC3339), len(r.Items))
 			}
 			tw.Flush()
-			if len(out.Rejections) > 0 {
-				fmt.Fprintf(&b, "\nrejected (last %d, newest last; left where they were):\n", len(out.Rejections))
+			// A stuck candidate (agent.CheckStuck) is no rejection: the medium kept failing.
+			var rejected, stuck []cache.Rejection
+			for _, r := range out.Rejections {
+				if r.Check == agent.CheckStuck {
+					stuck = append(stuck, r)
+				} else {
+					rejected = append(rejected, r)
+				}
+			}
+			seqOf := func(r cache.Rejection) string {
+				if r.Sequence > 0 {
+					return fmt.Sprint(r.Sequence)
+				}
+				return "?"
+			}
+			if len(rejected) > 0 {
+				fmt.Fprintf(&b, "\nrejected (last %d, newest last; left where they were):\n", len(rejected))
 				tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "TIME\tSOURCE\tBUNDLE\tSEQUENCE\tCHECK\tWHY")
-				for _, r := range out.Rejections {
-					seq := "?"
-					if r.Sequence > 0 {
-						seq = fmt.Sprint(r.Sequence)
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Format(time.RFC3339), r.Source, r.Candidate, seq, r.Check, strings.ReplaceAll(r.Message, "\n", " "))
+				for _, r := range rejected {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Format(time.RFC3339), r.Source, r.Candidate, seqOf(r), r.Check, strings.ReplaceAll(r.Message, "\n", " "))
+				}
+				tw.Flush()
+			}
+			if len(stuck) > 0 {
+				fmt.Fprintf(&b, "\nstuck (last %d, newest last; the medium kept failing past the retries: still retried, later bundles no longer wait for them):\n", len(stuck))
+				tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "TIME\tSOURCE\tBUNDLE\tSEQUENCE\tMEDIUM ERROR")
+				for _, r := range stuck {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Time.Format(time.RFC3339), r.Source, r.Candidate, seqOf(r), strings.ReplaceAll(r.Message, "\n", " "))
 				}
 				tw.Flush()
 			}
