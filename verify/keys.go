@@ -323,3 +323,14 @@ func ParsePublicKey(name string, pem []byte) (Key, error) {
 	}
 	return Key{Name: name, Verifier: v}, nil
 }
+
+// Sign adds signer's signature (named signerName) over the statement's exact bytes: a
+// statement needs as many distinct trusted keys' signatures as the agent's threshold.
+func (s *SignedKeyStatement) Sign(signer signature.Signer, signerName string) error {
+	sig, err := signer.SignMessage(bytes.NewReader(s.Statement))
+	if err != nil {
+		return fmt.Errorf("sign key statement: %w", err)
+	}
+	s.Signatures = append(s.Signatures, StatementSignature{Signer: signerName, Signature: sig})
+	return nil
+}

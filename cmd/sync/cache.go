@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferry-gitops/ferry/agent"
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/internal/cli"
@@ -113,13 +114,16 @@ func progressLine(cmd *cobra.Command) func(bundle.Entry) {
 }
 
 func statusCommand() *cobra.Command {
-	var dir, output string
+	var dir, output, configFile string
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the current bundle, every bundle the cache holds, and the bundles rejected",
 		Long: `status shows the cache's current bundle, every bundle it holds, and the last bundles that
 were rejected (by 'sync run'): where each was found, which check refused it and why. It reads
-the cache without its lock, so it works while 'sync run' is running.`,
+the cache without its lock, so it works while 'sync run' is running. It also lists the keys
+bundles are verified against, with their validity windows: with --config, the keys the
+configuration pins and those key statements introduced (and retired) since, as the cache keeps
+them; without it, only the latter.`,
 		Example: "  sync status --cache /var/lib/ferry/cache -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -127,7 +131,18 @@ the cache without its lock, so it works while 'sync run' is running.`,
 				State      cache.State       `json:"state"`
 				Bundles    []cache.Record    `json:"bundles"`
 				Rejections []cache.Rejection `json:"rejections"`
-			}{Bundles: []cache.Record{}, Rejections: []cache.Rejection{}}
+				Keys       []agent.KeyStatus `json:"keys"`
+			}{Bundles: []cache.Record{}, Rejections: []cache.Rejection{}, Keys: []agent.KeyStatus{}}
+			var cfg *agent.Config
+			if configFile != "" {
+				var err error
+				if cfg, err = agent.LoadConfig(configFile); err != nil {
+					return err
+				}
+				if !cmd.Flags().Changed("cache") {
+					dir = cfg.Cache
+				}
+			}
 			c, err := cache.OpenReader(dir) // no lock: the agent may be importing
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
@@ -144,6 +159,11 @@ the cache without its lock, so it works while 'sync run' is running.`,
 				if out.Rejections, err = c.Rejections(); err != nil {
 					return err
 				}
+				keys, err := agent.TrustedKeys(cfg, c)
+				if err != nil {
+					return err
+				}
+				out.Keys = append(out.Keys, keys...)
 			}
 			st, recs := out.State, out.Bundles
 			var b strings.Builder
@@ -158,6 +178,15 @@ the cache without its lock, so it works while 'sync run' is running.`,
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\n", r.Sequence, string(r.Root)[:19]+"…", r.Created.Format(time.RFC3339), r.Expires.Format(time.RFC3339), r.Accepted.Format(time.RFC3339), len(r.Items))
 			}
 			tw.Flush()
+			if len(out.Keys) > 0 {
+				b.WriteString("\nkeys (bundles are verified against those not revoked):\n")
+				tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tFINGERPRINT\tNOT BEFORE\tNOT AFTER\tFROM\tREVOKED")
+				for _, k := range out.Keys {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.Name, k.Fingerprint[:min(len(k.Fingerprint), 23)]+"…", timeOr(k.NotBefore, "-"), timeOr(k.NotAfter, "-"), orDash(k.Origin), orDash(k.Revoked))
+				}
+				tw.Flush()
+			}
 			if len(out.Rejections) > 0 {
 				fmt.Fprintf(&b, "\nrejected (last %d, newest last; left where they were):\n", len(out.Rejections))
 				tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
@@ -175,8 +204,23 @@ the cache without its lock, so it works while 'sync run' is running.`,
 		},
 	}
 	addCacheFlag(cmd, &dir)
+	cmd.Flags().StringVar(&configFile, "config", "", "the agent's configuration file: list its pinned keys too (and read --cache from it)")
 	cli.AddOutputFlag(cmd, &output)
 	return cmd
+}
+
+func timeOr(t time.Time, none string) string {
+	if t.IsZero() {
+		return none
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func fsckCommand() *cobra.Command {
