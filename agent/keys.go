@@ -91,17 +91,18 @@ func fingerprint(k verify.Key) string {
 	return fp
 }
 
-// importPolicy is the policy the next bundle is decided against: the pinned keys with the key
-// set applied, the configured floor (minSequence), and the clock floor (the current bundle's
-// creation time).
-func (a *Agent) importPolicy(c *cache.Cache) (verify.Policy, error) {
+// ImportPolicy is the policy the next bundle is decided against: base (the pinned keys, the
+// configured floor minSequence) with the cache's key set applied (keys introduced and retired
+// by key statements), and the clock floor (the current bundle's creation time). 'sync run' and
+// 'sync import' both decide with it.
+func ImportPolicy(base verify.Policy, c *cache.Cache) (verify.Policy, error) {
 	ks, err := loadKeySet(c)
 	if err != nil {
-		return a.policy, err
+		return base, err
 	}
-	p, err := ks.apply(a.policy)
+	p, err := ks.apply(base)
 	if err != nil {
-		return a.policy, err
+		return base, err
 	}
 	rec, err := c.Current()
 	if err != nil {
@@ -112,6 +113,8 @@ func (a *Agent) importPolicy(c *cache.Cache) (verify.Policy, error) {
 	}
 	return p, nil
 }
+
+func (a *Agent) importPolicy(c *cache.Cache) (verify.Policy, error) { return ImportPolicy(a.policy, c) }
 
 // attachmentsOf returns the attachments (manifests before the root) of a bundle's index.json
 // as the record keeps it.
@@ -130,67 +133,78 @@ func attachmentsOf(rec cache.Record) ([]ocispec.Descriptor, error) {
 	return nil, fmt.Errorf("bundle %d: index names no root", rec.Sequence)
 }
 
-// applyKeyStatements applies the key statements of an accepted bundle (verify checked them
-// before accepting it, against the same keys) and writes the new key set beside the cache's
-// state, so that they are used from the next bundle on. Applying a bundle's statements again
-// changes nothing: the agent does so for the current bundle when it starts leading, in case it
-// stopped between the import's commit and the key set's write.
-func (l *leaderRun) applyKeyStatements(ctx context.Context, log *slog.Logger, rec cache.Record) error {
+// ApplyKeyStatements applies the key statements of rec, a bundle the cache accepted (verify
+// checked them before accepting it, against the same keys), to the cache's key set and writes
+// it beside the cache's state (atomically and durably), so that they are used from the next
+// bundle on. It returns the changes made. Applying a bundle's statements again changes nothing:
+// the agent does so for the current bundle when it starts leading, in case it stopped between
+// the import's commit and the key set's write.
+func ApplyKeyStatements(ctx context.Context, c *cache.Cache, base verify.Policy, rec cache.Record) ([]verify.KeyChange, error) {
 	atts, err := attachmentsOf(rec)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	raws, err := verify.KeyStatements(ctx, l.c, atts)
+	raws, err := verify.KeyStatements(ctx, c, atts)
 	if err != nil || len(raws) == 0 {
-		return err
+		return nil, err
 	}
-	ks, err := loadKeySet(l.c)
+	ks, err := loadKeySet(c)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	p, err := ks.apply(l.a.policy)
+	p, err := ks.apply(base)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	changes, err := p.ApplyStatements(raws)
+	all, err := p.ApplyStatements(raws)
 	if err != nil {
-		return fmt.Errorf("bundle %d: %w", rec.Sequence, err)
+		return nil, fmt.Errorf("bundle %d: %w", rec.Sequence, err)
 	}
 	now := time.Now().UTC().Truncate(time.Second)
-	var events []func()
-	for _, ch := range changes {
+	var changes []verify.KeyChange
+	for _, ch := range all {
 		if !ch.Changed {
 			continue
 		}
+		changes = append(changes, ch)
 		e := keyEntry{Name: ch.Statement.Name, Fingerprint: ch.Fingerprint, NotBefore: ch.Statement.NotBefore, NotAfter: ch.Statement.NotAfter, Bundle: rec.Sequence, Time: now}
 		if ch.Statement.Revoke {
 			ks.Introduced = slices.DeleteFunc(ks.Introduced, func(x keyEntry) bool { return x.Fingerprint == ch.Fingerprint })
 			ks.Revoked = append(ks.Revoked, e)
-			log.Warn("key revoked by a key statement: its signatures are no longer accepted", "key", e.Name, "fingerprint", e.Fingerprint, "bundle", rec.Sequence, "signedBy", ch.SignedBy)
-			events = append(events, func() {
-				l.rep.event("Normal", ReasonKeyRevoked, fmt.Sprintf("key %q (%s) revoked by a statement in bundle %d, signed by %v", e.Name, e.Fingerprint, rec.Sequence, ch.SignedBy))
-			})
 			continue
 		}
 		e.PublicKey = ch.Statement.PublicKey
 		ks.Introduced = append(ks.Introduced, e)
-		log.Info("key introduced by a key statement: trusted from the next bundle on", "key", e.Name, "fingerprint", e.Fingerprint, "bundle", rec.Sequence, "signedBy", ch.SignedBy)
-		events = append(events, func() {
-			l.rep.event("Normal", ReasonKeyIntroduced, fmt.Sprintf("key %q (%s) introduced by a statement in bundle %d, signed by %v", e.Name, e.Fingerprint, rec.Sequence, ch.SignedBy))
-		})
 	}
-	if len(events) == 0 {
-		return nil
+	if len(changes) == 0 {
+		return nil, nil
 	}
 	b, err := json.MarshalIndent(ks, "", "  ")
 	if err != nil {
+		return nil, err
+	}
+	if err := c.WriteKeySet(b); err != nil {
+		return nil, err
+	}
+	return changes, nil
+}
+
+// applyKeyStatements is ApplyKeyStatements on the leader: each change is logged and recorded as
+// an Event.
+func (l *leaderRun) applyKeyStatements(ctx context.Context, log *slog.Logger, rec cache.Record) error {
+	changes, err := ApplyKeyStatements(ctx, l.c, l.a.policy, rec)
+	if err != nil {
 		return err
 	}
-	if err := l.c.WriteKeySet(b); err != nil {
-		return err
-	}
-	for _, ev := range events {
-		ev()
+	for _, ch := range changes {
+		name, fp := ch.Statement.Name, ch.Fingerprint
+		if ch.Statement.Revoke {
+			log.Warn("key revoked by a key statement: its signatures are no longer accepted", "key", name, "fingerprint", fp, "bundle", rec.Sequence, "signedBy", ch.SignedBy)
+			l.rep.event("Normal", ReasonKeyRevoked, fmt.Sprintf("key %q (%s) revoked by a statement in bundle %d, signed by %v", name, fp, rec.Sequence, ch.SignedBy))
+			continue
+		}
+		log.Info("key introduced by a key statement: trusted from the next bundle on", "key", name, "fingerprint", fp, "bundle", rec.Sequence, "signedBy", ch.SignedBy)
+		l.rep.event("Normal", ReasonKeyIntroduced, fmt.Sprintf("key %q (%s) introduced by a statement in bundle %d, signed by %v", name, fp, rec.Sequence, ch.SignedBy))
 	}
 	return nil
 }

@@ -33,6 +33,7 @@ func importCommand() *cobra.Command {
 		keys        []string
 		threshold   int
 		allowGaps   bool
+		minSequence uint64
 		open        *cli.MediumFlags
 	)
 	cmd := &cobra.Command{
@@ -54,7 +55,7 @@ any order), s3://bucket/prefix/NAME.parts.json, or oci://host/repository:tag.`,
 			if len(keys) == 0 {
 				return fmt.Errorf("--key: pin the public key(s) bundles must be signed by")
 			}
-			policy := verify.Policy{Threshold: threshold, AllowGaps: allowGaps}
+			policy := verify.Policy{Threshold: threshold, AllowGaps: allowGaps, MinSequence: minSequence}
 			for _, k := range keys {
 				key, err := verify.LoadPublicKey(k)
 				if err != nil {
@@ -67,6 +68,12 @@ any order), s3://bucket/prefix/NAME.parts.json, or oci://host/repository:tag.`,
 				return err
 			}
 			defer c.Close()
+			// The pinned keys with the cache's key set applied (what key statements of accepted
+			// bundles introduced or retired, as 'sync run' keeps it), and the clock floor.
+			pinned := policy
+			if policy, err = agent.ImportPolicy(pinned, c); err != nil {
+				return err
+			}
 			var progress []bundle.ReadOption
 			if cli.IsTerminal(cmd) {
 				progress = append(progress, bundle.WithObserver(progressLine(cmd)))
@@ -87,6 +94,17 @@ any order), s3://bucket/prefix/NAME.parts.json, or oci://host/repository:tag.`,
 			}
 			text := fmt.Sprintf("bundle %d imported: root %s, %d blobs (%d new, %s) in %.1fs",
 				res.Record.Sequence, res.Record.Root, res.Blobs, res.New, cli.Human(res.NewBytes), time.Since(start).Seconds())
+			changes, err := agent.ApplyKeyStatements(ctx, c, pinned, res.Record)
+			if err != nil {
+				return fmt.Errorf("bundle %d imported, but its key statements could not be kept (import it again to retry): %w", res.Record.Sequence, err)
+			}
+			for _, ch := range changes {
+				verb := "introduced: trusted from the next bundle on"
+				if ch.Statement.Revoke {
+					verb = "revoked: no longer trusted"
+				}
+				text += fmt.Sprintf("\nkey %q (%s) %s", ch.Statement.Name, ch.Fingerprint, verb)
+			}
 			if res.AlreadyAccepted {
 				text = fmt.Sprintf("bundle %d is already the current bundle: nothing to do", res.Record.Sequence)
 			}
@@ -97,6 +115,7 @@ any order), s3://bucket/prefix/NAME.parts.json, or oci://host/repository:tag.`,
 	f := cmd.Flags()
 	f.StringSliceVar(&keys, "key", nil, "public key (cosign.pub) bundles must be signed by; repeat for several")
 	f.IntVar(&threshold, "threshold", 1, "how many of the keys must have signed")
+	f.Uint64Var(&minSequence, "min-sequence", 0, "refuse bundles at or below this sequence (the floor that holds if the cache is lost)")
 	f.BoolVar(&allowGaps, "allow-gaps", false, "accept a bundle whose previous bundle is not the current one (sequence must still grow)")
 	open = cli.AddMediumFlags(cmd)
 	cli.AddOutputFlag(cmd, &output)
