@@ -152,7 +152,7 @@ func Pack(ctx context.Context, o Options) (*Result, error) {
 		logger.Warn("bundle not signed: sync refuses unsigned bundles; pass a cosign key to sign it")
 	}
 	for i, raw := range o.KeyStatements {
-		st, err := signing.AttachKeyStatement(ctx, l, raw)
+		st, err := signing.AttachKeyStatement(ctx, l, root, raw)
 		if err != nil {
 			return nil, fmt.Errorf("pack bundle %d: key statement %d: %w", seq, i+1, err)
 		}

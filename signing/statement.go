@@ -13,10 +13,10 @@ import (
 )
 
 // AttachKeyStatement pushes a manifest of artifact type verify.MediaTypeKeyStatement whose one
-// layer is raw (a verify.SignedKeyStatement) into dst, and returns its descriptor, ready to pass
-// to bundle.Write as an attachment. The agent applies the statement once the bundle carrying it
+// layer is raw (a verify.SignedKeyStatement) and whose subject is root into dst, and returns its
+// descriptor, ready to pass to bundle.Write as an attachment. The agent applies the statement once the bundle carrying it
 // is accepted (docs/agent.md, "Key rotation").
-func AttachKeyStatement(ctx context.Context, dst Pusher, raw []byte) (ocispec.Descriptor, error) {
+func AttachKeyStatement(ctx context.Context, dst Pusher, root ocispec.Descriptor, raw []byte) (ocispec.Descriptor, error) {
 	var s verify.SignedKeyStatement
 	if err := json.Unmarshal(raw, &s); err != nil || len(s.Statement) == 0 {
 		return ocispec.Descriptor{}, fmt.Errorf("key statement: not a signed statement (write one with 'mirror key-statement'): %v", err)
@@ -34,6 +34,7 @@ func AttachKeyStatement(ctx context.Context, dst Pusher, raw []byte) (ocispec.De
 		ArtifactType: verify.MediaTypeKeyStatement,
 		Config:       ocispec.Descriptor{MediaType: ocispec.MediaTypeEmptyJSON, Digest: digest.FromBytes(empty), Size: int64(len(empty))},
 		Layers:       []ocispec.Descriptor{{MediaType: verify.MediaTypeKeyStatement, Digest: digest.FromBytes(raw), Size: int64(len(raw))}},
+		Subject:      &ocispec.Descriptor{MediaType: root.MediaType, Digest: root.Digest, Size: root.Size},
 	}
 	mb, err := json.Marshal(m)
 	if err != nil {
