@@ -75,7 +75,8 @@ func TestParseConfigDefaults(t *testing.T) {
 	if c.Cache != want.Cache || c.Cache != agent.DefaultCache || c.Threshold != 1 || c.Retention.Keep != agent.DefaultKeep ||
 		c.Intervals.Poll.Duration != agent.DefaultPoll || c.Intervals.Reconcile.Duration != agent.DefaultReconcile ||
 		c.Intervals.RetryMin.Duration != agent.DefaultRetryMin || c.Intervals.RetryMax.Duration != agent.DefaultRetryMax ||
-		c.Serve.Listen != ":5000" || c.Health.Listen != ":8080" || c.LeaderElection.Enabled || c.LeaderElection.Namespace != "ferry-system" || c.LeaderElection.Name != "ferry-sync" {
+		c.Serve.Listen != ":5000" || c.Health.Listen != ":8080" || c.LeaderElection.Enabled || c.LeaderElection.Namespace != "ferry-system" || c.LeaderElection.Name != "ferry-sync" ||
+		c.OnExpiry != agent.OnExpiryKeep || c.MinSequence != 0 {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
