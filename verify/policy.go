@@ -144,9 +144,6 @@ func (r *Run) decide(ctx context.Context) error {
 	if err := r.signatures(ctx, now); err != nil {
 		return err
 	}
-	if err := r.keyStatements(ctx); err != nil {
-		return err
-	}
 	if !now.Before(b.Expires) {
 		return r.rejection(bundle.CheckExpired, fmt.Sprintf("expired at %s (now %s)", b.Expires.Format(time.RFC3339), now.UTC().Format(time.RFC3339)),
 			"pack a fresh bundle; an expired one is never accepted (freeze protection)")
@@ -169,6 +166,9 @@ func (r *Run) decide(ctx context.Context) error {
 	}
 	if b.Base != "" && b.Base != lastRoot && !r.policy.AllowGaps {
 		return r.rejection(bundle.CheckBase, fmt.Sprintf("delta against %s, but the last accepted bundle is %s", b.Base, lastRoot), "import the base bundle first")
+	}
+	if err := r.keyStatements(ctx); err != nil {
+		return err
 	}
 	r.decidedOK = true
 	return nil
