@@ -111,7 +111,7 @@ func (r *reporter) publish(ctx context.Context, c *cache.Cache) error {
 	if r.agent != nil {
 		st.Conditions = r.agent.conditions(rec)
 		if st.Keys, err = TrustedKeys(&r.agent.cfg, c); err != nil {
-			return err
+			r.log.Warn("cannot list the trusted keys in the status", "err", err) // the rest is published all the same
 		}
 	}
 	data, err := json.MarshalIndent(st, "", "  ")
