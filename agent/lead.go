@@ -61,6 +61,7 @@ func (a *Agent) lead(ctx context.Context, srv *serve.Server) {
 	defer a.ready.update(func(r *readiness) { r.leading = false })
 	a.log.Info("leading: importing and reconciling", "identity", a.identity)
 	rep := newReporter(a.cs, a.namespace, a.identity, a.log)
+	rep.agent = a // conditions (expiry) and trusted keys
 	rep.start(ctx.Done())
 	defer rep.shutdown()
 	if err := rep.publish(ctx, c); err != nil && ctx.Err() == nil {
@@ -83,6 +84,12 @@ func (a *Agent) lead(ctx context.Context, srv *serve.Server) {
 	go func() {
 		defer wg.Done()
 		l.reconcileLoop(ctx)
+	}()
+	l.keysAtStart(ctx) // key statements of the current bundle, in case the last term stopped before keeping them
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		l.watchExpiry(ctx)
 	}()
 	l.kickReconcile() // reconcile from what the cache holds, at once
 	tick := time.NewTicker(a.cfg.Intervals.Poll.Duration)
@@ -138,6 +145,10 @@ func (l *leaderRun) reconcileLoop(ctx context.Context) {
 		}
 		if st.Sequence == 0 {
 			notReady("no bundle accepted yet: waiting for one from " + strings.Join(a.sourceNames(), ", "))
+			continue
+		}
+		if l.reconcileStopped() { // expired, and onExpiry: stop-reconcile (watchExpiry reports it)
+			notReady("the current bundle expired and onExpiry is stop-reconcile: not reconciling until a fresh bundle is accepted")
 			continue
 		}
 		if !crds {
@@ -434,13 +445,18 @@ func (l *leaderRun) importOne(ctx context.Context, p pending) bool {
 	}
 	var read int64
 	observe := bundle.WithObserver(func(e bundle.Entry) { read += e.Descriptor.Size })
+	policy, err := a.importPolicy(l.c) // pinned keys with the key set applied, the floors
+	if err != nil {
+		log.Error("cannot make the import's policy", "err", err)
+		return true
+	}
 	log.Info("importing bundle", "current", st.Sequence)
 	start := time.Now()
 	// cache.Import commits a bundle only once all of it verified; until that atomic commit the
 	// cache's current bundle (what serve and reconcile read) stays the previous one.
 	res, err := l.c.Import(ctx, func(opts ...bundle.ReadOption) (*bundle.Result, error) {
 		return medium.Read(ctx, p.c.Location, append(src.opts, medium.WithReadOptions(append(opts, observe)...))...)
-	}, a.policy)
+	}, policy)
 	took := time.Since(start)
 	a.metrics.importBytes.Add(float64(read))
 	switch {
@@ -504,6 +520,9 @@ func (l *leaderRun) accept(ctx context.Context, log *slog.Logger, src *source, p
 	// Served first, then collected: nothing served points at a blob the collection removes.
 	if err := l.srv.Reload(ctx); err != nil && ctx.Err() == nil {
 		log.Error("cannot serve the new bundle", "err", err)
+	}
+	if err := l.applyKeyStatements(ctx, log, rec); err != nil && ctx.Err() == nil {
+		log.Error("cannot keep the bundle's key statements; trying again when leading starts", "err", err)
 	}
 	l.gcPending = true
 	l.collect(ctx)

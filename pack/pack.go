@@ -38,6 +38,9 @@ type Options struct {
 	Previous digest.Digest
 	// Signer signs the root; nil packs an unsigned bundle, which sync refuses.
 	Signer signature.Signer
+	// KeyStatements are signed key statements (verify.SignedKeyStatement, from 'mirror
+	// key-statement') the bundle carries as attachments, for agents to rotate their keys.
+	KeyStatements [][]byte
 	// Fetch configures the upstream fetchers.
 	Fetch *fetch.Options
 	// Concurrency bounds the sources fetched at once (default 4).
@@ -162,6 +165,13 @@ func Pack(ctx context.Context, o Options) (*Result, error) {
 		attachments = append(attachments, sig)
 	} else {
 		logger.Warn("bundle not signed: sync refuses unsigned bundles; pass a cosign key to sign it")
+	}
+	for i, raw := range o.KeyStatements {
+		st, err := signing.AttachKeyStatement(ctx, l, root, raw)
+		if err != nil {
+			return nil, fmt.Errorf("pack bundle %d: key statement %d: %w", seq, i+1, err)
+		}
+		attachments = append(attachments, st)
 	}
 	res, err := bundle.WriteResult(ctx, l, b, attachments)
 	if err != nil {

@@ -39,6 +39,14 @@ type Policy struct {
 	Limits bundle.Limits
 	// Now is the agent's clock (default time.Now).
 	Now func() time.Time
+	// MinSequence is the operator's rollback floor: bundles at or below it are refused,
+	// whatever the cache's state says (it survives losing the cache volume).
+	MinSequence uint64
+	// LastCreated is the creation time of the last accepted bundle: a clock that reads earlier
+	// moved backwards, and nothing is decided against it (ClockError).
+	LastCreated time.Time
+	// Revoked are the fingerprints of keys retired by key statements: never trusted again.
+	Revoked []string
 }
 
 // Run checks one bundle as it is read: its signatures and lineage are decided as soon as the
@@ -130,12 +138,18 @@ func (r *Run) rejection(check bundle.Check, detail, fix string) error {
 // decide applies the policy to the root: signatures, lifetime, order and lineage.
 func (r *Run) decide(ctx context.Context) error {
 	b, now := r.bundle, r.now()
+	if err := r.clock(now); err != nil {
+		return err
+	}
 	if err := r.signatures(ctx, now); err != nil {
 		return err
 	}
 	if !now.Before(b.Expires) {
 		return r.rejection(bundle.CheckExpired, fmt.Sprintf("expired at %s (now %s)", b.Expires.Format(time.RFC3339), now.UTC().Format(time.RFC3339)),
 			"pack a fresh bundle; an expired one is never accepted (freeze protection)")
+	}
+	if err := r.floor(); err != nil {
+		return err
 	}
 	lastSeq, lastRoot := r.lastSeq, r.lastRoot
 	switch {
@@ -152,6 +166,9 @@ func (r *Run) decide(ctx context.Context) error {
 	}
 	if b.Base != "" && b.Base != lastRoot && !r.policy.AllowGaps {
 		return r.rejection(bundle.CheckBase, fmt.Sprintf("delta against %s, but the last accepted bundle is %s", b.Base, lastRoot), "import the base bundle first")
+	}
+	if err := r.keyStatements(ctx); err != nil {
+		return err
 	}
 	r.decidedOK = true
 	return nil
