@@ -1,0 +1,210 @@
+package cache_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ferry-gitops/ferry/cache"
+	"github.com/ferry-gitops/ferry/internal/testbundle"
+)
+
+// traceSteps records every durable step the cache takes while f runs, as "op path".
+func traceSteps(t *testing.T, f func()) []string {
+	t.Helper()
+	var got []string
+	stop := cache.TraceSteps(func(op, path string) { got = append(got, op+" "+path) })
+	defer stop()
+	f()
+	return got
+}
+
+// syncedAfter reports whether steps has "sync dir" after the first step that is want.
+func syncedAfter(steps []string, want, dir string) bool {
+	i := slices.Index(steps, want)
+	return i >= 0 && slices.Contains(steps[i+1:], "sync "+dir)
+}
+
+// Every folder cache.Open creates is made durable: its parent is synced after the mkdir, so a
+// power cut cannot leave a cache whose state or blobs sit in a folder the disk forgot.
+func TestOpenSyncsTheParentOfEveryFolderItCreates(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "var", "cache")
+	steps := traceSteps(t, func() { open(t, dir).Close() })
+	folders := []string{filepath.Dir(dir), dir, filepath.Join(dir, "blobs"), filepath.Join(dir, "blobs", "sha256"),
+		filepath.Join(dir, "refs"), filepath.Join(dir, "refs", "bundles"), filepath.Join(dir, "staging"), filepath.Join(dir, "quarantine")}
+	for _, f := range folders {
+		if !syncedAfter(steps, "mkdir "+f, filepath.Dir(f)) {
+			t.Errorf("cache.Open created %s without syncing %s after it; steps:\n%s", f, filepath.Dir(f), strings.Join(steps, "\n"))
+		}
+	}
+	// Opening it again creates nothing, and costs no durable step.
+	if again := traceSteps(t, func() { open(t, dir) }); len(again) != 0 {
+		t.Errorf("reopening an existing cache took durable steps: %v", again)
+	}
+}
+
+// An import's staging folder is durable before its journal is written (or a power cut could
+// keep the blobs renamed into place and lose the journal that undoes them), and fsck's
+// quarantine move syncs both folders.
+func TestImportAndQuarantineSyncTheirFolders(t *testing.T) {
+	ctx := context.Background()
+	sign, policy := keyPair(t)
+	dir := t.TempDir()
+	c := open(t, dir)
+	b1 := testbundle.New(t, 1, "", sign)
+	steps := traceSteps(t, func() {
+		if _, err := c.Import(ctx, fromDir(b1.Dir), policy); err != nil {
+			t.Fatal(err)
+		}
+	})
+	var stage string
+	for _, s := range steps {
+		if p, ok := strings.CutPrefix(s, "mkdir "); ok && filepath.Dir(p) == filepath.Join(dir, "staging") {
+			stage = p
+		}
+	}
+	if stage == "" || !syncedAfter(steps, "mkdir "+stage, filepath.Join(dir, "staging")) {
+		t.Fatalf("the import's staging folder was not synced into staging/ after its mkdir; steps:\n%s", strings.Join(steps, "\n"))
+	}
+	journal := slices.Index(steps, "rename "+filepath.Join(stage, "journal.json"))
+	if journal < 0 || journal < slices.Index(steps, "sync "+filepath.Join(dir, "staging")) {
+		t.Fatalf("the journal was written before its staging folder was durable; steps:\n%s", strings.Join(steps, "\n"))
+	}
+
+	// Damage one blob; fsck --quarantine moves it and syncs both folders.
+	victim := b1.Layer.Digest
+	testbundle.Flip(t, filepath.Join(dir, "blobs", "sha256", victim.Encoded()), 3)
+	var rep *cache.FsckReport
+	steps = traceSteps(t, func() {
+		var err error
+		if rep, err = c.Fsck(ctx, true); err != nil {
+			t.Fatal(err)
+		}
+	})
+	dst := filepath.Join(dir, "quarantine", victim.Encoded())
+	if _, err := os.Stat(dst); err != nil {
+		t.Fatalf("the damaged blob was not quarantined: %v (%+v)", err, rep)
+	}
+	for _, d := range []string{filepath.Join(dir, "quarantine"), filepath.Join(dir, "blobs", "sha256")} {
+		if !syncedAfter(steps, "rename "+dst, d) {
+			t.Errorf("fsck's quarantine rename did not sync %s; steps:\n%s", d, strings.Join(steps, "\n"))
+		}
+	}
+}
+
+// A record newer than the state (written by an import that never committed, as an older sync
+// left after a failed commit) is not an accepted bundle: gc --keep 1 keeps the bundle the state
+// names, AcceptedRoots leaves the orphan out, and fsck names it.
+func TestOrphanRecordNeitherWinsGCNorCountsAsAccepted(t *testing.T) {
+	ctx := context.Background()
+	sign, policy := keyPair(t)
+	dir := t.TempDir()
+	c := open(t, dir)
+	b1 := testbundle.New(t, 1, "", sign)
+	b2 := testbundle.New(t, 2, b1.Root.Digest, sign)
+	for _, b := range []*testbundle.Fixture{b1, b2} {
+		if _, err := c.Import(ctx, fromDir(b.Dir), policy); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The orphan: bundle 3's record, as commit wrote it before the state, with no state.
+	b3 := testbundle.New(t, 3, b2.Root.Digest, sign)
+	cur, err := c.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan := *cur
+	orphan.Sequence, orphan.Root, orphan.Previous = 3, b3.Root.Digest, b2.Root.Digest
+	raw, _ := json.Marshal(orphan)
+	if err := os.WriteFile(filepath.Join(dir, "refs", "bundles", fmt.Sprintf("%020d.json", 3)), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	roots, err := c.AcceptedRoots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := roots[b3.Root.Digest]; ok {
+		t.Error("AcceptedRoots counts a record newer than the state as accepted: the agent would skip that bundle forever")
+	}
+	rep, err := c.Fsck(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasProblem(rep, "bundle 3", "orphan record") {
+		t.Errorf("fsck did not report the orphan record: %+v", rep.Problems)
+	}
+
+	gc, err := c.GC(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(gc.Kept, []uint64{2}) || !slices.Equal(gc.Dropped, []uint64{1}) {
+		t.Fatalf("gc --keep 1 kept %v and dropped %v; want the current bundle 2 kept, 1 dropped", gc.Kept, gc.Dropped)
+	}
+	if cur, err := c.Current(); err != nil || cur.Sequence != 2 {
+		t.Fatalf("after gc the current bundle is %+v, %v", cur, err)
+	}
+	if _, err := c.ReadBundle(ctx, *cur); err != nil {
+		t.Fatalf("after gc the current bundle is not whole: %v", err)
+	}
+}
+
+// fsck names a blob no bundle reaches and a staging folder recovery did not remove.
+func TestFsckReportsUnreferencedBlobsAndLeftoverStaging(t *testing.T) {
+	ctx := context.Background()
+	sign, policy := keyPair(t)
+	dir := t.TempDir()
+	c := open(t, dir)
+	b1 := testbundle.New(t, 1, "", sign)
+	if _, err := c.Import(ctx, fromDir(b1.Dir), policy); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := c.Fsck(ctx, false); err != nil || !rep.OK() {
+		t.Fatalf("fsck of a whole cache: %+v %v", rep, err)
+	}
+	stray := []byte("a blob no record names")
+	d := digest.FromBytes(stray)
+	if err := os.WriteFile(filepath.Join(dir, "blobs", "sha256", d.Encoded()), stray, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "staging", "left", "blobs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := c.Fsck(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasProblem(rep, string(d), "unreferenced blob") {
+		t.Errorf("fsck did not report the unreferenced blob: %+v", rep.Problems)
+	}
+	if !hasProblem(rep, filepath.Join("staging", "left"), "leftover staging") {
+		t.Errorf("fsck did not report the leftover staging folder: %+v", rep.Problems)
+	}
+	// A writer's opening runs recovery: the staging folder (no journal) goes.
+	c.Close()
+	c = open(t, dir)
+	rep, err = c.Fsck(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hasProblem(rep, filepath.Join("staging", "left"), "") {
+		t.Errorf("opening the cache did not recover the staging folder: %+v", rep.Problems)
+	}
+}
+
+func hasProblem(rep *cache.FsckReport, what, issue string) bool {
+	for _, p := range rep.Problems {
+		if p.What == what && strings.Contains(p.Issue, issue) {
+			return true
+		}
+	}
+	return false
+}
