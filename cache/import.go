@@ -116,7 +116,10 @@ func (c *Cache) Import(ctx context.Context, read ReadFunc, policy verify.Policy)
 	staging = false // from here the journal decides, as after a crash
 	if err := c.commit(stage, fresh, rec, State{Sequence: rec.Sequence, Root: rec.Root}); err != nil {
 		err = diskError(c.dir, err)
-		forward, rerr := c.recoverStage(stage)
+		rerr := c.recoverStage(stage)
+		// Committed or not is the state's to say (the staging folder may already be gone).
+		now, serr := c.State()
+		forward := serr == nil && now.Root == rec.Root
 		switch {
 		case rerr != nil:
 			return nil, fmt.Errorf("commit bundle %d: %w; finishing it failed too: %v (the next 'sync import', 'sync run' or 'sync fsck --cache %s' completes or undoes it)",
@@ -207,7 +210,7 @@ func (c *Cache) recover() error {
 		return err
 	}
 	for _, e := range entries {
-		if _, err := c.recoverStage(filepath.Join(c.dir, stagingDir, e.Name())); err != nil {
+		if err := c.recoverStage(filepath.Join(c.dir, stagingDir, e.Name())); err != nil {
 			return fmt.Errorf("staging/%s: %w", e.Name(), err)
 		}
 	}
@@ -223,52 +226,51 @@ func (c *Cache) recover() error {
 // recoverStage finishes or undoes the import of one staging folder, after a crash (from
 // recover) or a failed commit (from Import): the same code either way. An import whose journal
 // names the root the state names committed: its state's folder is synced again and only the
-// staging folder goes (forward is true). Any other is undone: the blobs its journal lists as
+// staging folder goes. Any other is undone: the blobs its journal lists as
 // new and its record are removed, leaving the cache as it was before it. A folder without a
 // journal never reached the commit and is removed.
-func (c *Cache) recoverStage(stage string) (forward bool, err error) {
+func (c *Cache) recoverStage(stage string) error {
 	st, err := c.State()
 	if err != nil {
-		return false, err
+		return err
 	}
 	b, err := os.ReadFile(filepath.Join(stage, journalFile))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		return false, fmt.Errorf("read journal: %w", err) // never guess: its blobs may be in place
+		return fmt.Errorf("read journal: %w", err) // never guess: its blobs may be in place
 	default:
 		var j journal
 		if err := json.Unmarshal(b, &j); err != nil {
-			return false, fmt.Errorf("journal %s: %w", filepath.Join(stage, journalFile), err)
+			return fmt.Errorf("journal %s: %w", filepath.Join(stage, journalFile), err)
 		}
 		if j.Root == st.Root {
-			forward = true
 			if err := syncDir(c.dir); err != nil { // the state's rename, if its sync failed
-				return true, err
+				return err
 			}
 			break
 		}
 		for _, d := range j.New {
 			if err := step("remove", c.blobPath(d)); err != nil {
-				return false, err
+				return err
 			}
 			if err := os.Remove(c.blobPath(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return false, err
+				return err
 			}
 		}
 		rec := filepath.Join(c.dir, recordsDir, j.Record)
 		if err := step("remove", rec); err != nil {
-			return false, err
+			return err
 		}
 		if err := os.Remove(rec); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return false, err
+			return err
 		}
 		if err := syncDir(filepath.Join(c.dir, recordsDir)); err != nil {
-			return false, err
+			return err
 		}
 		if err := syncDir(filepath.Join(c.dir, blobsDir)); err != nil {
-			return false, err
+			return err
 		}
 	}
-	return forward, c.cleanStage(stage)
+	return c.cleanStage(stage)
 }
