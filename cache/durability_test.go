@@ -3,11 +3,14 @@ package cache_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -20,7 +23,7 @@ import (
 func traceSteps(t *testing.T, f func()) []string {
 	t.Helper()
 	var got []string
-	stop := cache.TraceSteps(func(op, path string) { got = append(got, op+" "+path) })
+	stop := cache.TraceSteps(func(op, path string) error { got = append(got, op+" "+path); return nil })
 	defer stop()
 	f()
 	return got
@@ -207,4 +210,82 @@ func hasProblem(rep *cache.FsckReport, what, issue string) bool {
 		}
 	}
 	return false
+}
+
+// ENOSPC at every durable step of an import, in process: the failed import's error names the
+// disk, the cache is byte for byte as before (or, for a fault after the commit point, as after,
+// and the import succeeds), fsck is whole, the failed bundle is not counted as accepted, and the
+// next import succeeds. The e2e test does the same through the CLI with FERRY_CACHE_FAIL_AT.
+func TestImportFailingAtEveryStepIsUndone(t *testing.T) {
+	ctx := context.Background()
+	sign, policy := keyPair(t)
+	b1 := testbundle.New(t, 1, "", sign)
+	b2 := testbundle.New(t, 2, b1.Root.Digest, sign)
+	base := t.TempDir()
+	c := open(t, base)
+	if _, err := c.Import(ctx, fromDir(b1.Dir), policy); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	failed, forward := 0, 0
+	for n := 1; ; n++ {
+		dir := t.TempDir()
+		copyTree(t, base, dir)
+		c := open(t, dir)
+		before := snapshot(t, dir)
+		i := 0
+		stop := cache.TraceSteps(func(op, path string) error {
+			if i++; i == n {
+				return &os.PathError{Op: op, Path: path, Err: syscall.ENOSPC}
+			}
+			return nil
+		})
+		_, err := c.Import(ctx, fromDir(b2.Dir), policy)
+		stop()
+		if i < n {
+			if err != nil {
+				t.Fatal(err)
+			}
+			break // every step was tried
+		}
+		if err != nil {
+			failed++
+			if !strings.Contains(err.Error(), "the disk holding the cache "+dir+" is full") || !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("step %d: the error does not name the full disk: %v", n, err)
+			}
+			if got := snapshot(t, dir); got != before {
+				t.Fatalf("step %d: the failed import changed the cache (%v):\n%s\nwas:\n%s", n, err, got, before)
+			}
+			roots, rerr := c.AcceptedRoots()
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			if _, ok := roots[b2.Root.Digest]; ok {
+				t.Fatalf("step %d: the failed bundle counts as accepted", n)
+			}
+		} else {
+			forward++
+			if cur, _ := c.Current(); cur == nil || cur.Root != b2.Root.Digest {
+				t.Fatalf("step %d: the import succeeded but bundle 2 is not current", n)
+			}
+		}
+		if rep, err := c.Fsck(ctx, false); err != nil || !rep.OK() {
+			t.Fatalf("step %d: fsck after the failed import: %+v %v", n, rep, err)
+		}
+		res, err := c.Import(ctx, fromDir(b2.Dir), policy)
+		if err != nil || res.Record.Sequence != 2 {
+			t.Fatalf("step %d: the next import: %+v %v", n, res, err)
+		}
+	}
+	t.Logf("ENOSPC at each of %d steps: %d imports failed and were undone, %d faults after the commit point redone", failed+forward, failed, forward)
+	if failed < 10 || forward == 0 {
+		t.Fatalf("%d failed, %d redone: the steps did not cover the commit", failed, forward)
+	}
+}
+
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	if out, err := exec.Command("cp", "-a", src+"/.", dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
 }

@@ -23,8 +23,9 @@ const FaultsTag = "ferry_faults"
 
 var steps atomic.Int64
 
-// traceStep, when set (by this package's tests), sees every durable step.
-var traceStep func(op, path string)
+// traceStep, when set (by this package's tests), sees every durable step; an error it returns
+// is the step's, as FailEnv's is.
+var traceStep func(op, path string) error
 
 // step marks a durable step (op on path) just before it is taken; in a ferry_faults build it
 // dies at the step CrashEnv names, as a power cut would, or returns the error FailEnv asks for
@@ -32,7 +33,9 @@ var traceStep func(op, path string)
 func step(op, path string) error {
 	n := steps.Add(1)
 	if traceStep != nil {
-		traceStep(op, path)
+		if err := traceStep(op, path); err != nil {
+			return err
+		}
 	}
 	return faultAt(n, op, path)
 }
