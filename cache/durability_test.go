@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -181,7 +182,12 @@ func TestFsckReportsUnreferencedBlobsAndLeftoverStaging(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, "staging", "left", "blobs"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := c.Fsck(ctx, false)
+	// Read without the lock (no recovery), fsck names both.
+	r, err := cache.OpenReader(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Fsck(ctx, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,15 +197,17 @@ func TestFsckReportsUnreferencedBlobsAndLeftoverStaging(t *testing.T) {
 	if !hasProblem(rep, filepath.Join("staging", "left"), "leftover staging") {
 		t.Errorf("fsck did not report the leftover staging folder: %+v", rep.Problems)
 	}
-	// A writer's opening runs recovery: the staging folder (no journal) goes.
-	c.Close()
-	c = open(t, dir)
+	// The writer's fsck runs the recovery a writer's opening runs: the staging folder (no
+	// journal) goes; the unreferenced blob is still named.
 	rep, err = c.Fsck(ctx, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if hasProblem(rep, filepath.Join("staging", "left"), "") {
-		t.Errorf("opening the cache did not recover the staging folder: %+v", rep.Problems)
+	if hasProblem(rep, filepath.Join("staging", "left"), "") || !hasProblem(rep, string(d), "unreferenced blob") {
+		t.Errorf("the writer's fsck: %+v", rep.Problems)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "staging", "left")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the writer's fsck did not recover the staging folder: %v", err)
 	}
 }
 
@@ -287,5 +295,47 @@ func copyTree(t *testing.T, src, dst string) {
 	t.Helper()
 	if out, err := exec.Command("cp", "-a", src+"/.", dst).CombinedOutput(); err != nil {
 		t.Fatalf("cp: %v %s", err, out)
+	}
+}
+
+// A commit that fails, and whose undoing fails too (the disk keeps failing), is finished or
+// undone by the next import in the same process before it reads anything: its blobs, already
+// renamed into place, never count as held for the next bundle.
+func TestNextImportFinishesACommitWhoseRecoveryFailed(t *testing.T) {
+	ctx := context.Background()
+	sign, policy := keyPair(t)
+	dir := t.TempDir()
+	c := open(t, dir)
+	b1 := testbundle.New(t, 1, "", sign)
+	b2 := testbundle.New(t, 2, b1.Root.Digest, sign)
+	if _, err := c.Import(ctx, fromDir(b1.Dir), policy); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, dir)
+	// From the second blob renamed into place on, every step fails with EIO.
+	renames := 0
+	stop := cache.TraceSteps(func(op, path string) error {
+		if op == "rename" && filepath.Dir(path) == filepath.Join(dir, "blobs", "sha256") {
+			renames++
+		}
+		if renames >= 2 {
+			return &os.PathError{Op: op, Path: path, Err: syscall.EIO}
+		}
+		return nil
+	})
+	_, err := c.Import(ctx, fromDir(b2.Dir), policy)
+	stop()
+	if err == nil || !strings.Contains(err.Error(), "finishing it failed too") || !strings.Contains(err.Error(), "the disk holding the cache "+dir+" failed") {
+		t.Fatalf("want a commit error whose recovery failed too, naming the disk; got %v", err)
+	}
+	if snapshot(t, dir) == before {
+		t.Fatal("the failed recovery left the cache as before: the test proves nothing")
+	}
+	res, err := c.Import(ctx, fromDir(b2.Dir), policy)
+	if err != nil || res.Record.Sequence != 2 {
+		t.Fatalf("the next import: %+v %v", res, err)
+	}
+	if rep, err := c.Fsck(ctx, false); err != nil || !rep.OK() {
+		t.Fatalf("fsck after the next import: %+v %v", rep, err)
 	}
 }

@@ -38,10 +38,15 @@ func (r *FsckReport) OK() bool { return len(r.Problems) == 0 }
 // (every blob present, sized and hashed right), and checks the state names an accepted bundle.
 // It also reports what no committed import leaves behind: a record newer than the state (an
 // import that wrote its record but never committed), a blob no record reaches, and a staging
-// folder. The writer's opening (Open) has already run crash recovery, so on a cache opened with
-// Open these mean damage, not an import in progress. With quarantineBad, a blob whose bytes do
+// folder. On a cache opened with Open, Fsck first runs the crash recovery Open runs, so these
+// mean damage, not an import in progress. With quarantineBad, a blob whose bytes do
 // not match its name is moved to quarantine/ (durably: both folders are synced).
 func (c *Cache) Fsck(ctx context.Context, quarantineBad bool) (*FsckReport, error) {
+	if c.lock != nil { // a writer: the same recovery as Open, Import and GC run
+		if err := c.recover(); err != nil {
+			return nil, fmt.Errorf("cache %s: recover an interrupted import: %w", c.dir, diskError(c.dir, err))
+		}
+	}
 	rep := &FsckReport{}
 	entries, err := os.ReadDir(filepath.Join(c.dir, blobsDir))
 	if err != nil {

@@ -27,6 +27,9 @@ type GCReport struct {
 // served, so nobody opens its blobs anew.
 func (c *Cache) GC(ctx context.Context, keep int) (*GCReport, error) {
 	keep = max(keep, 1)
+	if err := c.recover(); err != nil { // an import left half done must not lose its blobs to gc
+		return nil, fmt.Errorf("gc: finish an interrupted import first: %w", diskError(c.dir, err))
+	}
 	recs, err := c.Records()
 	if err != nil {
 		return nil, err

@@ -46,6 +46,11 @@ type journal struct {
 // until the commit, which is atomic; a rejection changes nothing and returns a
 // *bundle.Error naming the item and the check (see verify.Run.Finish).
 func (c *Cache) Import(ctx context.Context, read ReadFunc, policy verify.Policy) (*ImportResult, error) {
+	// An earlier import of this process whose commit and recovery both failed is finished or
+	// undone first: its blobs must not count as held for this one.
+	if err := c.recover(); err != nil {
+		return nil, fmt.Errorf("cache %s: finish an interrupted import first: %w", c.dir, diskError(c.dir, err))
+	}
 	st, err := c.State()
 	if err != nil {
 		return nil, err
@@ -114,8 +119,8 @@ func (c *Cache) Import(ctx context.Context, read ReadFunc, policy verify.Policy)
 	}
 	rec := newRecord(res)
 	staging = false // from here the journal decides, as after a crash
-	if err := c.commit(stage, fresh, rec, State{Sequence: rec.Sequence, Root: rec.Root}); err != nil {
-		err = diskError(c.dir, err)
+	if cerr := c.commit(stage, fresh, rec, State{Sequence: rec.Sequence, Root: rec.Root}); cerr != nil {
+		err := diskError(c.dir, cerr)
 		rerr := c.recoverStage(stage)
 		// Committed or not is the state's to say (the staging folder may already be gone).
 		now, serr := c.State()
@@ -127,7 +132,7 @@ func (c *Cache) Import(ctx context.Context, read ReadFunc, policy verify.Policy)
 		case forward:
 			// The state was written: the bundle is the current one, and recovery has made it
 			// durable and cleaned up after it.
-			slog.Warn("bundle committed; a step after the commit point failed and was redone", "sequence", rec.Sequence, "cache", c.dir, "error", err)
+			slog.Warn("bundle committed; a step after the commit point failed and was redone", "sequence", rec.Sequence, "cache", c.dir, "error", cerr)
 		default:
 			return nil, fmt.Errorf("commit bundle %d: %w; the import was undone and the cache is as it was", rec.Sequence, err)
 		}
