@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -228,4 +229,91 @@ func TestImportSurvivesRandomKillUnderCPULoad(t *testing.T) {
 		os.RemoveAll(work)
 	}
 	t.Logf("killed sync import at %d random instants within %v under CPU load: fsck passed each time; as before %d, as after %d", kills, span, asBefore, asAfter)
+}
+
+// mountTmpfs mounts a small tmpfs at dir for the test, unmounted when it ends.
+func mountTmpfs(t *testing.T, dir, opts string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("mounting a small tmpfs needs root (CI runs the tests as root)")
+	}
+	os.MkdirAll(dir, 0o755)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount a tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v %s", dir, err, out)
+		}
+	})
+}
+
+// A real disk that fills up during the commit itself: the tmpfs runs out of inodes just after
+// the blobs are staged, so the journal, the record or the state cannot be created (ENOSPC) once
+// blobs may already be renamed into place. Each time the import fails naming the disk, the cache
+// is exactly as before, fsck passes, and once space is freed the next import succeeds.
+func TestImportCommitOnFullDisk(t *testing.T) {
+	dir := t.TempDir()
+	sign := signer(t, dir)
+	b1 := wideBundle(t, 1, "", 2, sign)
+	b2 := wideBundle(t, 2, b1.Root.Digest, 10, sign)
+	// How many blobs bundle 2 adds to a cache holding bundle 1.
+	probe := filepath.Join(dir, "probe")
+	must(t, dir, nil, "sync", "import", "--cache", probe, "--key", "ops.pub", b1.Dir)
+	var res cache.ImportResult
+	if err := json.Unmarshal([]byte(must(t, dir, nil, "sync", "import", "--cache", probe, "--key", "ops.pub", "--output", "json", b2.Dir)), &res); err != nil {
+		t.Fatal(err)
+	}
+	wantAfter := cacheView(t, probe)
+	// An import creates its staging folder and its blobs folder, one file per new blob, then the
+	// journal, the record and the state (each a temporary file renamed into place).
+	for extra, fails := range []string{"the journal", "the record", "the state"} {
+		t.Run(strings.ReplaceAll(fails, " ", "-"), func(t *testing.T) {
+			disk := filepath.Join(dir, fmt.Sprintf("disk-%d", extra))
+			mountTmpfs(t, disk, "size=8m,nr_inodes=400")
+			work := filepath.Join(disk, "cache")
+			must(t, dir, nil, "sync", "import", "--cache", work, "--key", "ops.pub", b1.Dir)
+			fill := filepath.Join(disk, "fill")
+			os.Mkdir(fill, 0o755)
+			n := 0
+			for ; ; n++ {
+				f, err := os.Create(filepath.Join(fill, fmt.Sprint(n)))
+				if err != nil {
+					if !errors.Is(err, syscall.ENOSPC) {
+						t.Fatal(err)
+					}
+					break
+				}
+				f.Close()
+			}
+			free := 2 + res.New + extra
+			if n < free {
+				t.Fatalf("only %d inodes were free; the bundle needs %d", n, free)
+			}
+			for i := range free {
+				os.Remove(filepath.Join(fill, fmt.Sprint(i)))
+			}
+			want := cacheView(t, work)
+			r := run(t, dir, nil, "sync", "import", "--cache", work, "--key", "ops.pub", b2.Dir)
+			if r.Err == nil {
+				t.Fatalf("the import succeeded with no inode left for %s: the test proves nothing", fails)
+			}
+			for _, s := range []string{"commit bundle 2", "the disk holding the cache " + work + " is full", "no space left on device", "the import was undone"} {
+				if !strings.Contains(r.Stderr, s) {
+					t.Fatalf("the error does not say %q:\n%s", s, r.Stderr)
+				}
+			}
+			if got := cacheView(t, work); got != want {
+				t.Fatalf("the failed commit changed the cache:\n%s\nwas:\n%s\nerror: %s", got, want, r.Stderr)
+			}
+			must(t, dir, nil, "sync", "fsck", "--cache", work)
+			os.RemoveAll(fill)
+			must(t, dir, nil, "sync", "import", "--cache", work, "--key", "ops.pub", b2.Dir)
+			if got := cacheView(t, work); got != wantAfter {
+				t.Fatalf("after freeing space the import did not leave the cache as after it:\n%s", got)
+			}
+			must(t, dir, nil, "sync", "fsck", "--cache", work)
+			t.Logf("no inode for %s: %s", fails, strings.TrimSpace(r.Stderr))
+		})
+	}
 }
