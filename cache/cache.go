@@ -47,14 +47,14 @@ type Cache struct {
 // rolls back any import a crash interrupted.
 func Open(dir string) (*Cache, error) {
 	for _, d := range []string{blobsDir, recordsDir, stagingDir, quarantine} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			return nil, fmt.Errorf("cache %s: %w", dir, err)
+		if err := mkdirDurable(filepath.Join(dir, d)); err != nil {
+			return nil, fmt.Errorf("cache %s: %w", dir, diskError(dir, err))
 		}
 	}
 	vpath := filepath.Join(dir, versionFile)
 	if b, err := os.ReadFile(vpath); errors.Is(err, fs.ErrNotExist) {
 		if err := writeFileAtomic(vpath, []byte(fmt.Sprintf("{\"version\":%d}\n", Version))); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("cache %s: %w", dir, diskError(dir, err))
 		}
 	} else if err != nil {
 		return nil, err
@@ -72,7 +72,7 @@ func Open(dir string) (*Cache, error) {
 	c := &Cache{dir: dir, lock: lock}
 	if err := c.recover(); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("cache %s: recover an interrupted import: %w", dir, err)
+		return nil, fmt.Errorf("cache %s: recover an interrupted import: %w", dir, diskError(dir, err))
 	}
 	return c, nil
 }

@@ -28,7 +28,7 @@ type collected struct {
 // record, so a crash between the two leaves both, never neither.
 func (c *Cache) noteCollected(r Record) error {
 	dir := filepath.Join(c.dir, collectedDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := mkdirDurable(dir); err != nil {
 		return fmt.Errorf("cache %s: %w", c.dir, err)
 	}
 	b, err := json.Marshal(collected{Sequence: r.Sequence, Root: r.Root})
@@ -39,14 +39,22 @@ func (c *Cache) noteCollected(r Record) error {
 }
 
 // AcceptedRoots returns the root of every bundle this cache ever accepted, with its sequence:
-// the bundles it keeps (their records) and those garbage collection dropped.
+// the bundles it keeps (their records, but none newer than the state) and those garbage
+// collection dropped.
 func (c *Cache) AcceptedRoots() (map[digest.Digest]uint64, error) {
 	out := map[digest.Digest]uint64{}
 	recs, err := c.Records()
 	if err != nil {
 		return nil, err
 	}
+	st, err := c.State()
+	if err != nil {
+		return nil, err
+	}
 	for _, r := range recs {
+		if r.Sequence > st.Sequence {
+			continue // written by an import that never committed: not accepted (see Fsck)
+		}
 		out[r.Root] = r.Sequence
 	}
 	entries, err := os.ReadDir(filepath.Join(c.dir, collectedDir))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -26,9 +27,19 @@ type GCReport struct {
 // served, so nobody opens its blobs anew.
 func (c *Cache) GC(ctx context.Context, keep int) (*GCReport, error) {
 	keep = max(keep, 1)
+	if err := c.recover(); err != nil { // an import left half done must not lose its blobs to gc
+		return nil, fmt.Errorf("gc: finish an interrupted import first: %w", diskError(c.dir, err))
+	}
 	recs, err := c.Records()
 	if err != nil {
 		return nil, err
+	}
+	st, err := c.State()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.recordOf(st); err != nil {
+		return nil, fmt.Errorf("gc: %w", err) // never guess which bundle is current
 	}
 	rep := &GCReport{}
 	live := map[digest.Digest]bool{}
@@ -36,10 +47,22 @@ func (c *Cache) GC(ctx context.Context, keep int) (*GCReport, error) {
 		live[e.Descriptor.Digest] = true
 		return nil
 	}
-	first := max(len(recs)-keep, 0)
+	// The current bundle (the one the state names) and the keep-1 accepted before it stay. A
+	// record newer than the state was never accepted (an import an older sync left half done):
+	// gc neither drops it as if it had been accepted nor counts it; its blobs stay and fsck
+	// reports it.
+	var accepted, orphans []Record
+	for _, r := range recs {
+		if r.Sequence > st.Sequence {
+			orphans = append(orphans, r)
+		} else {
+			accepted = append(accepted, r)
+		}
+	}
+	first := max(len(accepted)-keep, 0)
 	var dropped []Record
-	for i, r := range recs {
-		if i < first {
+	for i, r := range accepted {
+		if i < first && r.Root != st.Root {
 			rep.Dropped = append(rep.Dropped, r.Sequence)
 			dropped = append(dropped, r)
 			continue
@@ -49,19 +72,27 @@ func (c *Cache) GC(ctx context.Context, keep int) (*GCReport, error) {
 			return nil, fmt.Errorf("gc: bundle %d is not whole (run 'sync fsck'): %w", r.Sequence, err)
 		}
 	}
+	for _, r := range orphans {
+		if _, err := c.ReadBundle(ctx, r, bundle.WithVisitor(mark)); err != nil {
+			slog.Warn("gc: a record newer than the state is not whole; its blobs that are present are kept", "sequence", r.Sequence, "error", err)
+		}
+	}
 	// Records go first: once a bundle is dropped, nothing serves it. Each dropped bundle is
 	// remembered as accepted once, before its record goes (see AcceptedRoots).
 	for _, r := range dropped {
 		if err := c.noteCollected(r); err != nil {
-			return nil, fmt.Errorf("gc: remember bundle %d: %w", r.Sequence, err)
+			return nil, fmt.Errorf("gc: remember bundle %d: %w", r.Sequence, diskError(c.dir, err))
 		}
-		step()
-		if err := os.Remove(filepath.Join(c.dir, recordsDir, recordName(r.Sequence))); err != nil {
-			return nil, err
+		p := filepath.Join(c.dir, recordsDir, recordName(r.Sequence))
+		if err := step("remove", p); err != nil {
+			return nil, fmt.Errorf("gc: drop bundle %d: %w", r.Sequence, diskError(c.dir, err))
+		}
+		if err := os.Remove(p); err != nil {
+			return nil, fmt.Errorf("gc: drop bundle %d: %w", r.Sequence, diskError(c.dir, err))
 		}
 	}
 	if err := syncDir(filepath.Join(c.dir, recordsDir)); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("gc: %w", diskError(c.dir, err))
 	}
 	entries, err := os.ReadDir(filepath.Join(c.dir, blobsDir))
 	if err != nil {
@@ -75,11 +106,17 @@ func (c *Cache) GC(ctx context.Context, keep int) (*GCReport, error) {
 		if fi, err := e.Info(); err == nil {
 			rep.RemovedBytes += fi.Size()
 		}
-		step()
-		if err := os.Remove(filepath.Join(c.dir, blobsDir, e.Name())); err != nil {
-			return nil, err
+		p := filepath.Join(c.dir, blobsDir, e.Name())
+		if err := step("remove", p); err != nil {
+			return nil, fmt.Errorf("gc: %w", diskError(c.dir, err))
+		}
+		if err := os.Remove(p); err != nil {
+			return nil, fmt.Errorf("gc: %w", diskError(c.dir, err))
 		}
 		rep.Removed++
 	}
-	return rep, syncDir(filepath.Join(c.dir, blobsDir))
+	if err := syncDir(filepath.Join(c.dir, blobsDir)); err != nil {
+		return nil, fmt.Errorf("gc: %w", diskError(c.dir, err))
+	}
+	return rep, nil
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -44,18 +46,31 @@ type journal struct {
 // until the commit, which is atomic; a rejection changes nothing and returns a
 // *bundle.Error naming the item and the check (see verify.Run.Finish).
 func (c *Cache) Import(ctx context.Context, read ReadFunc, policy verify.Policy) (*ImportResult, error) {
+	// An earlier import of this process whose commit and recovery both failed is finished or
+	// undone first: its blobs must not count as held for this one.
+	if err := c.recover(); err != nil {
+		return nil, fmt.Errorf("cache %s: finish an interrupted import first: %w", c.dir, diskError(c.dir, err))
+	}
 	st, err := c.State()
 	if err != nil {
 		return nil, err
 	}
 	stage := filepath.Join(c.dir, stagingDir, fmt.Sprintf("%d-%s", time.Now().UnixNano(), randomName()))
-	step()
-	if err := os.MkdirAll(filepath.Join(stage, "blobs"), 0o755); err != nil {
-		return nil, err
+	if err := mkdirDurable(filepath.Join(stage, "blobs")); err != nil {
+		os.RemoveAll(stage)
+		return nil, fmt.Errorf("import: staging folder: %w", diskError(c.dir, err))
 	}
-	defer os.RemoveAll(stage) // after a commit, only the emptied folder is left to remove
+	// Until commit writes the journal, nothing outside staging changed: removing the folder
+	// undoes the import (and the next opening removes it if this does not).
+	staging := true
+	defer func() {
+		if staging {
+			os.RemoveAll(stage)
+		}
+	}()
 	var fresh []digest.Digest
 	var freshBytes int64
+	var stageErr error // the disk failed: not the bundle's fault
 	staged := map[digest.Digest]bool{}
 	copyIn := func(ctx context.Context, e bundle.Entry, r io.Reader) error {
 		if e.Path == bundle.LayoutFile || e.Path == bundle.IndexFile {
@@ -70,6 +85,9 @@ func (c *Cache) Import(ctx context.Context, read ReadFunc, policy verify.Policy)
 		}
 		n, err := writeStream(filepath.Join(stage, "blobs", d.Encoded()), r)
 		if err != nil {
+			if isDiskError(err) {
+				stageErr = fmt.Errorf("stage blob %s: %w", d, err)
+			}
 			return fmt.Errorf("stage blob %s: %w", d, err)
 		}
 		staged[d] = true
@@ -93,12 +111,31 @@ func (c *Cache) Import(ctx context.Context, read ReadFunc, policy verify.Policy)
 		}
 		return out, nil
 	}
+	if err != nil && stageErr != nil {
+		return nil, fmt.Errorf("import: %w; nothing was imported", diskError(c.dir, stageErr))
+	}
 	if err != nil {
 		return nil, err
 	}
 	rec := newRecord(res)
-	if err := c.commit(stage, fresh, rec, State{Sequence: rec.Sequence, Root: rec.Root}); err != nil {
-		return nil, fmt.Errorf("commit bundle %d: %w", rec.Sequence, err)
+	staging = false // from here the journal decides, as after a crash
+	if cerr := c.commit(stage, fresh, rec, State{Sequence: rec.Sequence, Root: rec.Root}); cerr != nil {
+		err := diskError(c.dir, cerr)
+		rerr := c.recoverStage(stage)
+		// Committed or not is the state's to say (the staging folder may already be gone).
+		now, serr := c.State()
+		forward := serr == nil && now.Root == rec.Root
+		switch {
+		case rerr != nil:
+			return nil, fmt.Errorf("commit bundle %d: %w; finishing it failed too: %v (the next 'sync import', 'sync run' or 'sync fsck --cache %s' completes or undoes it)",
+				rec.Sequence, err, diskError(c.dir, rerr), c.dir)
+		case forward:
+			// The state was written: the bundle is the current one, and recovery has made it
+			// durable and cleaned up after it.
+			slog.Warn("bundle committed; a step after the commit point failed and was redone", "sequence", rec.Sequence, "cache", c.dir, "error", cerr)
+		default:
+			return nil, fmt.Errorf("commit bundle %d: %w; the import was undone and the cache is as it was", rec.Sequence, err)
+		}
 	}
 	return &ImportResult{Record: rec, New: len(fresh), NewBytes: freshBytes, Blobs: res.Blobs}, nil
 }
@@ -114,7 +151,8 @@ func newRecord(res *bundle.Result) Record {
 }
 
 // commit makes a verified, staged bundle visible: journal, blobs into place, record, and last
-// the state, whose atomic rename is the commit point.
+// the state, whose atomic rename is the commit point. On an error the caller hands the stage to
+// recoverStage, as an opening does after a crash.
 func (c *Cache) commit(stage string, fresh []digest.Digest, rec Record, st State) error {
 	j := journal{Root: rec.Root, Sequence: rec.Sequence, New: fresh, Record: recordName(rec.Sequence)}
 	jb, err := json.Marshal(j)
@@ -124,11 +162,13 @@ func (c *Cache) commit(stage string, fresh []digest.Digest, rec Record, st State
 	if err := syncDir(filepath.Join(stage, "blobs")); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(stage, "journal.json"), jb); err != nil {
+	if err := writeFileAtomic(filepath.Join(stage, journalFile), jb); err != nil {
 		return err
 	}
 	for _, d := range fresh {
-		step()
+		if err := step("rename", c.blobPath(d)); err != nil {
+			return err
+		}
 		if err := os.Rename(filepath.Join(stage, "blobs", d.Encoded()), c.blobPath(d)); err != nil {
 			return err
 		}
@@ -150,62 +190,92 @@ func (c *Cache) commit(stage string, fresh []digest.Digest, rec Record, st State
 	if err := writeFileAtomic(filepath.Join(c.dir, stateFile), sb); err != nil { // the commit point
 		return err
 	}
-	step()
+	return c.cleanStage(stage)
+}
+
+// journalFile is the journal's name in a staging folder.
+const journalFile = "journal.json"
+
+// cleanStage removes a staging folder whose import is complete or undone.
+func (c *Cache) cleanStage(stage string) error {
+	if err := step("remove", stage); err != nil {
+		return err
+	}
 	if err := os.RemoveAll(stage); err != nil {
 		return err
 	}
 	return syncDir(filepath.Join(c.dir, stagingDir))
 }
 
-// recover finishes or undoes what a crash interrupted: an import whose state was written is
-// complete and only its staging folder goes; any other is undone (its new blobs and its record
-// removed), leaving the cache as it was before it.
+// recover finishes or undoes what a crash interrupted (see recoverStage), for every staging
+// folder, and removes the temporary files of interrupted atomic writes.
 func (c *Cache) recover() error {
-	st, err := c.State()
-	if err != nil {
-		return err
-	}
 	entries, err := os.ReadDir(filepath.Join(c.dir, stagingDir))
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
-		stage := filepath.Join(c.dir, stagingDir, e.Name())
-		if b, err := os.ReadFile(filepath.Join(stage, "journal.json")); err == nil {
-			var j journal
-			if err := json.Unmarshal(b, &j); err != nil {
-				return fmt.Errorf("journal of %s: %w", e.Name(), err)
-			}
-			if j.Root != st.Root {
-				for _, d := range j.New {
-					step()
-					if err := os.Remove(c.blobPath(d)); err != nil && !os.IsNotExist(err) {
-						return err
-					}
-				}
-				step()
-				if err := os.Remove(filepath.Join(c.dir, recordsDir, j.Record)); err != nil && !os.IsNotExist(err) {
-					return err
-				}
-				if err := syncDir(filepath.Join(c.dir, recordsDir)); err != nil {
-					return err
-				}
-				if err := syncDir(filepath.Join(c.dir, blobsDir)); err != nil {
-					return err
-				}
-			}
-		}
-		step()
-		if err := os.RemoveAll(stage); err != nil {
-			return err
+		if err := c.recoverStage(filepath.Join(c.dir, stagingDir, e.Name())); err != nil {
+			return fmt.Errorf("staging/%s: %w", e.Name(), err)
 		}
 	}
-	// Temporary files of an interrupted atomic write.
-	for _, dir := range []string{c.dir, filepath.Join(c.dir, recordsDir)} {
+	for _, dir := range []string{c.dir, filepath.Join(c.dir, recordsDir), filepath.Join(c.dir, collectedDir), filepath.Join(c.dir, rejectionsDir)} {
 		tmps, _ := filepath.Glob(filepath.Join(dir, ".tmp-*"))
 		for _, t := range tmps {
 			os.Remove(t)
 		}
 	}
-	return syncDir(filepath.Join(c.dir, stagingDir))
+	return nil
+}
+
+// recoverStage finishes or undoes the import of one staging folder, after a crash (from
+// recover) or a failed commit (from Import): the same code either way. An import whose journal
+// names the root the state names committed: its state's folder is synced again and only the
+// staging folder goes. Any other is undone: the blobs its journal lists as
+// new and its record are removed, leaving the cache as it was before it. A folder without a
+// journal never reached the commit and is removed.
+func (c *Cache) recoverStage(stage string) error {
+	st, err := c.State()
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(filepath.Join(stage, journalFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("read journal: %w", err) // never guess: its blobs may be in place
+	default:
+		var j journal
+		if err := json.Unmarshal(b, &j); err != nil {
+			return fmt.Errorf("journal %s: %w", filepath.Join(stage, journalFile), err)
+		}
+		if j.Root == st.Root {
+			if err := syncDir(c.dir); err != nil { // the state's rename, if its sync failed
+				return err
+			}
+			break
+		}
+		for _, d := range j.New {
+			if err := step("remove", c.blobPath(d)); err != nil {
+				return err
+			}
+			if err := os.Remove(c.blobPath(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+		rec := filepath.Join(c.dir, recordsDir, j.Record)
+		if err := step("remove", rec); err != nil {
+			return err
+		}
+		if err := os.Remove(rec); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if err := syncDir(filepath.Join(c.dir, recordsDir)); err != nil {
+			return err
+		}
+		if err := syncDir(filepath.Join(c.dir, blobsDir)); err != nil {
+			return err
+		}
+	}
+	return c.cleanStage(stage)
 }

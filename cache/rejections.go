@@ -49,7 +49,7 @@ type Rejection struct {
 // rejections beyond MaxRejections. It is for the writer (the agent that holds the lock).
 func (c *Cache) RecordRejection(r Rejection) error {
 	dir := filepath.Join(c.dir, rejectionsDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := mkdirDurable(dir); err != nil {
 		return fmt.Errorf("cache %s: %w", c.dir, err)
 	}
 	if r.Time.IsZero() {
@@ -69,13 +69,19 @@ func (c *Cache) RecordRejection(r Rejection) error {
 	if err != nil {
 		return err
 	}
+	if len(names) <= MaxRejections {
+		return nil
+	}
 	for len(names) > MaxRejections {
+		if err := step("remove", filepath.Join(dir, names[0])); err != nil {
+			return err
+		}
 		if err := os.Remove(filepath.Join(dir, names[0])); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 		names = names[1:]
 	}
-	return nil
+	return syncDir(dir)
 }
 
 // Rejections returns the rejections the cache keeps, oldest first.

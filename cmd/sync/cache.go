@@ -269,9 +269,12 @@ func fsckCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "fsck",
 		Short: "Prove the cache whole: re-hash every blob, walk every bundle, check the state",
-		Long: `fsck re-hashes every blob in the cache, walks the whole graph of every bundle the cache
-holds, and checks the state names one of them. It exits non-zero if anything is wrong. With
---quarantine, blobs whose content does not match their digest are moved to quarantine/.`,
+		Long: `fsck first runs the recovery every writer's opening runs (an import a crash or a failed
+disk interrupted is finished or undone), then re-hashes every blob in the cache, walks the whole
+graph of every bundle the cache holds, and checks the state names one of them. It also reports
+records newer than the state (an import that never committed), blobs no bundle reaches, and
+staging folders left after recovery. It exits non-zero if anything is wrong. With --quarantine,
+blobs whose content does not match their digest are moved to quarantine/.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := cache.Open(dir)
@@ -315,7 +318,7 @@ func gcCommand() *cobra.Command {
 	var keep int
 	cmd := &cobra.Command{
 		Use:   "gc",
-		Short: "Keep the last N bundles and what they reference; remove the rest",
+		Short: "Keep the current bundle, the N-1 before it and what they reference; remove the rest",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := cache.Open(dir)
