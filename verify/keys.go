@@ -57,17 +57,23 @@ func (p *Policy) Introduce(raw []byte) (TrustedKey, error) {
 		now = p.Now()
 	}
 	threshold := max(p.Threshold, 1)
-	signed := map[string]bool{}
+	signed := map[string]bool{} // by KeyID: one key pinned under two names counts once
 	for _, sig := range s.Signatures {
 		for _, k := range p.Keys {
-			if k.Name == sig.Signer && k.validAt(now) && !signed[k.Name] &&
-				k.Verifier.VerifySignature(bytes.NewReader(sig.Signature), bytes.NewReader(s.Statement)) == nil {
-				signed[k.Name] = true
+			if k.Name != sig.Signer || !k.validAt(now) {
+				continue
+			}
+			id, err := KeyID(k.Key)
+			if err != nil || signed[id] {
+				continue
+			}
+			if k.Verifier.VerifySignature(bytes.NewReader(sig.Signature), bytes.NewReader(s.Statement)) == nil {
+				signed[id] = true
 			}
 		}
 	}
 	if len(signed) < threshold {
-		return TrustedKey{}, fmt.Errorf("key statement for %q: signed by %d trusted key(s), %d required: %w", stmt.Name, len(signed), threshold, ErrNoValidSignature)
+		return TrustedKey{}, fmt.Errorf("key statement for %q: signed by %d distinct trusted key(s) (counted by key id, the sha256 of the public key), %d required: %w", stmt.Name, len(signed), threshold, ErrNoValidSignature)
 	}
 	pub, err := cryptoutils.UnmarshalPEMToPublicKey([]byte(stmt.PublicKey))
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
 	"github.com/ferry-gitops/ferry/bundle"
 )
@@ -157,7 +158,25 @@ func (r *Run) decide(ctx context.Context) error {
 	return nil
 }
 
-// signatures counts the distinct trusted keys whose signature over the root verifies.
+// KeyID is a public key's identity, as TUF counts keys: the hex SHA-256 of its DER (PKIX)
+// encoding. The same key pinned under two names or paths has one KeyID.
+func KeyID(k Key) (string, error) {
+	if k.Verifier == nil {
+		return "", fmt.Errorf("key %s: no verifier", k.Name)
+	}
+	pub, err := k.Verifier.PublicKey()
+	if err != nil {
+		return "", fmt.Errorf("key %s: %w", k.Name, err)
+	}
+	der, err := cryptoutils.MarshalPublicKeyToDER(pub)
+	if err != nil {
+		return "", fmt.Errorf("key %s: %w", k.Name, err)
+	}
+	return digest.FromBytes(der).Encoded(), nil
+}
+
+// signatures counts the distinct trusted keys (by KeyID, never by name) whose signature over
+// the root verifies: one key pinned twice counts once towards the threshold.
 func (r *Run) signatures(ctx context.Context, now time.Time) error {
 	threshold := r.policy.Threshold
 	if threshold <= 0 {
@@ -167,7 +186,8 @@ func (r *Run) signatures(ctx context.Context, now time.Time) error {
 	if len(atts) == 0 {
 		return r.rejection(bundle.CheckSignature, "not signed", "sign it with 'mirror pack --key'")
 	}
-	var signers, outOfWindow []string
+	var signers, outOfWindow, duplicates []string
+	seen := map[string]string{} // KeyID -> name of the first key that counted for it
 	for _, k := range r.policy.Keys {
 		if RootSignature(ctx, r.sigs, r.root, atts, []Key{k.Key}) != nil {
 			continue
@@ -176,11 +196,24 @@ func (r *Run) signatures(ctx context.Context, now time.Time) error {
 			outOfWindow = append(outOfWindow, k.Name)
 			continue
 		}
+		id, err := KeyID(k.Key)
+		if err != nil {
+			return r.rejection(bundle.CheckSignature, err.Error(), "pin a public key the agent can encode")
+		}
+		if first, dup := seen[id]; dup {
+			duplicates = append(duplicates, fmt.Sprintf("%s is the same key as %s", k.Name, first))
+			continue
+		}
+		seen[id] = k.Name
 		signers = append(signers, k.Name)
 	}
 	switch {
 	case len(signers) >= threshold:
 		return nil
+	case len(duplicates) > 0:
+		return r.rejection(bundle.CheckSignature, fmt.Sprintf("signed by %d distinct trusted key(s) (%s), %d required; %s (key id sha256 of the public key), counted once",
+			len(signers), strings.Join(signers, ", "), threshold, strings.Join(duplicates, "; ")),
+			"pin distinct keys for a threshold, and add signatures by more of them")
 	case len(signers) == 0 && len(outOfWindow) > 0:
 		return r.rejection(bundle.CheckKeyWindow, "signed by "+strings.Join(outOfWindow, ", ")+", outside its validity window", "sign with a current key, or introduce one with a key statement")
 	case len(signers) == 0:
