@@ -69,6 +69,13 @@ func (r *Run) Options(extra ...bundle.ReadOption) []bundle.ReadOption {
 }
 
 func (r *Run) visit(ctx context.Context, e bundle.Entry, rd io.Reader) error {
+	switch e.Item {
+	case bundle.ItemAttachment, bundle.ItemRoot, bundle.ItemLayout, bundle.ItemIndex:
+	default:
+		if !r.decidedOK { // the reader refuses this first; a verifier never passes on an undecided byte
+			return bundle.Reject(e.Item, e.Descriptor.Digest, bundle.CheckSignature, "pack the bundle with 'mirror pack --key'", "item blob before the root's trust was decided")
+		}
+	}
 	kept, err := r.sigs.keep(e, rd)
 	if err != nil {
 		return err
