@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/internal/testbundle"
@@ -93,7 +93,9 @@ func manifestJSON(t testing.TB, l *bundle.Layout, config ocispec.Descriptor, lay
 
 // withAttachment rewrites index.json with extra attachments before the root (no checks).
 func withAttachment(t testing.TB, f *testbundle.Fixture, extra ...ocispec.Descriptor) {
-	rewriteIndexJSON(t, f, func(idx *ocispec.Index) { idx.Manifests = append(append([]ocispec.Descriptor(nil), extra...), idx.Manifests...) })
+	rewriteIndexJSON(t, f, func(idx *ocispec.Index) {
+		idx.Manifests = append(append([]ocispec.Descriptor(nil), extra...), idx.Manifests...)
+	})
 }
 
 // corpus is the hostile corpus: every case runs through cache.Import on each medium it names.
@@ -221,7 +223,9 @@ func corpus() []corpusCase {
 		}},
 		{"delta against a base that was never accepted", onFiles, bundle.CheckBase, "", bundle.ItemRoot, func(t *testing.T, k *corpusKit) hostileBundle {
 			f := k.next(t, nil)
-			f.ForgeRoot(t, func(idx *ocispec.Index) { idx.Annotations[bundle.AnnotationBase] = string(digest.FromString("some other base")) }, signedBy(k.a1))
+			f.ForgeRoot(t, func(idx *ocispec.Index) {
+				idx.Annotations[bundle.AnnotationBase] = string(digest.FromString("some other base"))
+			}, signedBy(k.a1))
 			return inDir(f)
 		}},
 		{"delta that claims a base blob it does not have", onFiles, bundle.CheckMissing, bundle.CheckTruncated, "extra", func(t *testing.T, k *corpusKit) hostileBundle {
@@ -589,7 +593,9 @@ func corpus() []corpusCase {
 			})
 		}},
 		{"damaged part", onParts | onS3, bundle.CheckPart, "", "b.tar.part-00003", func(t *testing.T, k *corpusKit) hostileBundle {
-			return partsDamage(k.next(t, signedBy(k.a1)), t, func(t testing.TB, dir string, l *bundle.PartList) { testbundle.Flip(t, filepath.Join(dir, l.Parts[2].Name), 100) })
+			return partsDamage(k.next(t, signedBy(k.a1)), t, func(t testing.TB, dir string, l *bundle.PartList) {
+				testbundle.Flip(t, filepath.Join(dir, l.Parts[2].Name), 100)
+			})
 		}},
 		{"part longer than listed", onParts | onS3, bundle.CheckPart, "", "b.tar.part-00002", func(t *testing.T, k *corpusKit) hostileBundle {
 			return partsDamage(k.next(t, signedBy(k.a1)), t, func(t testing.TB, dir string, l *bundle.PartList) {
@@ -599,7 +605,9 @@ func corpus() []corpusCase {
 			})
 		}},
 		{"missing part list", onParts | onS3, bundle.CheckMissing, "", "", func(t *testing.T, k *corpusKit) hostileBundle {
-			return partsDamage(k.next(t, signedBy(k.a1)), t, func(t testing.TB, dir string, l *bundle.PartList) { os.Remove(filepath.Join(dir, bundle.PartListName("b.tar"))) })
+			return partsDamage(k.next(t, signedBy(k.a1)), t, func(t testing.TB, dir string, l *bundle.PartList) {
+				os.Remove(filepath.Join(dir, bundle.PartListName("b.tar")))
+			})
 		}},
 		// Endless data: limits checked before parsing or hashing.
 		{"blob over the size limit", onAll, bundle.CheckLimit, "", "app", func(t *testing.T, k *corpusKit) hostileBundle {
