@@ -626,6 +626,19 @@ func corpus() []corpusCase {
 			k.policy.Limits = bundle.Limits{MaxTotalSize: 8 << 10}
 			return inDir(k.next(t, signedBy(k.a1)))
 		}},
+		// The medium fails: no verdict on the bundle, and nothing changes.
+		{"registry connection cut mid-layer (truncated stream)", onRegistry, "", "", "", func(t *testing.T, k *corpusKit) hostileBundle {
+			return hostileBundle{dir: k.next(t, signedBy(k.a1)).Dir, fault: throughRegistryFault(6<<10, false), mediumFailure: true}
+		}},
+		{"registry stalls mid-stream (slow retrieval), import under a deadline", onRegistry, "", "", "", func(t *testing.T, k *corpusKit) hostileBundle {
+			return hostileBundle{dir: k.next(t, signedBy(k.a1)).Dir, fault: throughRegistryFault(6<<10, true), mediumFailure: true, timeout: 3 * time.Second}
+		}},
+		{"bucket connection cut mid-read (truncated stream)", onS3, "", "", "", func(t *testing.T, k *corpusKit) hostileBundle {
+			return hostileBundle{dir: k.next(t, signedBy(k.a1)).Dir, fault: throughS3Fault(3<<10, false), mediumFailure: true}
+		}},
+		{"bucket stalls mid-read (slow retrieval), import under a deadline", onS3, "", "", "", func(t *testing.T, k *corpusKit) hostileBundle {
+			return hostileBundle{dir: k.next(t, signedBy(k.a1)).Dir, fault: throughS3Fault(3<<10, true), mediumFailure: true, timeout: 3 * time.Second}
+		}},
 		// Time of check, time of use.
 		{"blob swapped after the root was verified, before it was read", onDir, bundle.CheckDigest, "", "app", func(t *testing.T, k *corpusKit) hostileBundle {
 			f := k.next(t, signedBy(k.a1))

@@ -12,8 +12,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -22,6 +25,7 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -67,6 +71,14 @@ type hostileBundle struct {
 	damageParts func(t testing.TB, dir string, list *bundle.PartList)
 	// observe, when set, watches the read (it may change the medium under the reader).
 	observe func(e bundle.Entry)
+	// fault, when set, puts a failing medium in front of the placed one (a proxy that cuts or
+	// stalls the stream, say) and returns the location and options to read through it. The
+	// freeze and failed-commit cases of issue 15 plug in here.
+	fault func(t *testing.T, srv *corpusServers, loc medium.Location, opts []medium.Option) (medium.Location, []medium.Option)
+	// mediumFailure: the outcome is the medium's failure (a *medium.Error, or the deadline),
+	// no verdict on the bundle; timeout bounds the import.
+	mediumFailure bool
+	timeout       time.Duration
 }
 
 // corpusKit is what a case builds from: the signers, the last accepted bundle, and the policy
@@ -250,9 +262,10 @@ func treeHash(t testing.TB, dir string) string {
 
 // corpusServers are the servers every case shares: one MinIO bucket and one registry.
 type corpusServers struct {
-	reg    *testenv.Registry
-	s3     *minio.Client
-	bucket string
+	reg     *testenv.Registry
+	s3      *minio.Client
+	s3creds *credentials.Credentials
+	bucket  string
 }
 
 // placeOn puts a hostile bundle on a medium and returns its location and the medium options.
@@ -346,6 +359,14 @@ func runCorpus(t *testing.T, cases []corpusCase, srv *corpusServers) int {
 				h := c.make(t, k)
 				policy := k.policy
 				loc, mopts := srv.placeOn(t, mn.m, fmt.Sprintf("case-%03d-%s", ci, mn.name), h)
+				if h.fault != nil {
+					loc, mopts = h.fault(t, srv, loc, mopts)
+				}
+				ictx, cancel := context.WithCancel(ctx)
+				if h.timeout > 0 {
+					ictx, cancel = context.WithTimeout(ctx, h.timeout)
+				}
+				defer cancel()
 
 				dir := t.TempDir()
 				copyDir(t, template, dir)
@@ -359,28 +380,38 @@ func runCorpus(t *testing.T, cases []corpusCase, srv *corpusServers) int {
 				if h.observe != nil {
 					ropts = append(ropts, bundle.WithObserver(h.observe))
 				}
-				_, err = c1.Import(ctx, func(opts ...bundle.ReadOption) (*bundle.Result, error) {
-					return medium.Read(ctx, loc, append(mopts, medium.WithReadOptions(append(opts, ropts...)...))...)
+				_, err = c1.Import(ictx, func(opts ...bundle.ReadOption) (*bundle.Result, error) {
+					return medium.Read(ictx, loc, append(mopts, medium.WithReadOptions(append(opts, ropts...)...))...)
 				}, policy)
 				if err == nil {
 					t.Fatal("accepted")
 				}
-				want := c.check
-				if c.tarCheck != "" && mn.m&onStream != 0 {
-					want = c.tarCheck
-				}
-				r, ok := bundle.AsError(err)
-				if !ok {
-					t.Fatalf("not a rejection: %v", err)
-				}
-				if r.Check != want {
-					t.Fatalf("refused by check %q, want %q: %v", r.Check, want, err)
-				}
-				if c.item != "" && r.Item != c.item {
-					t.Fatalf("names %q, want %q: %v", r.Item, c.item, err)
-				}
-				if !strings.Contains(err.Error(), "rejected: ") || !strings.Contains(err.Error(), "fix: ") {
-					t.Fatalf("message does not say the bundle was rejected and the fix: %v", err)
+				if h.mediumFailure {
+					var me *medium.Error
+					if !errors.As(err, &me) && !errors.Is(err, context.DeadlineExceeded) {
+						t.Fatalf("not the medium's failure: %v", err)
+					}
+					if _, ok := bundle.AsError(err); ok && me == nil {
+						t.Fatalf("a medium failure reported as a rejection: %v", err)
+					}
+				} else {
+					want := c.check
+					if c.tarCheck != "" && mn.m&onStream != 0 {
+						want = c.tarCheck
+					}
+					r, ok := bundle.AsError(err)
+					if !ok {
+						t.Fatalf("not a rejection: %v", err)
+					}
+					if r.Check != want {
+						t.Fatalf("refused by check %q, want %q: %v", r.Check, want, err)
+					}
+					if c.item != "" && r.Item != c.item {
+						t.Fatalf("names %q, want %q: %v", r.Item, c.item, err)
+					}
+					if !strings.Contains(err.Error(), "rejected: ") || !strings.Contains(err.Error(), "fix: ") {
+						t.Fatalf("message does not say the bundle was rejected and the fix: %v", err)
+					}
 				}
 				if after := treeHash(t, dir); after != before {
 					t.Fatalf("a rejected bundle changed the cache:\nbefore:\n%s\nafter:\n%s", before, after)
@@ -439,6 +470,7 @@ func TestHostileCorpus(t *testing.T) {
 	if srv.s3, err = m.Client(); err != nil {
 		t.Fatal(err)
 	}
+	srv.s3creds = credentials.NewStaticV4(m.AccessKey, m.SecretKey, "")
 	cases := corpus()
 	runs := runCorpus(t, cases, srv)
 	perMedium := map[string]int{}
@@ -452,5 +484,67 @@ func TestHostileCorpus(t *testing.T) {
 	t.Logf("hostile corpus: %d cases, %d runs through cache.Import (%v)", len(cases), runs, perMedium)
 	if len(cases) < 60 {
 		t.Fatalf("the corpus has %d cases; its floor is 60", len(cases))
+	}
+}
+
+// faultProxy is a loopback TCP proxy to target that, on each connection, passes the first
+// pass bytes of the server's answers and then cuts the connection (stall false) or holds it open
+// sending nothing (stall true): a truncated stream, or endless slow retrieval. It returns its
+// host:port.
+func faultProxy(t *testing.T, target string, pass int64, stall bool) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done); l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go io.Copy(up, c)
+				io.Copy(c, io.LimitReader(up, pass))
+				if stall {
+					select {
+					case <-done:
+					case <-time.After(time.Minute):
+					}
+				}
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// throughRegistryFault reads a registry bundle through a fault proxy.
+func throughRegistryFault(pass int64, stall bool) func(*testing.T, *corpusServers, medium.Location, []medium.Option) (medium.Location, []medium.Option) {
+	return func(t *testing.T, srv *corpusServers, loc medium.Location, _ []medium.Option) (medium.Location, []medium.Option) {
+		host := faultProxy(t, srv.reg.Host, pass, stall)
+		name := strings.TrimPrefix(loc.String(), "oci://")
+		name = strings.TrimPrefix(name, srv.reg.Host)
+		repo, tag, _ := strings.Cut(strings.TrimPrefix(name, "/"), ":")
+		return medium.Registry(host+"/"+repo, tag), []medium.Option{medium.WithPlainHTTP(host)}
+	}
+}
+
+// throughS3Fault reads a bucket bundle through a fault proxy in front of MinIO.
+func throughS3Fault(pass int64, stall bool) func(*testing.T, *corpusServers, medium.Location, []medium.Option) (medium.Location, []medium.Option) {
+	return func(t *testing.T, srv *corpusServers, loc medium.Location, _ []medium.Option) (medium.Location, []medium.Option) {
+		host := faultProxy(t, srv.s3.EndpointURL().Host, pass, stall)
+		c, err := minio.New(host, &minio.Options{Creds: srv.s3creds, Secure: false, MaxRetries: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return loc, []medium.Option{medium.WithS3Client(c)}
 	}
 }
