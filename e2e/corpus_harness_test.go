@@ -319,17 +319,23 @@ func (s *corpusServers) placeOn(t *testing.T, m media, caseID string, h hostileB
 	return medium.Location{}, nil
 }
 
-// runCorpus runs every case through cache.Import, by medium.Read, on each medium it applies to:
-// each is refused by its check, leaves the cache folder byte-identical, and the next genuine
-// bundle is accepted after it. It returns how many (case, medium) runs it made.
-func runCorpus(t *testing.T, cases []corpusCase, srv *corpusServers) int {
-	ctx := context.Background()
+// newCorpusKit makes the signers and bundles 1 and 2 (to be accepted before each case), the
+// policy the agent checks with (keys a1 and ed pinned) and the genuine bundle 3.
+func newCorpusKit(t *testing.T) (*corpusKit, verify.Policy, *testbundle.Fixture) {
 	k := &corpusKit{a1: newPinned(t, "ops-2026", false), a2: newPinned(t, "ops-backup", false),
 		ed: newPinned(t, "ops-ed25519", true), mallory: newPinned(t, "mallory", false), now: testbundle.Created.Add(time.Hour)}
 	base := verify.Policy{Keys: []verify.TrustedKey{k.a1.key, k.ed.key}, Now: func() time.Time { return k.now }}
 	k.first = testbundle.New(t, 1, "", signedBy(k.a1))
 	k.last = testbundle.New(t, 2, k.first.Root.Digest, signedBy(k.a1))
-	genuine := k.next(t, signedBy(k.a1))
+	return k, base, k.next(t, signedBy(k.a1))
+}
+
+// runCorpus runs every case through cache.Import, by medium.Read, on each medium it applies to:
+// each is refused by its check, leaves the cache folder byte-identical, and the next genuine
+// bundle is accepted after it. It returns how many (case, medium) runs it made.
+func runCorpus(t *testing.T, cases []corpusCase, srv *corpusServers) int {
+	ctx := context.Background()
+	k, base, genuine := newCorpusKit(t)
 
 	// The template: a cache that accepted bundles 1 and 2. Each case gets a copy.
 	template := t.TempDir()
