@@ -306,12 +306,14 @@ func (a *Agent) openWriter(ctx context.Context) (*cache.Cache, error) {
 	}
 }
 
-// observe keeps ferry_current_bundle_sequence, on every replica.
+// observe keeps ferry_current_bundle_sequence and the expiry metrics and warning, on every
+// replica.
 func (a *Agent) observe(ctx context.Context, c *cache.Cache) {
 	for {
 		if st, err := c.State(); err == nil {
 			a.metrics.sequence.Set(float64(st.Sequence))
 		}
+		a.observeExpiry(c)
 		if !sleep(ctx, a.cfg.Intervals.Poll.Duration) {
 			return
 		}

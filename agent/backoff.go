@@ -45,5 +45,13 @@ func (b *backoff) fail(key string) time.Duration {
 	return d
 }
 
+// failures returns how many times in a row key failed.
+func (b *backoff) failures(key string) int {
+	if s, ok := b.keys[key]; ok {
+		return s.failures
+	}
+	return 0
+}
+
 // ok forgets key's failures.
 func (b *backoff) ok(key string) { delete(b.keys, key) }

@@ -25,7 +25,8 @@ const (
 	// ready: its root is read; to import in sequence order.
 	ready
 	// failed: reading its root or importing it failed for a reason not the bundle's (the
-	// medium, the disk); retried after a backoff, and nothing later is imported before it.
+	// medium, the disk); retried after a backoff. Until it is stuck (past maxRetries), nothing
+	// later from its own source is imported before it; other sources never wait for it.
 	failed
 	// imported: accepted, or a bundle the cache accepted before.
 	imported
@@ -135,7 +136,12 @@ func (e *entry) finished(st cache.State) bool {
 
 // retry reports whether a rejected candidate is worth another try although it did not change:
 // it was refused for where it stands in the chain (chain, base), and the chain has moved since.
+// A candidate recorded stuck (by an earlier term) is always tried again: that was the medium's
+// fault, not the bundle's.
 func (e *entry) retry(st cache.State) bool {
+	if e.check == CheckStuck {
+		return true
+	}
 	return (e.check == string(bundle.CheckChain) || e.check == string(bundle.CheckBase)) && st != e.chain
 }
 

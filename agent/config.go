@@ -47,6 +47,12 @@ const (
 	defaultStatusRejections = 10
 )
 
+// The values of onExpiry.
+const (
+	OnExpiryKeep          = "keep"
+	OnExpiryStopReconcile = "stop-reconcile"
+)
+
 // Config is the agent's configuration file (kind SyncConfig). docs/agent.md describes every
 // field.
 type Config struct {
@@ -60,6 +66,13 @@ type Config struct {
 	Threshold int `json:"threshold"`
 	// AllowGaps accepts a bundle whose previous bundle is not the current one.
 	AllowGaps bool `json:"allowGaps"`
+	// MinSequence is the operator's rollback floor: bundles at or below it are refused. It lives
+	// in the configuration, so it holds when the cache volume (and its state) is lost.
+	MinSequence uint64 `json:"minSequence,omitempty"`
+	// OnExpiry is what the agent does once the current bundle has expired: keep (the default:
+	// keep serving and reconciling it, and alert) or stop-reconcile (keep serving, stop
+	// reconciling until a fresh bundle is accepted).
+	OnExpiry string `json:"onExpiry,omitempty"`
 	// Sources are where bundles arrive (at least one).
 	Sources []SourceConfig `json:"sources"`
 	// Limits bound what a bundle may hold (bundle.Limits; zero: the default).
@@ -327,6 +340,9 @@ func (c *Config) setDefaults() {
 	if c.Threshold == 0 {
 		c.Threshold = 1
 	}
+	if c.OnExpiry == "" {
+		c.OnExpiry = OnExpiryKeep
+	}
 	if c.Retention.Keep == 0 {
 		c.Retention.Keep = DefaultKeep
 	}
@@ -388,6 +404,9 @@ func (c *Config) validate(source string) error {
 	}
 	if c.Threshold < 1 || (len(c.Keys) > 0 && c.Threshold > len(c.Keys)) {
 		add("threshold: %d, want between 1 and the number of keys (%d)", c.Threshold, len(c.Keys))
+	}
+	if c.OnExpiry != OnExpiryKeep && c.OnExpiry != OnExpiryStopReconcile {
+		add("onExpiry: %q, want %s or %s", c.OnExpiry, OnExpiryKeep, OnExpiryStopReconcile)
 	}
 	if len(c.Sources) == 0 {
 		add("sources: name at least one source of bundles: dir, s3 or registry (sync run --drop-dir)")
@@ -513,7 +532,7 @@ func sourceKey(s SourceConfig) string {
 // Policy loads the pinned keys and returns the trust policy bundles are checked against; now is
 // the clock (nil: time.Now).
 func (c *Config) Policy(now func() time.Time) (verify.Policy, error) {
-	p := verify.Policy{Threshold: c.Threshold, AllowGaps: c.AllowGaps, Limits: c.Limits.Bundle(), Now: now}
+	p := verify.Policy{Threshold: c.Threshold, AllowGaps: c.AllowGaps, Limits: c.Limits.Bundle(), Now: now, MinSequence: c.MinSequence}
 	for i, k := range c.Keys {
 		key, err := verify.LoadPublicKey(k.Path)
 		if err != nil {

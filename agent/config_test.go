@@ -75,7 +75,8 @@ func TestParseConfigDefaults(t *testing.T) {
 	if c.Cache != want.Cache || c.Cache != agent.DefaultCache || c.Threshold != 1 || c.Retention.Keep != agent.DefaultKeep ||
 		c.Intervals.Poll.Duration != agent.DefaultPoll || c.Intervals.Reconcile.Duration != agent.DefaultReconcile ||
 		c.Intervals.RetryMin.Duration != agent.DefaultRetryMin || c.Intervals.RetryMax.Duration != agent.DefaultRetryMax ||
-		c.Serve.Listen != ":5000" || c.Health.Listen != ":8080" || c.LeaderElection.Enabled || c.LeaderElection.Namespace != "ferry-system" || c.LeaderElection.Name != "ferry-sync" {
+		c.Serve.Listen != ":5000" || c.Health.Listen != ":8080" || c.LeaderElection.Enabled || c.LeaderElection.Namespace != "ferry-system" || c.LeaderElection.Name != "ferry-sync" ||
+		c.OnExpiry != agent.OnExpiryKeep || c.MinSequence != 0 {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -108,6 +109,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"threshold negative", replace("threshold: 1", "threshold: -1"), []string{"threshold: -1"}},
 		{"threshold not a number", replace("threshold: 1", "threshold: one"), []string{"threshold: want int, got string"}},
 		{"allowGaps not a bool", replace("allowGaps: false", "allowGaps: sometimes"), []string{"allowGaps: want bool, got string"}},
+		{"onExpiry unknown", replace("allowGaps: false", "allowGaps: false\nonExpiry: panic"), []string{`onExpiry: "panic", want keep or stop-reconcile`}},
+		{"minSequence negative", replace("allowGaps: false", "allowGaps: false\nminSequence: -1"), []string{"minSequence: want uint64"}},
 		{"no sources", replace("  - dir: /var/lib/ferry/drop\n  - s3: {endpoint: minio.example:9000, bucket: bundles, prefix: site-a/, insecure: false}\n  - registry: {repository: registry.example/ferry/bundles, plainHTTP: false}\n", "  []\n"), []string{"sources: name at least one source of bundles"}},
 		{"source with two kinds", replace("  - dir: /var/lib/ferry/drop\n", "  - dir: /var/lib/ferry/drop\n    registry: {repository: r.example/b}\n"), []string{"sources[0]: set exactly one of dir, s3, registry (set: dir, registry)"}},
 		{"empty source", replace("  - dir: /var/lib/ferry/drop\n", "  - {}\n"), []string{"sources[0]: set exactly one of dir, s3, registry (set: none)"}},

@@ -18,6 +18,7 @@ type readiness struct {
 	leading    bool
 	reconciled bool
 	waiting    string // why the leader has not reconciled yet
+	expired    string // the current bundle expired: a warning /readyz shows (it does not make the agent unready)
 }
 
 func newReadiness() *readiness {
@@ -51,18 +52,33 @@ func (r *readiness) reasons() []string {
 	return out
 }
 
+// warnings are what /readyz shows beside its verdict: the current bundle expired.
+func (r *readiness) warnings() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.expired != "" {
+		return []string{"expired: " + r.expired}
+	}
+	return nil
+}
+
 // healthHandler serves /healthz (the process answers), /readyz (see readiness) and /metrics.
 func (a *Agent) healthHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		warnings := a.ready.warnings()
 		if reasons := a.ready.reasons(); len(reasons) > 0 {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "not ready:\n  %s\n", strings.Join(reasons, "\n  "))
+			fmt.Fprintf(w, "not ready:\n  %s\n", strings.Join(append(reasons, warnings...), "\n  "))
 			return
 		}
 		fmt.Fprintln(w, "ok")
+		if len(warnings) > 0 {
+			// Still ready: the registry and Git remote go on serving the expired bundle.
+			fmt.Fprintf(w, "warnings:\n  %s\n", strings.Join(warnings, "\n  "))
+		}
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{Registry: a.metrics.reg}))
 	return mux

@@ -61,6 +61,7 @@ func (a *Agent) lead(ctx context.Context, srv *serve.Server) {
 	defer a.ready.update(func(r *readiness) { r.leading = false })
 	a.log.Info("leading: importing and reconciling", "identity", a.identity)
 	rep := newReporter(a.cs, a.namespace, a.identity, a.log)
+	rep.agent = a // conditions (expiry) and trusted keys
 	rep.start(ctx.Done())
 	defer rep.shutdown()
 	if err := rep.publish(ctx, c); err != nil && ctx.Err() == nil {
@@ -83,6 +84,12 @@ func (a *Agent) lead(ctx context.Context, srv *serve.Server) {
 	go func() {
 		defer wg.Done()
 		l.reconcileLoop(ctx)
+	}()
+	l.keysAtStart(ctx) // key statements of the current bundle, in case the last term stopped before keeping them
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		l.watchExpiry(ctx)
 	}()
 	l.kickReconcile() // reconcile from what the cache holds, at once
 	tick := time.NewTicker(a.cfg.Intervals.Poll.Duration)
@@ -138,6 +145,10 @@ func (l *leaderRun) reconcileLoop(ctx context.Context) {
 		}
 		if st.Sequence == 0 {
 			notReady("no bundle accepted yet: waiting for one from " + strings.Join(a.sourceNames(), ", "))
+			continue
+		}
+		if l.reconcileStopped() { // expired, and onExpiry: stop-reconcile (watchExpiry reports it)
+			notReady("the current bundle expired and onExpiry is stop-reconcile: not reconciling until a fresh bundle is accepted")
 			continue
 		}
 		if !crds {
@@ -279,8 +290,7 @@ func (l *leaderRun) poll(ctx context.Context) {
 					return
 				}
 				e.fail()
-				d := l.backoff.fail(cand.ID)
-				a.metrics.sourceErrors.WithLabelValues(src.String()).Inc()
+				d := l.failed(ctx, src, cand, nil, err)
 				log.Warn("cannot read the bundle's root; retrying", "err", err, "retryIn", d.String())
 				continue
 			}
@@ -309,31 +319,121 @@ func (l *leaderRun) poll(ctx context.Context) {
 		}
 		return x.c.Name < y.c.Name
 	})
+	// A candidate that failed for a transient reason holds back the later candidates of its
+	// own source only (the next of a chain waits for it), and only until it is stuck: past
+	// maxRetries it is reported and nothing waits for it any more. Candidates of other sources
+	// never wait for it: a source that fails forever cannot freeze the agent.
+	held := map[int]bool{}
 	for _, p := range todo {
 		if ctx.Err() != nil {
 			return
 		}
-		// At or below the current sequence, a candidate is skipped quietly only when it is a
-		// bundle the cache accepted; any other is imported, so that verify rejects it and the
-		// rollback or replay is reported, never hidden.
+		// A bundle the cache accepted (from this candidate or another) is done.
 		if l.isAccepted(p.root.Root) {
 			l.cands.get(p.c.ID).imported()
 			continue
 		}
-		if p.blocked {
-			// A bundle waits for a retry: nothing later is imported before it, or the chain
-			// would break.
+		st, err := l.c.State()
+		if err != nil {
+			l.log.Error("cannot read the cache's state", "err", err)
 			return
+		}
+		// At or below the current sequence, a candidate can only be a rollback or a replay:
+		// it is reported as one from what its root claims, and none of its other bytes is read.
+		if !p.root.Unreadable && st.Sequence > 0 && p.root.Sequence <= st.Sequence {
+			l.skipOld(ctx, p, st)
+			continue
+		}
+		if held[p.c.source] {
+			continue
+		}
+		if p.blocked {
+			// Not due for a retry yet: the later candidates of its source wait for it, unless
+			// it is stuck.
+			if !l.stuck(p.c.ID) {
+				held[p.c.source] = true
+			}
+			continue
 		}
 		if stop := l.importOne(ctx, p); stop {
 			return
 		}
+		if l.cands.get(p.c.ID).state == failed && !l.stuck(p.c.ID) {
+			held[p.c.source] = true
+		}
 	}
+}
+
+// maxRetries is how many times a candidate that fails for a transient reason (its root or its
+// import) is retried, with backoff, before it is stuck: reported (log, metric, Event, 'sync
+// status'), still retried at the backoff's pace, but no longer holding back the later
+// candidates of its source.
+const maxRetries = 4
+
+// CheckStuck is the check of the record 'sync status' lists for a candidate stuck past its
+// retries: the medium kept failing (the record's message has its error). It is no verdict on
+// the bundle, which is tried again.
+const CheckStuck = "stuck"
+
+// ReasonCandidateStuck is the reason of the Event of a candidate stuck past its retries.
+const ReasonCandidateStuck = "CandidateStuck"
+
+// stuck reports whether the candidate id failed past its retries.
+func (l *leaderRun) stuck(id string) bool { return l.backoff.failures(id) > maxRetries }
+
+// failed notes a transient failure of the candidate (reading its root, or importing it; root is
+// nil before its root is read) and returns when it is retried. The failure past maxRetries
+// reports the candidate stuck, with the last error (the medium's, for a medium that failed).
+func (l *leaderRun) failed(ctx context.Context, src *source, c candidate, root *medium.RootInfo, err error) time.Duration {
+	a := l.a
+	a.metrics.sourceErrors.WithLabelValues(src.String()).Inc()
+	d := l.backoff.fail(c.ID)
+	if l.backoff.failures(c.ID) != maxRetries+1 {
+		return d
+	}
+	st, serr := l.c.State()
+	if serr != nil {
+		l.log.Error("cannot read the cache's state", "err", serr)
+	}
+	rej := cache.Rejection{Time: time.Now(), Source: src.String(), Candidate: c.Name, Identity: c.ID, Check: CheckStuck, State: st,
+		Message: fmt.Sprintf("failed %d times in a row, last with: %v", maxRetries+1, err),
+		Fix:     fmt.Sprintf("check the source %s; it is retried every %s at most, and the later bundles of the source no longer wait for it", src, l.backoff.max)}
+	if root != nil {
+		rej.Sequence, rej.Root = root.Sequence, root.Root
+	}
+	a.metrics.stuck.WithLabelValues(src.String()).Inc()
+	l.log.Error("candidate stuck: the medium keeps failing; retrying, and importing the later bundles without it",
+		"source", src.String(), "candidate", c.Name, "sequence", rej.Sequence, "failures", maxRetries+1, "err", err, "retryIn", d.String())
+	if err := l.c.RecordRejection(rej); err != nil {
+		l.log.Error("cannot record the stuck candidate in the cache", "err", err)
+	}
+	if err := l.rep.publish(ctx, l.c); err != nil && ctx.Err() == nil {
+		l.log.Warn("cannot publish the status", "err", err)
+	}
+	l.rep.event("Warning", ReasonCandidateStuck, fmt.Sprintf("stuck: %s %s failed %d times in a row: %v; retrying, the later bundles no longer wait for it, see 'sync status'", src, c.Name, maxRetries+1, err))
+	return d
+}
+
+// skipOld reports a candidate whose root claims a sequence at or below the current one (and
+// is no bundle the cache accepted) as a rollback or a replay, without reading the rest of it:
+// a genuine bundle there could not be accepted, and a hostile one is not read further.
+func (l *leaderRun) skipOld(ctx context.Context, p pending, st cache.State) {
+	src := l.a.sources[p.c.source]
+	log := l.log.With("source", src.String(), "candidate", p.c.Name, "sequence", p.root.Sequence)
+	check, detail := bundle.CheckRollback, fmt.Sprintf("sequence %d < last accepted %d", p.root.Sequence, st.Sequence)
+	if p.root.Sequence == st.Sequence {
+		check, detail = bundle.CheckReplay, fmt.Sprintf("sequence %d was already accepted as %s", p.root.Sequence, st.Root)
+	}
+	err := bundle.Reject(bundle.ItemRoot, "", check, "see 'sync status'", "%s; skipped without reading the bundle beyond its root", detail)
+	err.Sequence, err.Root = p.root.Sequence, p.root.Root
+	l.backoff.ok(p.c.ID)
+	l.reject(ctx, log, src, p, st, string(check), fmt.Errorf("bundle %d rejected: %w", p.root.Sequence, err))
 }
 
 // importOne imports a candidate as 'sync import' does (cache.Import with the pinned policy) and
 // reports the outcome. It returns true when the poll must stop: the agent is stopping, or the
-// import failed for a transient reason and nothing later may go before it.
+// cache's state cannot be read. An import that failed for a transient reason leaves the
+// candidate failed.
 func (l *leaderRun) importOne(ctx context.Context, p pending) bool {
 	a := l.a
 	src := a.sources[p.c.source]
@@ -345,13 +445,18 @@ func (l *leaderRun) importOne(ctx context.Context, p pending) bool {
 	}
 	var read int64
 	observe := bundle.WithObserver(func(e bundle.Entry) { read += e.Descriptor.Size })
+	policy, err := a.importPolicy(l.c) // pinned keys with the key set applied, the floors
+	if err != nil {
+		log.Error("cannot make the import's policy", "err", err)
+		return true
+	}
 	log.Info("importing bundle", "current", st.Sequence)
 	start := time.Now()
 	// cache.Import commits a bundle only once all of it verified; until that atomic commit the
 	// cache's current bundle (what serve and reconcile read) stays the previous one.
 	res, err := l.c.Import(ctx, func(opts ...bundle.ReadOption) (*bundle.Result, error) {
 		return medium.Read(ctx, p.c.Location, append(src.opts, medium.WithReadOptions(append(opts, observe)...))...)
-	}, a.policy)
+	}, policy)
 	took := time.Since(start)
 	a.metrics.importBytes.Add(float64(read))
 	switch {
@@ -373,15 +478,14 @@ func (l *leaderRun) importOne(ctx context.Context, p pending) bool {
 	if mediaErr, failed := medium.AsError(err); failed || !isRejection {
 		// The medium failed (or something around the import did): not the bundle's fault.
 		a.metrics.importSeconds.WithLabelValues("failed").Observe(took.Seconds())
-		a.metrics.sourceErrors.WithLabelValues(src.String()).Inc()
 		l.cands.get(p.c.ID).fail()
-		d := l.backoff.fail(p.c.ID)
 		var verdict, cause error = err, nil
 		if failed {
 			verdict, cause = mediaErr.Verdict, mediaErr.Err
 		}
-		log.Warn("import failed; retrying, and importing nothing later before it", "err", verdict, "medium", errString(cause), "retryIn", d.String())
-		return true
+		d := l.failed(ctx, src, p.c, p.root, err)
+		log.Warn("import failed; retrying, and importing nothing later from this source before it until it is stuck", "err", verdict, "medium", errString(cause), "retryIn", d.String(), "failures", l.backoff.failures(p.c.ID))
+		return false
 	}
 	a.metrics.importSeconds.WithLabelValues("rejected").Observe(took.Seconds())
 	l.reject(ctx, log, src, p, st, check, err)
@@ -416,6 +520,9 @@ func (l *leaderRun) accept(ctx context.Context, log *slog.Logger, src *source, p
 	// Served first, then collected: nothing served points at a blob the collection removes.
 	if err := l.srv.Reload(ctx); err != nil && ctx.Err() == nil {
 		log.Error("cannot serve the new bundle", "err", err)
+	}
+	if err := l.applyKeyStatements(ctx, log, rec); err != nil && ctx.Err() == nil {
+		log.Error("cannot keep the bundle's key statements; trying again when leading starts", "err", err)
 	}
 	l.gcPending = true
 	l.collect(ctx)

@@ -21,6 +21,9 @@ type metrics struct {
 	drift         prometheus.Counter
 	leader        prometheus.Gauge
 	sourceErrors  *prometheus.CounterVec
+	stuck         *prometheus.CounterVec
+	expires       prometheus.Gauge
+	expired       prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -48,8 +51,14 @@ func newMetrics() *metrics {
 			Help: "1 while this replica is the leader: it imports and reconciles."}),
 		sourceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_source_errors_total",
 			Help: "Transient errors reaching a source or reading from it (retried with backoff), by source."}, []string{"source"}),
+		stuck: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_candidates_stuck_total",
+			Help: "Candidates whose root or import kept failing past their retries (the medium's fault, not the bundle's), by source; the later bundles of the source no longer wait for them."}, []string{"source"}),
+		expires: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ferry_current_bundle_expiry_timestamp_seconds",
+			Help: "When the cache's current bundle expires, as a Unix time (0: no bundle yet)."}),
+		expired: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ferry_current_bundle_expired",
+			Help: "1 while the cache's current bundle has expired: nothing fresh was accepted in time (see onExpiry)."}),
 	}
-	m.reg.MustRegister(m.accepted, m.rejected, m.importBytes, m.importSeconds, m.sequence, m.reconcileDur, m.reconciles, m.drift, m.leader, m.sourceErrors,
+	m.reg.MustRegister(m.expires, m.expired, m.accepted, m.rejected, m.importBytes, m.importSeconds, m.sequence, m.reconcileDur, m.reconciles, m.drift, m.leader, m.sourceErrors, m.stuck,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -43,6 +43,11 @@ type Status struct {
 	Current *CurrentBundle `json:"current"`
 	// Rejections are the last rejections (newest last), as the cache keeps them.
 	Rejections []cache.Rejection `json:"rejections"`
+	// Conditions are Expired (the current bundle's expiry passed) and Stalled (reconciling
+	// stopped: onExpiry stop-reconcile).
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Keys are the keys bundles are verified against, with the key statements applied.
+	Keys []KeyStatus `json:"keys,omitempty"`
 }
 
 // CurrentBundle describes the current bundle.
@@ -65,6 +70,9 @@ type reporter struct {
 
 	broadcaster events.EventBroadcaster
 	recorder    events.EventRecorder
+
+	// agent supplies the conditions and keys (nil: none are published).
+	agent *Agent
 
 	mu sync.Mutex
 	cm *corev1.ConfigMap // as last written: what Events refer to
@@ -100,6 +108,12 @@ func (r *reporter) publish(ctx context.Context, c *cache.Cache) error {
 		rejs = rejs[len(rejs)-defaultStatusRejections:]
 	}
 	st.Rejections = append(st.Rejections, rejs...)
+	if r.agent != nil {
+		st.Conditions = r.agent.conditions(rec)
+		if st.Keys, err = TrustedKeys(&r.agent.cfg, c); err != nil {
+			r.log.Warn("cannot list the trusted keys in the status", "err", err) // the rest is published all the same
+		}
+	}
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err

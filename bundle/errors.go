@@ -45,6 +45,9 @@ const (
 	CheckChain Check = "chain"
 	// CheckBase: a delta's base is not the last accepted bundle.
 	CheckBase Check = "base"
+	// CheckKeyStatement: a key statement the bundle carries is not signed by a threshold of
+	// the trusted keys, or cannot be applied.
+	CheckKeyStatement Check = "key-statement"
 )
 
 // Pseudo-items: what an Error (and an Entry) names when the thing concerned is not an item.

@@ -61,3 +61,19 @@ func (l Limits) withDefaults() Limits {
 
 // maxTarEntries bounds the entries of a tar: every blob plus oci-layout, index.json and two folders.
 func (l Limits) maxTarEntries() int { return l.MaxBlobs + 4 }
+
+// Limits of single items that both halves of Ferry apply: `mirror pack` refuses what sync
+// would refuse, so an item that packs is an item that deploys.
+const (
+	// MaxChartSize bounds a chart archive (.tgz): mirror refuses to carry a larger one and
+	// sync refuses to read one.
+	MaxChartSize = 64 << 20
+	// MaxTreeEntries bounds the entries (files, folders, links) of a Git source's tree.
+	MaxTreeEntries = 100_000
+	// MaxTreeSize bounds the bytes of a Git source's files together.
+	MaxTreeSize = 512 << 20
+)
+
+// WithDefaults returns l with every zero field set to its default: the limits a reader of the
+// bundle applies, which `mirror pack` applies to what it fetches.
+func (l Limits) WithDefaults() Limits { return l.withDefaults() }

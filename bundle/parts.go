@@ -213,6 +213,40 @@ func OpenParts(fsys fs.FS, listName string, lim Limits) (io.Reader, *PartList, e
 	return &partsReader{fsys: fsys, list: list, whole: sha256.New()}, list, nil
 }
 
+// trustCheck reports whether check is a trust decision of the reader's policy: no damage in
+// transit makes one (damage shows as a structural check first).
+func trustCheck(check Check) bool {
+	switch check {
+	case CheckSignature, CheckKeyWindow, CheckExpired, CheckRollback, CheckReplay, CheckChain, CheckBase:
+		return true
+	}
+	return false
+}
+
+// finishPart reads the part being read to its end, verifying it, and opens no other: it
+// returns the part's error, if any. Between two parts (every byte read so far verified) it
+// reads nothing.
+func (p *partsReader) finishPart() error {
+	if p.cur == nil || p.err != nil {
+		return p.err
+	}
+	p.hold = true // Read opens no next part
+	defer func() { p.hold = false }()
+	buf := make([]byte, 32<<10)
+	for p.cur != nil {
+		if _, err := p.Read(buf); err != nil {
+			if err == errHeld {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// errHeld ends a read held at the end of a part.
+var errHeld = errors.New("held at the end of a part")
+
 // partsReader concatenates parts, verifying each.
 type partsReader struct {
 	fsys  fs.FS
@@ -223,11 +257,16 @@ type partsReader struct {
 	n     int64
 	whole hash.Hash
 	err   error
+	// hold stops Read at the end of the current part (it returns errHeld then).
+	hold bool
 }
 
 func (p *partsReader) Read(b []byte) (int, error) {
 	for p.err == nil {
 		if p.cur == nil {
+			if p.hold {
+				return 0, errHeld
+			}
 			if p.i == len(p.list.Parts) {
 				got := digest.Digest("sha256:" + hex.EncodeToString(p.whole.Sum(nil)))
 				if got != p.list.Digest {
@@ -299,9 +338,11 @@ func ReadParts(ctx context.Context, fsys fs.FS, listName string, opts ...ReadOpt
 	res, err := ReadTar(ctx, r, opts...)
 	if err != nil {
 		// A damaged part shows first as a bad blob or header inside it; read on to the end of
-		// that part so the error names the part, which is what the operator must copy again.
-		if e, ok := AsError(err); !ok || e.Check != CheckPart {
-			if _, perr := io.Copy(io.Discard, r); perr != nil {
+		// that part, and no further, so the error names the part, which is what the operator
+		// must copy again. Never after a trust decision (a refused bundle is not read further),
+		// an error of the medium, or the end of ctx (Ctrl-C).
+		if e, ok := AsError(err); ok && e.Check != CheckPart && !trustCheck(e.Check) && ctx.Err() == nil {
+			if perr := r.(*partsReader).finishPart(); perr != nil {
 				if pe, ok := AsError(perr); ok && pe.Check == CheckPart {
 					return nil, fmt.Errorf("%w (found while reading: %v)", pe, err)
 				}

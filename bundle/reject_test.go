@@ -359,10 +359,13 @@ func TestRejects(t *testing.T) {
 			list.Parts[1] = list.Parts[0]
 			writeList(t, dir, list)
 		}), bundle.CheckPart, "part bundle.tar.part-00001"},
+		// Each part matches its (swapped) entry, so only the joined digest at the very end
+		// could name the list; the read of a refused bundle stops at the end of the part it is
+		// in, so the refusal is the tar's own.
 		{"parts: parts swapped", partsCase(func(t *testing.T, dir string, list *bundle.PartList) {
 			list.Parts[0], list.Parts[1] = list.Parts[1], list.Parts[0]
 			writeList(t, dir, list)
-		}), bundle.CheckPart, "part list"},
+		}), bundle.CheckTruncated, "tar entry 1"},
 		{"parts: part name with a path", partsCase(func(t *testing.T, dir string, list *bundle.PartList) {
 			list.Parts[0].Name = "../bundle.tar.part-00001"
 			writeList(t, dir, list)

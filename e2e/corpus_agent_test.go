@@ -219,10 +219,10 @@ func TestHostileCorpusThroughAgent(t *testing.T) {
 	}
 }
 
-// treeHashExcept is treeHash of dir without the folder skip.
+// treeHashExcept is cacheTreeHash of dir without the folder skip.
 func treeHashExcept(t testing.TB, dir, skip string) string {
 	var keep []string
-	for _, l := range strings.Split(treeHash(t, dir), "\n") {
+	for _, l := range strings.Split(cacheTreeHash(t, dir), "\n") {
 		rel, _ := filepath.Rel(dir, skip)
 		if l == "" || strings.HasPrefix(l, rel+"/") || strings.HasPrefix(l, rel+" ") {
 			continue

@@ -227,9 +227,9 @@ func rawTar(t testing.TB, dir string) []byte {
 	return buf.Bytes()
 }
 
-// treeHash is a cache folder byte for byte: every entry's path, type, mode and (for files) the
+// cacheTreeHash is a cache folder byte for byte: every entry's path, type, mode and (for files) the
 // SHA-256 of its content.
-func treeHash(t testing.TB, dir string) string {
+func cacheTreeHash(t testing.TB, dir string) string {
 	t.Helper()
 	var lines []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -381,7 +381,7 @@ func runCorpus(t *testing.T, cases []corpusCase, srv *corpusServers) int {
 					t.Fatal(err)
 				}
 				defer c1.Close()
-				before := treeHash(t, dir)
+				before := cacheTreeHash(t, dir)
 				var ropts []bundle.ReadOption
 				if h.observe != nil {
 					ropts = append(ropts, bundle.WithObserver(h.observe))
@@ -419,7 +419,7 @@ func runCorpus(t *testing.T, cases []corpusCase, srv *corpusServers) int {
 						t.Fatalf("message does not say the bundle was rejected and the fix: %v", err)
 					}
 				}
-				if after := treeHash(t, dir); after != before {
+				if after := cacheTreeHash(t, dir); after != before {
 					t.Fatalf("a rejected bundle changed the cache:\nbefore:\n%s\nafter:\n%s", before, after)
 				}
 				// The next genuine bundle is accepted after it.

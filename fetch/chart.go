@@ -54,30 +54,19 @@ type chartResult struct {
 	manifest ocispec.Descriptor
 }
 
-// chartSource returns the repository URL joined with the chart's name, without credentials.
+// chartSource returns the repository URL joined with the chart's name, without credentials:
+// no user information and no query (where tokens are passed).
 func chartSource(src spec.Chart) string {
+	if u, err := url.Parse(src.Repository); err == nil {
+		u.User, u.RawQuery, u.ForceQuery = nil, "", false
+		return strings.TrimSuffix(u.String(), "/") + "/" + src.ChartName()
+	}
 	return strings.TrimSuffix(chartRedactURL(src.Repository), "/") + "/" + src.ChartName()
 }
 
-// chartRedactURL drops any user information from a URL, even one url.Parse rejects.
-func chartRedactURL(raw string) string {
-	if u, err := url.Parse(raw); err == nil {
-		u.User = nil
-		return u.String()
-	}
-	scheme, rest, ok := strings.Cut(raw, "://")
-	if !ok {
-		return raw
-	}
-	host, path, _ := strings.Cut(rest, "/")
-	if i := strings.LastIndex(host, "@"); i >= 0 {
-		host = host[i+1:]
-	}
-	if path != "" || strings.HasSuffix(rest, "/") {
-		return scheme + "://" + host + "/" + path
-	}
-	return scheme + "://" + host
-}
+// chartRedactURL drops any user information and query values from a URL, even one url.Parse
+// rejects.
+func chartRedactURL(raw string) string { return RedactURL(raw) }
 
 // chartLoad validates a chart archive with Helm's loader, checks that it is the chart and
 // version the repository said it was, and that every dependency it lists is vendored.

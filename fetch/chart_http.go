@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -37,6 +38,9 @@ const chartMaxProvenanceSize = 1 << 20
 const chartProvenanceHeader = "-----BEGIN PGP SIGNED MESSAGE-----"
 
 // chartFromHTTP downloads a chart from an HTTP(S) chart repository and publishes it in dst.
+// index.yaml and the archive are each read through a bound (maxIndexSize, bundle.MaxChartSize)
+// that a Content-Length over it fails before anything is read, and the archive is downloaded
+// only from the repository's own host or one the spec allows.
 func chartFromHTTP(ctx context.Context, dst Store, src spec.Chart) (chartResult, error) {
 	repoURL, user, pass, err := chartSplitCredentials(src.Repository)
 	if err != nil {
@@ -44,21 +48,26 @@ func chartFromHTTP(ctx context.Context, dst Store, src spec.Chart) (chartResult,
 	}
 	tr := chartTransport(ctx)
 	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
 
+	indexURL, err := repo.ResolveReferenceURL(repoURL, "index.yaml")
+	if err != nil {
+		return chartResult{}, fmt.Errorf("index.yaml: %w", err)
+	}
+	indexData, err := chartGet(ctx, client, indexURL, repoURL, user, pass, maxIndexSize, "index.yaml", "limit of an index.yaml")
+	if err != nil {
+		return chartResult{}, fmt.Errorf("download index.yaml: %w", err)
+	}
 	cache, err := os.MkdirTemp("", "ferry-chart-index-")
 	if err != nil {
 		return chartResult{}, fmt.Errorf("index cache: %w", err)
 	}
 	defer os.RemoveAll(cache)
-	r, err := repo.NewChartRepository(&repo.Entry{Name: "ferry", URL: repoURL, Username: user, Password: pass}, getter.Getters(getter.WithTransport(tr)))
-	if err != nil {
-		return chartResult{}, err
+	indexPath := filepath.Join(cache, "index.yaml")
+	if err := os.WriteFile(indexPath, indexData, 0o600); err != nil {
+		return chartResult{}, fmt.Errorf("index cache: %w", err)
 	}
-	r.CachePath = cache
-	indexPath, err := r.DownloadIndexFile()
-	if err != nil {
-		return chartResult{}, fmt.Errorf("download index.yaml: %w", chartCtxErr(ctx, err))
-	}
+	indexData = nil
 	index, err := repo.LoadIndexFile(indexPath)
 	if err != nil {
 		return chartResult{}, fmt.Errorf("read index.yaml: %w", err)
@@ -87,11 +96,13 @@ func chartFromHTTP(ctx context.Context, dst Store, src spec.Chart) (chartResult,
 	if err != nil {
 		return chartResult{}, fmt.Errorf("version %s: %w", version, err)
 	}
-	buf, err := r.Client.Get(chartURL, getter.WithURL(repoURL), getter.WithBasicAuth(user, pass))
-	if err != nil {
-		return chartResult{}, fmt.Errorf("version %s: download %s: %w", version, chartRedactURL(chartURL), chartCtxErr(ctx, err))
+	if err := chartCheckHost(repoURL, chartURL, src.AllowedHosts); err != nil {
+		return chartResult{}, fmt.Errorf("version %s: %w", version, err)
 	}
-	archive := buf.Bytes()
+	archive, err := chartGet(ctx, client, chartURL, repoURL, user, pass, bundle.MaxChartSize, "chart archive "+chartRedactURL(chartURL), "bundle.MaxChartSize, which sync applies too")
+	if err != nil {
+		return chartResult{}, fmt.Errorf("version %s: download %s: %w", version, chartRedactURL(chartURL), err)
+	}
 	sum := sha256.Sum256(archive)
 	got := hex.EncodeToString(sum[:])
 	if cv.Digest != "" {
@@ -112,6 +123,55 @@ func chartFromHTTP(ctx context.Context, dst Store, src spec.Chart) (chartResult,
 		return chartResult{}, fmt.Errorf("version %s: %w", version, err)
 	}
 	return chartResult{version: ch.Metadata.Version, manifest: desc}, nil
+}
+
+// chartGet downloads rawURL, at most max bytes of it, sending the repository's credentials
+// only to the repository's own scheme and host. what and limit name the body and its bound in
+// errors; URLs in errors are redacted.
+func chartGet(ctx context.Context, client *http.Client, rawURL, repoURL, user, pass string, max int64, what, limit string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, http.NoBody)
+	if err != nil {
+		return nil, scrubError(err, rawURL, chartRedactURL(rawURL))
+	}
+	if base, err := url.Parse(repoURL); err == nil && user != "" && base.Scheme == req.URL.Scheme && base.Host == req.URL.Host {
+		req.SetBasicAuth(user, pass)
+	}
+	req.Header.Set("User-Agent", "ferry-mirror")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, chartCtxErr(ctx, scrubError(err, rawURL, chartRedactURL(rawURL)))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", chartRedactURL(rawURL), resp.Status)
+	}
+	b, err := readBounded(resp, max, what, limit)
+	if err != nil {
+		return nil, chartCtxErr(ctx, err)
+	}
+	return b, nil
+}
+
+// chartCheckHost fails unless chartURL is on the repository's own host, or on a host the spec
+// allows: a hostile index.yaml cannot send the mirror to fetch from anywhere else.
+func chartCheckHost(repoURL, chartURL string, allowed []string) error {
+	base, err := url.Parse(repoURL)
+	if err != nil {
+		return err
+	}
+	u, err := url.Parse(chartURL)
+	if err != nil {
+		return err
+	}
+	if strings.EqualFold(u.Host, base.Host) {
+		return nil
+	}
+	for _, h := range allowed {
+		if strings.EqualFold(h, u.Host) || strings.EqualFold(h, u.Hostname()) && u.Port() == "" {
+			return nil
+		}
+	}
+	return fmt.Errorf("index.yaml sends the download to %s, which is not the repository's host %s; refused; fix: if that host is the repository's own download host, list it in the chart's allowedHosts", chartRedactURL(chartURL), base.Host)
 }
 
 // chartSplitCredentials returns a repository URL without its user information, and that user
@@ -278,9 +338,10 @@ func chartPushBlob(ctx context.Context, dst Store, d ocispec.Descriptor, data []
 func chartTransport(ctx context.Context) *http.Transport {
 	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
-		DisableCompression:  true,
-		TLSHandshakeTimeout: 10 * time.Second,
+		Proxy:                 http.ProxyFromEnvironment,
+		DisableCompression:    true,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: time.Minute,
 		DialContext: func(dctx context.Context, network, addr string) (net.Conn, error) {
 			dctx, cancel := context.WithCancel(dctx)
 			defer cancel()

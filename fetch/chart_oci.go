@@ -16,7 +16,6 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"helm.sh/helm/v4/pkg/chart/loader/archive"
 	"helm.sh/helm/v4/pkg/helmpath"
 	"helm.sh/helm/v4/pkg/registry"
 	"oras.land/oras-go/v2"
@@ -53,7 +52,8 @@ func chartFromOCI(ctx context.Context, dst Store, src spec.Chart, o *Options) (_
 		return chartResult{}, err
 	}
 	r.PlainHTTP = o.plainHTTP(r.Reference.Registry)
-	r.Client = &auth.Client{Client: retry.DefaultClient, Cache: auth.NewCache(), Credential: chartRegistryCredential()}
+	limitRepository(r)
+	r.Client = &auth.Client{Client: &http.Client{Transport: retry.NewTransport(upstreamTransport())}, Cache: auth.NewCache(), Credential: chartRegistryCredential()}
 	defer func() { err = chartAuthHint(err, r.Reference.Registry) }()
 
 	desc, tag, err := chartResolveTag(ctx, r, src.Version)
@@ -71,12 +71,12 @@ func chartFromOCI(ctx context.Context, dst Store, src spec.Chart, o *Options) (_
 	if err != nil {
 		return chartResult{}, fmt.Errorf("tag %s: fetch manifest %s: %w", tag, desc.Digest, err)
 	}
-	layer, err := chartLayer(manifest)
+	m, layer, err := chartLayer(manifest)
 	if err != nil {
 		return chartResult{}, fmt.Errorf("tag %s: manifest %s: %w", tag, desc.Digest, err)
 	}
-	if layer.Size > archive.MaxDecompressedChartSize {
-		return chartResult{}, fmt.Errorf("tag %s: chart archive of %d bytes is over Helm's %d byte chart limit", tag, layer.Size, archive.MaxDecompressedChartSize)
+	if layer.Size > bundle.MaxChartSize {
+		return chartResult{}, fmt.Errorf("tag %s: chart archive of %d bytes is over the %d byte chart limit (bundle.MaxChartSize, which sync applies too); refused", tag, layer.Size, bundle.MaxChartSize)
 	}
 	tgz, err := content.FetchAll(ctx, r, layer)
 	if err != nil {
@@ -87,8 +87,16 @@ func chartFromOCI(ctx context.Context, dst Store, src spec.Chart, o *Options) (_
 		return chartResult{}, fmt.Errorf("tag %s: %w", tag, err)
 	}
 
+	// Only the chart's own config and layers are carried: not a subject the manifest names.
+	b := newBudget("chart "+src.Name, o)
+	opts := oras.CopyGraphOptions{Concurrency: 3, FindSuccessors: b.successors(func(_ context.Context, _ content.Fetcher, d ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+		if d.Digest != desc.Digest {
+			return nil, nil
+		}
+		return append([]ocispec.Descriptor{m.Config}, m.Layers...), nil
+	})}
 	from := &chartPrefetched{ReadOnlyStorage: r, blobs: map[digest.Digest][]byte{desc.Digest: manifest, layer.Digest: tgz}}
-	if err := oras.CopyGraph(ctx, from, chartStorage(dst), desc, oras.DefaultCopyGraphOptions); err != nil {
+	if err := oras.CopyGraph(ctx, from, chartStorage(dst), desc, opts); err != nil {
 		return chartResult{}, fmt.Errorf("tag %s: copy %s: %w", tag, desc.Digest, err)
 	}
 	return chartResult{
@@ -111,7 +119,7 @@ func chartResolveTag(ctx context.Context, r *remote.Repository, want string) (oc
 	}
 	byVersion := map[string]string{}
 	var versions []string
-	err := r.Tags(ctx, "", func(tags []string) error {
+	err := listTags(ctx, r, func(tags []string) {
 		for _, t := range tags {
 			v := strings.ReplaceAll(t, "_", "+")
 			if _, dup := byVersion[v]; !dup {
@@ -119,7 +127,6 @@ func chartResolveTag(ctx context.Context, r *remote.Repository, want string) (oc
 				versions = append(versions, v)
 			}
 		}
-		return nil
 	})
 	if err != nil {
 		return ocispec.Descriptor{}, "", fmt.Errorf("list tags: %w", err)
@@ -136,16 +143,38 @@ func chartResolveTag(ctx context.Context, r *remote.Repository, want string) (oc
 	return desc, tag, nil
 }
 
-// chartLayer checks that a manifest is a Helm chart's and returns its chart archive layer.
-func chartLayer(manifest []byte) (ocispec.Descriptor, error) {
+// chartLayer checks that a manifest is a Helm chart's and nothing else, and returns it and its
+// chart archive layer. A chart carries its config, its archive and at most one provenance
+// file: a manifest with a subject or other layers (which would make the mirror copy whatever
+// they name) is refused.
+func chartLayer(manifest []byte) (ocispec.Manifest, ocispec.Descriptor, error) {
 	var m ocispec.Manifest
 	if err := json.Unmarshal(manifest, &m); err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("not an OCI image manifest: %w", err)
+		return m, ocispec.Descriptor{}, fmt.Errorf("not an OCI image manifest: %w", err)
 	}
 	if err := bundle.CheckChartConfig(m); err != nil {
-		return ocispec.Descriptor{}, err
+		return m, ocispec.Descriptor{}, err
 	}
-	return bundle.ChartLayer(m)
+	if m.Subject != nil {
+		return m, ocispec.Descriptor{}, fmt.Errorf("the chart manifest names a subject %s; a chart carries only its config, archive and provenance, so it is refused; fix: push the chart with 'helm push'", m.Subject.Digest)
+	}
+	if m.Config.Size > chartMaxManifestSize {
+		return m, ocispec.Descriptor{}, fmt.Errorf("chart config of %d bytes is over the %d byte limit", m.Config.Size, chartMaxManifestSize)
+	}
+	provs := 0
+	for _, l := range m.Layers {
+		switch l.MediaType {
+		case bundle.ChartLayerMediaType, bundle.ChartLegacyLayerMediaType:
+		case bundle.ChartProvenanceMediaType:
+			if provs++; provs > 1 || l.Size > chartMaxProvenanceSize {
+				return m, ocispec.Descriptor{}, fmt.Errorf("provenance layer %s: a chart has at most one, of at most %d bytes; refused", l.Digest, chartMaxProvenanceSize)
+			}
+		default:
+			return m, ocispec.Descriptor{}, fmt.Errorf("layer %s of media type %q is not a chart's (archive %s, provenance %s); a chart carries only its own layers, so it is refused", l.Digest, l.MediaType, bundle.ChartLayerMediaType, bundle.ChartProvenanceMediaType)
+		}
+	}
+	layer, err := bundle.ChartLayer(m)
+	return m, layer, err
 }
 
 // chartAuthHint adds what to do to an error that says the registry wants other credentials.

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ferry-gitops/ferry/bundle"
 )
 
 // Store receives fetched content: the three verbs of oras-go's content.Storage, so oras-go can
@@ -23,6 +25,11 @@ type Options struct {
 	PlainHTTP []string
 	// Logger receives one line per resolved source; nil discards.
 	Logger *slog.Logger
+	// Limits are the bundle limits fetched content is held to (zero fields: the defaults,
+	// the limits sync applies).
+	Limits bundle.Limits
+	// GitMaxFetchSize bounds the bytes one Git source's server may send (0: GitMaxFetchSize).
+	GitMaxFetchSize int64
 }
 
 func (o *Options) plainHTTP(host string) bool {

@@ -35,10 +35,14 @@ type GitConfig = bundle.GitConfig
 // Git fetches a Git source: it resolves src.Ref, pushes the history of the commit as a packfile
 // and its tree as a Flux artifact into dst, and returns the item whose root index lists both.
 func Git(ctx context.Context, dst Store, src spec.Git, o *Options) (bundle.Item, error) {
-	s := &gitSource{Git: src, log: o.logger()}
+	s := &gitSource{Git: src, log: o.logger(), maxFetch: GitMaxFetchSize}
+	if o != nil && o.GitMaxFetchSize > 0 {
+		s.maxFetch = o.GitMaxFetchSize
+	}
 	if err := s.setURL(); err != nil {
 		return bundle.Item{}, err
 	}
+	defer s.close()
 	if err := s.clone(ctx); err != nil {
 		return bundle.Item{}, err
 	}

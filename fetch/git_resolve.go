@@ -15,15 +15,18 @@ import (
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
+	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/revlist"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
-	"github.com/go-git/go-git/v5/storage/memory"
+	"github.com/go-git/go-git/v5/storage"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 
 	"github.com/ferry-gitops/ferry/spec"
 )
@@ -40,12 +43,16 @@ var gitCommitRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
 type gitSource struct {
 	spec.Git
 	log *slog.Logger
+	// maxFetch bounds the bytes the server may send.
+	maxFetch int64
 	// dial is the URL go-git is given: src.URL without HTTP credentials.
 	dial string
-	// redacted is src.URL without any userinfo: what logs, errors and the bundle show.
+	// redacted is src.URL without userinfo or query values: what logs, errors and the bundle show.
 	redacted string
 	auth     transport.AuthMethod
-	store    *memory.Storage
+	// store holds the fetched objects in tmp, a temporary folder: on disk, not in memory.
+	store storage.Storer
+	tmp   string
 	// resolvedRef is refs/heads/X or refs/tags/X, or "" for a commit ref.
 	resolvedRef string
 	commit      *object.Commit
@@ -66,13 +73,13 @@ func (s *gitSource) setURL() error {
 	}
 	user := u.User
 	u.User = nil
-	s.redacted = u.String()
+	s.redacted = RedactURL(s.URL)
 	s.dial = s.URL
 	if u.Scheme != "http" && u.Scheme != "https" {
 		// ssh:// keeps its user name (the SSH login); file:// has none.
 		return nil
 	}
-	s.dial = s.redacted
+	s.dial = u.String()
 	if pass, ok := user.Password(); ok {
 		s.auth = &githttp.BasicAuth{Username: user.Username(), Password: pass}
 		return nil
@@ -130,16 +137,24 @@ func gitStoredCredential(scheme, host, user string) (*githttp.BasicAuth, error) 
 }
 
 // clone lists the remote's refs, resolves the spec's ref, and fetches just what it needs into
-// memory: the resolved ref's history, or every branch and tag for a commit not at a ref's tip.
+// a temporary folder: the resolved ref's history, or every branch and tag for a commit not at
+// a ref's tip. The bytes the server sends are counted as they arrive (GitMaxFetchSize).
 func (s *gitSource) clone(ctx context.Context) error {
-	s.store = memory.NewStorage()
+	tmp, err := os.MkdirTemp("", "ferry-git-fetch-")
+	if err != nil {
+		return s.errorf("temporary folder: %w", err)
+	}
+	s.tmp = tmp
+	s.store = filesystem.NewStorage(osfs.New(tmp), cache.NewObjectLRUDefault())
+	gitInstallTransport()
+	ctx = gitWireContext(ctx, &gitWire{max: s.maxFetch})
 	remote := git.NewRemote(s.store, &config.RemoteConfig{Name: "origin", URLs: []string{s.dial}})
 	refs, err := remote.ListContext(ctx, &git.ListOptions{Auth: s.auth, PeelingOption: git.AppendPeeled})
 	if errors.Is(err, transport.ErrEmptyRemoteRepository) {
 		return s.errorf("%s not found: the repository is empty", gitRefString(s.Ref))
 	}
 	if err != nil {
-		return s.errorf("list refs: %w", err)
+		return s.errorf("list refs: %w", scrubError(err, s.URL, s.redacted, s.dial, s.redacted))
 	}
 	var fetch []config.RefSpec
 	want := plumbing.ZeroHash
@@ -186,7 +201,7 @@ func (s *gitSource) clone(ctx context.Context) error {
 	}
 	err = remote.FetchContext(ctx, &git.FetchOptions{RefSpecs: fetch, Auth: s.auth, Tags: git.NoTags})
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return s.errorf("fetch %s: %w", gitRefString(s.Ref), err)
+		return s.errorf("fetch %s: %w", gitRefString(s.Ref), scrubError(err, s.URL, s.redacted, s.dial, s.redacted))
 	}
 	if s.resolvedRef != "" {
 		ref, err := s.store.Reference(plumbing.ReferenceName(s.resolvedRef))
@@ -199,6 +214,16 @@ func (s *gitSource) clone(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// close closes the store's open packfiles and removes the fetched objects.
+func (s *gitSource) close() {
+	if c, ok := s.store.(interface{ Close() error }); ok {
+		c.Close()
+	}
+	if s.tmp != "" {
+		os.RemoveAll(s.tmp)
+	}
 }
 
 // peel follows annotated tags from h to the commit they name.
@@ -241,6 +266,9 @@ func (s *gitSource) encodePack(ctx context.Context) ([]byte, error) {
 	hashes, err := revlist.Objects(s.store, []plumbing.Hash{s.commit.Hash}, nil)
 	if err != nil {
 		return nil, err
+	}
+	if len(hashes) > GitMaxObjects {
+		return nil, fmt.Errorf("%d objects are reachable from the commit, over the %d object limit (GitMaxObjects); the repository is refused", len(hashes), GitMaxObjects)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err

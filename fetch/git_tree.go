@@ -48,11 +48,15 @@ func (s *gitSource) treeArchive(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, s.errorf("tree of %s: %w", s.commit.Hash, err)
 	}
-	var all []gitEntry
-	links := map[string]string{}
-	if err := s.walkTree(ctx, tree, "", &all, links); err != nil {
+	filters, err := s.filters()
+	if err != nil {
+		return nil, err
+	}
+	w := &gitWalk{out: nil, links: map[string]string{}, filters: filters, budget: newGitTreeBudget()}
+	if err := s.walkTree(ctx, tree, "", 0, w); err != nil {
 		return nil, s.errorf("tree of %s: %w", s.commit.Hash, err)
 	}
+	all, links := w.out, w.links
 	entries, err := s.selectPaths(all)
 	if err != nil {
 		return nil, err
@@ -118,9 +122,41 @@ func gitCopyBlob(w io.Writer, b *object.Blob) error {
 	return err
 }
 
-// walkTree appends every directory, file and symlink under t to out, recording symlinks'
-// targets in links. Submodules and .git entries are skipped with a log line.
-func (s *gitSource) walkTree(ctx context.Context, t *object.Tree, dir string, out *[]gitEntry, links map[string]string) error {
+// gitWalk is the state of one walk of a tree: what it found and what it may still take.
+type gitWalk struct {
+	out   []gitEntry
+	links map[string]string
+	// filters are the cleaned spec paths; nil walks everything.
+	filters []string
+	budget  *gitTreeBudget
+}
+
+// wanted reports whether the walk keeps the entry at p and whether it descends into it (a
+// folder under a filter, or one leading to a filter). Without filters it keeps everything.
+func (w *gitWalk) wanted(p string) (keep, descend bool) {
+	if w.filters == nil {
+		return true, true
+	}
+	for _, f := range w.filters {
+		if p == f || strings.HasPrefix(p, f+"/") {
+			return true, true
+		}
+		if strings.HasPrefix(f, p+"/") {
+			descend = true
+		}
+	}
+	return descend, descend
+}
+
+// walkTree appends every directory, file and symlink under t (at folder depth depth) to w.out,
+// recording symlinks' targets in w.links. Submodules and .git entries are skipped with a log
+// line. Only what the spec's paths select is walked, and the walk stops as soon as it passes
+// the tree limits (entries, bytes, depth): a small repository whose trees repeat one another
+// (a "git bomb") is refused after at most bundle.MaxTreeEntries entries.
+func (s *gitSource) walkTree(ctx context.Context, t *object.Tree, dir string, depth int, w *gitWalk) error {
+	if depth > GitMaxTreeDepth {
+		return fmt.Errorf("folders nest more than %d deep at %q (limit GitMaxTreeDepth); the repository is refused", GitMaxTreeDepth, dir+"/")
+	}
 	for _, te := range t.Entries {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -133,20 +169,43 @@ func (s *gitSource) walkTree(ctx context.Context, t *object.Tree, dir string, ou
 			s.log.Warn("git: skipped a .git entry of the tree", "name", s.Name, "path", p)
 			continue
 		}
+		keep, descend := w.wanted(p)
+		if !keep {
+			continue
+		}
 		e := gitEntry{path: p, mode: te.Mode, hash: te.Hash}
 		switch te.Mode {
 		case filemode.Dir:
+			if err := w.budget.addEntry(); err != nil {
+				return err
+			}
+			if !descend {
+				continue
+			}
 			sub, err := object.GetTree(s.store, te.Hash)
 			if err != nil {
 				return fmt.Errorf("%s: %w", p, err)
 			}
-			*out = append(*out, e)
-			if err := s.walkTree(ctx, sub, p, out, links); err != nil {
+			w.out = append(w.out, e)
+			if err := s.walkTree(ctx, sub, p, depth+1, w); err != nil {
 				return err
 			}
 		case filemode.Regular, filemode.Deprecated, filemode.Executable:
-			*out = append(*out, e)
+			if err := w.budget.addEntry(); err != nil {
+				return err
+			}
+			size, err := s.blobSize(w.budget, te.Hash)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			if err := w.budget.addBytes(size); err != nil {
+				return err
+			}
+			w.out = append(w.out, e)
 		case filemode.Symlink:
+			if err := w.budget.addEntry(); err != nil {
+				return err
+			}
 			b, err := object.GetBlob(s.store, te.Hash)
 			if err != nil {
 				return fmt.Errorf("%s: %w", p, err)
@@ -162,8 +221,8 @@ func (s *gitSource) walkTree(ctx context.Context, t *object.Tree, dir string, ou
 				continue
 			}
 			e.target = target.String()
-			links[p] = e.target
-			*out = append(*out, e)
+			w.links[p] = e.target
+			w.out = append(w.out, e)
 		case filemode.Submodule:
 			s.log.Warn("git: skipped a submodule (not carried)", "name", s.Name, "path", p, "commit", te.Hash.String())
 		default:
@@ -171,6 +230,46 @@ func (s *gitSource) walkTree(ctx context.Context, t *object.Tree, dir string, ou
 		}
 	}
 	return nil
+}
+
+// blobSize returns a blob's size without reading its content when the store can tell.
+func (s *gitSource) blobSize(b *gitTreeBudget, h plumbing.Hash) (int64, error) {
+	if n, ok := b.sizes[h]; ok {
+		return n, nil
+	}
+	var n int64
+	if sizer, ok := s.store.(interface {
+		EncodedObjectSize(plumbing.Hash) (int64, error)
+	}); ok {
+		var err error
+		if n, err = sizer.EncodedObjectSize(h); err != nil {
+			return 0, err
+		}
+	} else {
+		o, err := s.store.EncodedObject(plumbing.BlobObject, h)
+		if err != nil {
+			return 0, err
+		}
+		n = o.Size()
+	}
+	b.sizes[h] = n
+	return n, nil
+}
+
+// filters returns the spec's paths cleaned, or nil to walk the whole tree.
+func (s *gitSource) filters() ([]string, error) {
+	var filters []string
+	for _, raw := range s.Paths {
+		f := path.Clean(raw)
+		if f == "." {
+			return nil, nil
+		}
+		if path.IsAbs(f) || f == ".." || strings.HasPrefix(f, "../") {
+			return nil, s.errorf("path %q is not inside the repository", raw)
+		}
+		filters = append(filters, f)
+	}
+	return filters, nil
 }
 
 // selectPaths keeps the entries under s.Paths (and the folders that lead to them); every path

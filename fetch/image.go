@@ -50,12 +50,14 @@ func Image(ctx context.Context, dst Store, src spec.Image, o *Options) (bundle.I
 		source = src.Image + "@" + ref
 	}
 
-	// Copy the image, keeping only the platforms asked for.
+	// Copy the image, keeping only the platforms asked for, every descriptor checked against
+	// the bundle's limits before its content is read.
+	b := newBudget("image "+src.Name, o)
 	opts := oras.CopyGraphOptions{
 		Concurrency: 4,
-		FindSuccessors: func(ctx context.Context, f content.Fetcher, d ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+		FindSuccessors: b.successors(func(ctx context.Context, f content.Fetcher, d ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 			return carried(ctx, f, d, src.Platforms)
-		},
+		}),
 	}
 	if err := oras.CopyGraph(ctx, repo, dst, root, opts); err != nil {
 		return fail("copy %s: %v", source, err)
@@ -73,7 +75,7 @@ func Image(ctx context.Context, dst Store, src spec.Image, o *Options) (bundle.I
 		return fail("no child of %s is for platforms %s", source, strings.Join(src.Platforms, ", "))
 	}
 	if src.WantSignatures() {
-		refs, err := copyReferrers(ctx, repo, dst, manifests)
+		refs, err := copyReferrers(ctx, repo, dst, manifests, b)
 		if err != nil {
 			return fail("%v", err)
 		}
@@ -133,7 +135,7 @@ func resolveImageRef(ctx context.Context, repo *remote.Repository, src spec.Imag
 	}
 	var best *semver.Version
 	bestTag, seen := "", 0
-	err = repo.Tags(ctx, "", func(tags []string) error {
+	err = listTags(ctx, repo, func(tags []string) {
 		for _, t := range tags {
 			v, err := semver.NewVersion(t)
 			if err != nil {
@@ -144,7 +146,6 @@ func resolveImageRef(ctx context.Context, repo *remote.Repository, src spec.Imag
 				best, bestTag = v, t
 			}
 		}
-		return nil
 	})
 	if err != nil {
 		return "", fmt.Errorf("list tags: %w", err)
@@ -158,7 +159,8 @@ func resolveImageRef(ctx context.Context, repo *remote.Repository, src spec.Imag
 // copyReferrers copies every signature, attestation and SBOM of the given manifests: the
 // tag-based cosign forms (sha256-<hex>.sig, .att, .sbom) and OCI referrers (the referrers API,
 // or its tag fallback on registries without it).
-func copyReferrers(ctx context.Context, repo *remote.Repository, dst Store, manifests []ocispec.Descriptor) ([]bundle.Referrer, error) {
+func copyReferrers(ctx context.Context, repo *remote.Repository, dst Store, manifests []ocispec.Descriptor, b *budget) ([]bundle.Referrer, error) {
+	opts := oras.CopyGraphOptions{Concurrency: 4, FindSuccessors: b.successors(content.Successors)}
 	var out []bundle.Referrer
 	seen := map[digest.Digest]bool{}
 	add := func(r bundle.Referrer) error {
@@ -169,7 +171,7 @@ func copyReferrers(ctx context.Context, repo *remote.Repository, dst Store, mani
 			return nil // a referrer that is not a manifest cannot be carried as one
 		}
 		seen[r.Descriptor.Digest] = true
-		if err := oras.CopyGraph(ctx, repo, dst, r.Descriptor, oras.CopyGraphOptions{Concurrency: 4}); err != nil {
+		if err := oras.CopyGraph(ctx, repo, dst, r.Descriptor, opts); err != nil {
 			return fmt.Errorf("copy %s of %s: %w", r.Descriptor.Digest, r.Subject, err)
 		}
 		out = append(out, r)
@@ -191,11 +193,13 @@ func copyReferrers(ctx context.Context, repo *remote.Repository, dst Store, mani
 		}
 		var found []ocispec.Descriptor
 		err := repo.Referrers(ctx, m, "", func(rs []ocispec.Descriptor) error {
-			found = append(found, rs...)
+			if found = append(found, rs...); len(found) > maxReferrers {
+				return fmt.Errorf("more than %d referrers (listing limit); the upstream is refused", maxReferrers)
+			}
 			return nil
 		})
 		if err != nil && !errors.Is(err, errdef.ErrNotFound) {
-			return nil, fmt.Errorf("list referrers of %s: %w", m.Digest, err)
+			return nil, fmt.Errorf("list referrers of %s: %w", m.Digest, pageLimitHint(err))
 		}
 		for _, r := range found {
 			if err := add(bundle.Referrer{Descriptor: plainDescriptor(r), Subject: m.Digest}); err != nil {

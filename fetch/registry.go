@@ -18,7 +18,8 @@ func repository(ref string, o *Options) (*remote.Repository, error) {
 		return nil, err
 	}
 	repo.PlainHTTP = o.plainHTTP(repo.Reference.Registry)
-	client := &auth.Client{Client: &http.Client{Transport: retry.NewTransport(http.DefaultTransport)}, Cache: auth.NewCache()}
+	limitRepository(repo)
+	client := &auth.Client{Client: &http.Client{Transport: retry.NewTransport(upstreamTransport())}, Cache: auth.NewCache()}
 	store, err := credentials.NewStoreFromDocker(credentials.StoreOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("read Docker credentials: %w", err)

@@ -208,7 +208,10 @@ func listRepository(ctx context.Context, loc Location, o *options) ([]Candidate,
 	var tags []string
 	if err := repo.Tags(ctx, "", func(page []string) error {
 		tags = append(tags, page...)
-		return nil
+		if len(tags) > MaxTags {
+			return fmt.Errorf("more than %d tags: a source repository holds at most %d (remove old bundles' tags)", MaxTags, MaxTags)
+		}
+		return ctx.Err()
 	}); err != nil {
 		var resp *errcode.ErrorResponse
 		if errors.Is(err, errdef.ErrNotFound) || errors.As(err, &resp) && resp.StatusCode == http.StatusNotFound {

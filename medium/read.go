@@ -16,6 +16,10 @@ func Read(ctx context.Context, loc Location, opts ...Option) (*bundle.Result, er
 	o := makeOptions(opts)
 	t := &ioErrors{}
 	res, err := read(ctx, loc, o, t, o.read)
+	if err != nil && ctx.Err() != nil {
+		// Stopped (Ctrl-C, the agent stopping): whatever the reader made of the cut stream.
+		return nil, fmt.Errorf("%s: read stopped: %w", loc, context.Cause(ctx))
+	}
 	return res, t.outcome(loc, err)
 }
 
@@ -38,7 +42,8 @@ func read(ctx context.Context, loc Location, o *options, t *ioErrors, ropts []bu
 			return nil, err
 		}
 		defer f.Close()
-		return bundle.ReadTar(ctx, trackedReader{f, t}, ropts...)
+		defer interruptible(ctx, f)()
+		return bundle.ReadTar(ctx, trackedReader{ctxReader{ctx, f}, t}, ropts...)
 	case KindParts:
 		root, err := os.OpenRoot(loc.path) // no part name or link leads out of the folder
 		if err != nil {
@@ -46,7 +51,7 @@ func read(ctx context.Context, loc Location, o *options, t *ioErrors, ropts []bu
 			return nil, err
 		}
 		defer root.Close()
-		fsys := &trackedFS{fsys: root.FS(), t: t}
+		fsys := &trackedFS{ctx: ctx, fsys: root.FS(), t: t}
 		defer fsys.closeAll()
 		return bundle.ReadParts(ctx, fsys, bundle.PartListName(loc.name), ropts...)
 	case KindS3:
@@ -54,7 +59,7 @@ func read(ctx context.Context, loc Location, o *options, t *ioErrors, ropts []bu
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", loc, err)
 		}
-		fsys := &trackedFS{fsys: S3FS(ctx, client, loc.bucket, loc.prefix), t: t}
+		fsys := &trackedFS{ctx: ctx, fsys: S3FS(ctx, client, loc.bucket, loc.prefix), t: t}
 		defer fsys.closeAll()
 		return bundle.ReadParts(ctx, fsys, bundle.PartListName(loc.name), ropts...)
 	case KindRegistry:
@@ -79,7 +84,7 @@ func readLayout(ctx context.Context, dir string, t *ioErrors, ropts []bundle.Rea
 		return nil, fmt.Errorf("bundle directory %s: %w", dir, err)
 	}
 	defer root.Close()
-	return bundle.ReadFiles(ctx, layoutFiles{root, t}, ropts...)
+	return bundle.ReadFiles(ctx, layoutFiles{ctx, root, t}, ropts...)
 }
 
 // Pull copies the bundle at a registry location, with its attachments, into the new directory

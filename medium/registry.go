@@ -27,8 +27,22 @@ func NewRepository(ref string, plainHTTP bool) (*remote.Repository, error) {
 	client.SetUserAgent("ferry")
 	repo.Client = client
 	repo.PlainHTTP = plainHTTP
+	// A registry's listings are bounded: a Link header that points back at itself (or a
+	// listing that never ends) stops after MaxListPages pages, each response at most
+	// MaxMetadataBytes.
+	repo.TagListMaxPages = MaxListPages
+	repo.ReferrerListMaxPages = MaxListPages
+	repo.MaxMetadataBytes = MaxMetadataBytes
 	return repo, nil
 }
+
+// Bounds of what a registry's listings may send: pages of a tag or referrers listing, bytes of
+// one listing response or manifest fetched for metadata, and tags of one repository.
+const (
+	MaxListPages     = 100
+	MaxMetadataBytes = 4 << 20
+	MaxTags          = 10_000
+)
 
 // target names a tag of repo in errors: "registry host/repo:tag".
 func target(repo *remote.Repository, tag string) string {

@@ -34,7 +34,10 @@ func findAttachments(ctx context.Context, repo *remote.Repository, root ocispec.
 		for _, r := range refs {
 			add(r, "")
 		}
-		return nil
+		if len(found) > bundle.DefaultMaxAttachments {
+			return fmt.Errorf("more than %d referrers: a bundle's root has at most %d attachments", bundle.DefaultMaxAttachments, bundle.DefaultMaxAttachments)
+		}
+		return ctx.Err()
 	}); err != nil {
 		return nil, fmt.Errorf("referrers of root %s: %w", root.Digest, err)
 	}

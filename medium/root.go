@@ -51,7 +51,7 @@ func readRoot(ctx context.Context, loc Location, o *options, t *ioErrors) (*Root
 			return nil, err
 		}
 		defer root.Close()
-		return rootOfParts(ctx, &trackedFS{fsys: root.FS(), t: t}, bundle.PartListName(loc.name), t, lim)
+		return rootOfParts(ctx, &trackedFS{ctx: ctx, fsys: root.FS(), t: t}, bundle.PartListName(loc.name), t, lim)
 	case KindS3:
 		client, err := o.s3()
 		if err != nil {
@@ -59,7 +59,7 @@ func readRoot(ctx context.Context, loc Location, o *options, t *ioErrors) (*Root
 		}
 		ctx, cancel := context.WithCancel(ctx) // ends the request of the part being read
 		defer cancel()
-		return rootOfParts(ctx, &trackedFS{fsys: S3FS(ctx, client, loc.bucket, loc.prefix), t: t}, bundle.PartListName(loc.name), t, lim)
+		return rootOfParts(ctx, &trackedFS{ctx: ctx, fsys: S3FS(ctx, client, loc.bucket, loc.prefix), t: t}, bundle.PartListName(loc.name), t, lim)
 	case KindRegistry:
 		return registryRoot(ctx, loc, o, t)
 	}

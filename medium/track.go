@@ -1,6 +1,7 @@
 package medium
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"time"
 
 	"oras.land/oras-go/v2/registry/remote"
 )
@@ -24,7 +26,7 @@ type ioErrors struct {
 // note keeps err if it is the medium failing: not the end of a file, and not a file that is
 // not there (a missing blob or part is the bundle's fault, and its own check).
 func (t *ioErrors) note(err error) {
-	if err == nil || err == io.EOF || errors.Is(err, fs.ErrNotExist) {
+	if err == nil || err == io.EOF || errors.Is(err, fs.ErrNotExist) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return
 	}
 	t.mu.Lock()
@@ -38,6 +40,31 @@ func (t *ioErrors) get() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.err
+}
+
+// ctxReader stops reading once ctx ends: every Read checks it first, and a Read that failed
+// meanwhile returns ctx's error.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := r.r.Read(p)
+	if err != nil && r.ctx.Err() != nil {
+		return n, r.ctx.Err()
+	}
+	return n, err
+}
+
+// interruptible makes a Read blocked on f (a pipe, a device) return once ctx ends, where the
+// file supports deadlines (a regular file does not block: ctxReader suffices). The returned
+// function stops watching ctx.
+func interruptible(ctx context.Context, f *os.File) func() bool {
+	return context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Now()) })
 }
 
 // trackedReader notes its reader's errors.
@@ -55,6 +82,7 @@ func (r trackedReader) Read(p []byte) (int, error) {
 // trackedFS notes the errors of an fs.FS and of the files it opens, and can close every file
 // still open (a read stopped after the root leaves the current part open).
 type trackedFS struct {
+	ctx  context.Context
 	fsys fs.FS
 	t    *ioErrors
 
@@ -71,7 +99,7 @@ func (f *trackedFS) Open(name string) (fs.File, error) {
 	f.mu.Lock()
 	f.open = append(f.open, file)
 	f.mu.Unlock()
-	return trackedFile{File: file, t: f.t}, nil
+	return trackedFile{File: file, ctx: f.ctx, t: f.t}, nil
 }
 
 // closeAll closes every file opened (closing one twice is harmless here).
@@ -86,11 +114,12 @@ func (f *trackedFS) closeAll() {
 
 type trackedFile struct {
 	fs.File
-	t *ioErrors
+	ctx context.Context
+	t   *ioErrors
 }
 
 func (f trackedFile) Read(p []byte) (int, error) {
-	n, err := f.File.Read(p)
+	n, err := ctxReader{f.ctx, f.File}.Read(p)
 	f.t.note(err)
 	return n, err
 }
@@ -98,6 +127,7 @@ func (f trackedFile) Read(p []byte) (int, error) {
 // layoutFiles is a layout directory as bundle.ReadFiles reads it (like bundle.ReadLayout: no
 // name or link leads out of the directory), with its I/O errors noted.
 type layoutFiles struct {
+	ctx  context.Context
 	root *os.Root
 	t    *ioErrors
 }
@@ -120,7 +150,7 @@ func (l layoutFiles) Open(name string) (io.ReadCloser, error) {
 	return struct {
 		io.Reader
 		io.Closer
-	}{trackedReader{f, l.t}, f}, nil
+	}{trackedReader{ctxReader{l.ctx, f}, l.t}, f}, nil
 }
 
 // trackedClient is a registry client that notes transport failures, server errors (5xx, 429)

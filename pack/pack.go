@@ -2,6 +2,7 @@ package pack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +23,9 @@ import (
 	"github.com/ferry-gitops/ferry/spec"
 )
 
+// errSourceTimeout is the cause of a source's context when its timeout passes.
+var errSourceTimeout = errors.New("the source's timeout passed")
+
 // Options say what to pack and how.
 type Options struct {
 	Spec *spec.Spec
@@ -34,6 +38,9 @@ type Options struct {
 	Previous digest.Digest
 	// Signer signs the root; nil packs an unsigned bundle, which sync refuses.
 	Signer signature.Signer
+	// KeyStatements are signed key statements (verify.SignedKeyStatement, from 'mirror
+	// key-statement') the bundle carries as attachments, for agents to rotate their keys.
+	KeyStatements [][]byte
 	// Fetch configures the upstream fetchers.
 	Fetch *fetch.Options
 	// Concurrency bounds the sources fetched at once (default 4).
@@ -85,20 +92,22 @@ func Pack(ctx context.Context, o Options) (*Result, error) {
 
 	type job struct {
 		name string
-		run  func(context.Context) (bundle.Item, error)
+		// timeout bounds the source's whole fetch; 0 is none (the cluster folder is local).
+		timeout time.Duration
+		run     func(context.Context) (bundle.Item, error)
 	}
 	var jobs []job
 	for _, g := range o.Spec.Git {
-		jobs = append(jobs, job{"git " + g.Name, func(ctx context.Context) (bundle.Item, error) { return fetch.Git(ctx, l, g, fo) }})
+		jobs = append(jobs, job{"git " + g.Name, g.Deadline(), func(ctx context.Context) (bundle.Item, error) { return fetch.Git(ctx, l, g, fo) }})
 	}
 	for _, c := range o.Spec.Charts {
-		jobs = append(jobs, job{"chart " + c.Name, func(ctx context.Context) (bundle.Item, error) { return fetch.Chart(ctx, l, c, fo) }})
+		jobs = append(jobs, job{"chart " + c.Name, c.Deadline(), func(ctx context.Context) (bundle.Item, error) { return fetch.Chart(ctx, l, c, fo) }})
 	}
 	for _, im := range o.Spec.Images {
-		jobs = append(jobs, job{"image " + im.Name, func(ctx context.Context) (bundle.Item, error) { return fetch.Image(ctx, l, im, fo) }})
+		jobs = append(jobs, job{"image " + im.Name, im.Deadline(), func(ctx context.Context) (bundle.Item, error) { return fetch.Image(ctx, l, im, fo) }})
 	}
 	if o.Spec.Cluster != nil {
-		jobs = append(jobs, job{"cluster " + o.Spec.Cluster.Path, func(ctx context.Context) (bundle.Item, error) { return ClusterItem(ctx, l, o.Spec) }})
+		jobs = append(jobs, job{"cluster " + o.Spec.Cluster.Path, 0, func(ctx context.Context) (bundle.Item, error) { return ClusterItem(ctx, l, o.Spec) }})
 	}
 	items := make([]bundle.Item, len(jobs))
 	var done atomic.Int32
@@ -111,7 +120,16 @@ func Pack(ctx context.Context, o Options) (*Result, error) {
 	g.SetLimit(limit)
 	for i, j := range jobs {
 		g.Go(func() error {
-			item, err := j.run(gctx)
+			ctx, cancel := gctx, context.CancelFunc(func() {})
+			if j.timeout > 0 {
+				ctx, cancel = context.WithTimeoutCause(gctx, j.timeout, errSourceTimeout)
+			}
+			item, err := j.run(ctx)
+			deadline := errors.Is(context.Cause(ctx), errSourceTimeout)
+			cancel()
+			if err != nil && deadline {
+				return fmt.Errorf("%s: not fetched within its timeout of %s; fix: if the upstream is sound but slow, raise the source's timeout in the spec: %w", j.name, j.timeout, err)
+			}
 			if err != nil {
 				return err
 			}
@@ -147,6 +165,13 @@ func Pack(ctx context.Context, o Options) (*Result, error) {
 		attachments = append(attachments, sig)
 	} else {
 		logger.Warn("bundle not signed: sync refuses unsigned bundles; pass a cosign key to sign it")
+	}
+	for i, raw := range o.KeyStatements {
+		st, err := signing.AttachKeyStatement(ctx, l, root, raw)
+		if err != nil {
+			return nil, fmt.Errorf("pack bundle %d: key statement %d: %w", seq, i+1, err)
+		}
+		attachments = append(attachments, st)
 	}
 	res, err := bundle.WriteResult(ctx, l, b, attachments)
 	if err != nil {

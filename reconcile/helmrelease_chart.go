@@ -14,7 +14,7 @@ import (
 )
 
 // maxChartSize bounds a chart archive read from the cache.
-const maxChartSize = 64 << 20
+const maxChartSize = bundle.MaxChartSize
 
 // chartItem is a chart item of the current bundle.
 type chartItem struct {

@@ -29,6 +29,9 @@ const (
 // DefaultExpiry is a bundle's lifetime when the spec does not set one.
 const DefaultExpiry = 30 * 24 * time.Hour
 
+// DefaultTimeout is how long one source may take to fetch when the spec does not say.
+const DefaultTimeout = 15 * time.Minute
+
 // Spec is a parsed, valid mirror spec.
 type Spec struct {
 	APIVersion string       `json:"apiVersion"`
@@ -64,7 +67,12 @@ type Git struct {
 	Ref  GitRef `json:"ref"`
 	// Paths limits the tree published as an OCI artifact to these folders (default: all).
 	Paths []string `json:"paths,omitempty"`
+	// Timeout bounds the whole fetch of the source (default DefaultTimeout).
+	Timeout Duration `json:"timeout,omitempty"`
 }
+
+// Deadline returns how long the source may take to fetch.
+func (g Git) Deadline() time.Duration { return deadline(g.Timeout) }
 
 // GitRef says which commit to carry: exactly one field is set.
 type GitRef = bundle.GitRef
@@ -78,7 +86,15 @@ type Chart struct {
 	Chart string `json:"chart,omitempty"`
 	// Version is an exact version or a semver range; the highest match is carried.
 	Version string `json:"version"`
+	// AllowedHosts lists the hosts (host or host:port) other than the repository's own that an
+	// HTTP repository's index.yaml may send chart downloads to. Default: none.
+	AllowedHosts []string `json:"allowedHosts,omitempty"`
+	// Timeout bounds the whole fetch of the source (default DefaultTimeout).
+	Timeout Duration `json:"timeout,omitempty"`
 }
+
+// Deadline returns how long the source may take to fetch.
+func (c Chart) Deadline() time.Duration { return deadline(c.Timeout) }
 
 // Image is a container image to carry.
 type Image struct {
@@ -95,6 +111,18 @@ type Image struct {
 	Platforms []string `json:"platforms,omitempty"`
 	// Signatures carries the image's signatures, attestations and SBOMs (default true).
 	Signatures *bool `json:"signatures,omitempty"`
+	// Timeout bounds the whole fetch of the source (default DefaultTimeout).
+	Timeout Duration `json:"timeout,omitempty"`
+}
+
+// Deadline returns how long the source may take to fetch.
+func (i Image) Deadline() time.Duration { return deadline(i.Timeout) }
+
+func deadline(d Duration) time.Duration {
+	if d.Duration <= 0 {
+		return DefaultTimeout
+	}
+	return d.Duration
 }
 
 // WantSignatures reports whether the image's signatures are to be carried.
@@ -246,6 +274,11 @@ func (s *Spec) validate() []string {
 			add("%s: %q is not a semver range: %v", field, r, err)
 		}
 	}
+	timeout := func(field string, d Duration) {
+		if d.Duration < 0 {
+			add("%s.timeout: %s is negative", field, d)
+		}
+	}
 	for i, g := range s.Git {
 		f := fmt.Sprintf("git[%d]", i)
 		name(f, g.Name)
@@ -257,6 +290,7 @@ func (s *Spec) validate() []string {
 		if c := g.Ref.Commit; c != "" && !regexp.MustCompile(`^[0-9a-f]{40}$`).MatchString(c) {
 			add("%s.ref.commit: %q is not a full 40-character commit hash", f, c)
 		}
+		timeout(f, g.Timeout)
 		for j, path := range g.Paths {
 			if path == "" || strings.HasPrefix(path, "/") || strings.Contains("/"+path+"/", "/../") {
 				add("%s.paths[%d]: %q must be a relative path inside the repository", f, j, path)
@@ -273,6 +307,15 @@ func (s *Spec) validate() []string {
 			add("%s.version: required (a version or a semver range)", f)
 		}
 		rangeOK(f+".version", c.Version)
+		timeout(f, c.Timeout)
+		for j, h := range c.AllowedHosts {
+			if h == "" || strings.ContainsAny(h, "/@?# ") {
+				add("%s.allowedHosts[%d]: %q: want a host name or host:port, without scheme or path", f, j, h)
+			}
+		}
+		if len(c.AllowedHosts) > 0 && c.IsOCI() {
+			add("%s.allowedHosts: only an HTTP(S) chart repository sends downloads elsewhere; remove it for an oci:// repository", f)
+		}
 	}
 	for i, im := range s.Images {
 		f := fmt.Sprintf("images[%d]", i)
@@ -282,6 +325,7 @@ func (s *Spec) validate() []string {
 		}
 		oneOf(f, map[string]string{"tag": im.Tag, "digest": im.Digest, "semver": im.SemVer})
 		rangeOK(f+".semver", im.SemVer)
+		timeout(f, im.Timeout)
 		if im.Digest != "" {
 			if _, err := digest.Parse(im.Digest); err != nil {
 				add("%s.digest: %q is not a digest: %v", f, im.Digest, err)

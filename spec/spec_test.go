@@ -19,6 +19,16 @@ func TestLoadValid(t *testing.T) {
 	if s.Images[1].WantSignatures() || !s.Images[0].WantSignatures() {
 		t.Fatal("signatures default true, false when set false")
 	}
+	if s.Git[0].Deadline() != spec.DefaultTimeout {
+		t.Fatalf("git timeout %s, want the default %s", s.Git[0].Deadline(), spec.DefaultTimeout)
+	}
+	s2, err := spec.Parse("ferry.yaml", []byte("apiVersion: ferry.dev/v1alpha1\nkind: Mirror\ncharts:\n  - name: c\n    repository: https://c.example\n    version: 1.0.0\n    timeout: 90s\n    allowedHosts: [cdn.example, 127.0.0.1:8080]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2.Charts[0].Deadline() != 90*time.Second || len(s2.Charts[0].AllowedHosts) != 2 {
+		t.Fatalf("chart %+v", s2.Charts[0])
+	}
 	if !s.Charts[1].IsOCI() || s.Charts[1].ChartName() != "podinfo" || s.Charts[0].ChartName() != "podinfo" {
 		t.Fatalf("charts %+v", s.Charts)
 	}
@@ -48,6 +58,10 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"empty", head, []string{"lists nothing to carry"}},
 		{"bad platform", head + "images:\n  - name: app\n    image: r.example/app\n    tag: v1\n    platforms: [amd64]\n", []string{"images[0].platforms[0]: \"amd64\""}},
 		{"not yaml", "\t: :", []string{"not valid YAML"}},
+		{"negative timeout", head + "git:\n  - name: p\n    url: https://g.example/p.git\n    ref: {branch: main}\n    timeout: -1s\n", []string{"git[0].timeout: -1s is negative"}},
+		{"bad timeout", head + img + "    timeout: soon\n", []string{"\"soon\" is not a duration"}},
+		{"allowed host with scheme", head + "charts:\n  - name: c\n    repository: https://c.example\n    version: 1.0.0\n    allowedHosts: [https://cdn.example/x]\n", []string{"charts[0].allowedHosts[0]: \"https://cdn.example/x\""}},
+		{"allowed hosts on oci", head + "charts:\n  - name: c\n    repository: oci://r.example/charts\n    version: 1.0.0\n    allowedHosts: [cdn.example]\n", []string{"charts[0].allowedHosts: only an HTTP(S) chart repository"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
 	"github.com/ferry-gitops/ferry/bundle"
 )
@@ -40,6 +39,14 @@ type Policy struct {
 	Limits bundle.Limits
 	// Now is the agent's clock (default time.Now).
 	Now func() time.Time
+	// MinSequence is the operator's rollback floor: bundles at or below it are refused,
+	// whatever the cache's state says (it survives losing the cache volume).
+	MinSequence uint64
+	// LastCreated is the creation time of the last accepted bundle: a clock that reads earlier
+	// moved backwards, and nothing is decided against it (ClockError).
+	LastCreated time.Time
+	// Revoked are the fingerprints of keys retired by key statements: never trusted again.
+	Revoked []string
 }
 
 // Run checks one bundle as it is read: its signatures and lineage are decided as soon as the
@@ -138,12 +145,18 @@ func (r *Run) rejection(check bundle.Check, detail, fix string) error {
 // decide applies the policy to the root: signatures, lifetime, order and lineage.
 func (r *Run) decide(ctx context.Context) error {
 	b, now := r.bundle, r.now()
+	if err := r.clock(now); err != nil {
+		return err
+	}
 	if err := r.signatures(ctx, now); err != nil {
 		return err
 	}
 	if !now.Before(b.Expires) {
 		return r.rejection(bundle.CheckExpired, fmt.Sprintf("expired at %s (now %s)", b.Expires.Format(time.RFC3339), now.UTC().Format(time.RFC3339)),
 			"pack a fresh bundle; an expired one is never accepted (freeze protection)")
+	}
+	if err := r.floor(); err != nil {
+		return err
 	}
 	lastSeq, lastRoot := r.lastSeq, r.lastRoot
 	switch {
@@ -161,29 +174,15 @@ func (r *Run) decide(ctx context.Context) error {
 	if b.Base != "" && b.Base != lastRoot && !r.policy.AllowGaps {
 		return r.rejection(bundle.CheckBase, fmt.Sprintf("delta against %s, but the last accepted bundle is %s", b.Base, lastRoot), "import the base bundle first")
 	}
+	if err := r.keyStatements(ctx); err != nil {
+		return err
+	}
 	r.decidedOK = true
 	return nil
 }
 
-// KeyID is a public key's identity, as TUF counts keys: the hex SHA-256 of its DER (PKIX)
-// encoding. The same key pinned under two names or paths has one KeyID.
-func KeyID(k Key) (string, error) {
-	if k.Verifier == nil {
-		return "", fmt.Errorf("key %s: no verifier", k.Name)
-	}
-	pub, err := k.Verifier.PublicKey()
-	if err != nil {
-		return "", fmt.Errorf("key %s: %w", k.Name, err)
-	}
-	der, err := cryptoutils.MarshalPublicKeyToDER(pub)
-	if err != nil {
-		return "", fmt.Errorf("key %s: %w", k.Name, err)
-	}
-	return digest.FromBytes(der).Encoded(), nil
-}
-
-// signatures counts the distinct trusted keys (by KeyID, never by name) whose signature over
-// the root verifies: one key pinned twice counts once towards the threshold.
+// signatures counts the distinct trusted keys (by Fingerprint, never by name) whose signature
+// over the root verifies: one key pinned twice counts once towards the threshold.
 func (r *Run) signatures(ctx context.Context, now time.Time) error {
 	threshold := r.policy.Threshold
 	if threshold <= 0 {
@@ -194,7 +193,7 @@ func (r *Run) signatures(ctx context.Context, now time.Time) error {
 		return r.rejection(bundle.CheckSignature, "not signed", "sign it with 'mirror pack --key'")
 	}
 	var signers, outOfWindow, duplicates []string
-	seen := map[string]string{} // KeyID -> name of the first key that counted for it
+	seen := map[string]string{} // Fingerprint -> name of the first key that counted for it
 	for _, k := range r.policy.Keys {
 		if RootSignature(ctx, r.sigs, r.root, atts, []Key{k.Key}) != nil {
 			continue
@@ -203,9 +202,9 @@ func (r *Run) signatures(ctx context.Context, now time.Time) error {
 			outOfWindow = append(outOfWindow, k.Name)
 			continue
 		}
-		id, err := KeyID(k.Key)
+		id, err := Fingerprint(k.Verifier)
 		if err != nil {
-			return r.rejection(bundle.CheckSignature, err.Error(), "pin a public key the agent can encode")
+			return r.rejection(bundle.CheckSignature, fmt.Sprintf("key %s: %v", k.Name, err), "pin a public key the agent can encode")
 		}
 		if first, dup := seen[id]; dup {
 			duplicates = append(duplicates, fmt.Sprintf("%s is the same key as %s", k.Name, first))
@@ -218,7 +217,7 @@ func (r *Run) signatures(ctx context.Context, now time.Time) error {
 	case len(signers) >= threshold:
 		return nil
 	case len(duplicates) > 0:
-		return r.rejection(bundle.CheckSignature, fmt.Sprintf("signed by %d distinct trusted key(s) (%s), %d required; %s (key id sha256 of the public key), counted once",
+		return r.rejection(bundle.CheckSignature, fmt.Sprintf("signed by %d distinct trusted key(s) (%s), %d required; %s (same fingerprint, the SHA-256 of the public key), counted once",
 			len(signers), strings.Join(signers, ", "), threshold, strings.Join(duplicates, "; ")),
 			"pin distinct keys for a threshold, and add signatures by more of them")
 	case len(signers) == 0 && len(outOfWindow) > 0:

@@ -17,7 +17,8 @@ var ErrAlreadyAccepted = errors.New("bundle already accepted")
 // root; any other error (an unreadable file, a full disk) is not the bundle's fault and stays
 // a plain error, so a caller's errors.As on *bundle.Error tells the two apart.
 func rejected(seq uint64, root digest.Digest, err error) error {
-	if err == nil || errors.Is(err, ErrAlreadyAccepted) {
+	var clock *ClockError
+	if err == nil || errors.Is(err, ErrAlreadyAccepted) || errors.As(err, &clock) {
 		return err
 	}
 	if e, ok := bundle.AsError(err); ok {

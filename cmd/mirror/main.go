@@ -21,7 +21,7 @@ an S3 bucket or an OCI registry. Carry the bundle across the gap; 'sync' takes i
 		SilenceUsage: true,
 	}
 	root.PersistentFlags().BoolP("verbose", "v", false, "log every step (structured, to stderr)")
-	root.AddCommand(cli.VersionCommand(), packCommand(), inspectCommand(), verifyCommand())
+	root.AddCommand(cli.VersionCommand(), packCommand(), inspectCommand(), verifyCommand(), keyStatementCommand())
 	if err := root.Execute(); err != nil {
 		os.Exit(1)
 	}

@@ -27,6 +27,7 @@ func packCommand() *cobra.Command {
 		registry                                                string
 		plainHTTP                                               []string
 		sequence                                                uint64
+		keyStatements                                           []string
 		concurrency                                             int
 	)
 	cmd := &cobra.Command{
@@ -34,7 +35,9 @@ func packCommand() *cobra.Command {
 		Short: "Pull every source of a spec and pack them into one signed bundle",
 		Long: `pack reads a mirror spec (ferry.yaml), resolves each Git ref, chart version range and
 image tag policy to an exact revision, copies the content byte for byte with upstream
-signatures, and writes one bundle signed with your cosign key.
+signatures, and writes one bundle signed with your cosign key. Every source is bounded by its
+timeout (default 15m) and by the bundle's size limits, checked while it is fetched: an upstream
+past one is refused with an error naming the source and the limit (docs/spec.md).
 
 The bundle is built as a directory (--out, or a temporary folder) and then written to every
 other output asked for: a tar file (--tar), its parts (--tar with --split), an S3 bucket (--s3)
@@ -81,6 +84,13 @@ and an OCI registry (--registry).`,
 			}
 			if cli.IsTerminal(cmd) {
 				o.Progress = cmd.ErrOrStderr()
+			}
+			for _, p := range keyStatements {
+				raw, err := readKeyStatement(p)
+				if err != nil {
+					return fmt.Errorf("--key-statement: %w", err)
+				}
+				o.KeyStatements = append(o.KeyStatements, raw)
 			}
 			if key != "" {
 				if o.Signer, err = signing.LoadKey(key, []byte(os.Getenv(signing.PasswordEnv))); err != nil {
@@ -130,6 +140,7 @@ and an OCI registry (--registry).`,
 	f.StringVar(&registry, "registry", "", "push the bundle to this OCI repository and tag (registry.example/ferry/bundles:latest)")
 	s3.add(cmd)
 	f.StringVar(&key, "key", "", "cosign private key to sign the bundle with (password in $"+signing.PasswordEnv+")")
+	f.StringArrayVar(&keyStatements, "key-statement", nil, "a signed key statement file ('mirror key-statement') the bundle carries, introducing or revoking a key (repeatable)")
 	f.Uint64Var(&sequence, "sequence", 0, "the bundle's sequence number (default: the creation time in Unix seconds)")
 	f.StringVar(&previous, "previous", "", "root digest of the bundle packed before this one, to chain them")
 	f.StringSliceVar(&plainHTTP, "plain-http", nil, "registry hosts (host:port) to reach over plain HTTP, upstream or output")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferry-gitops/ferry/agent"
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/internal/cli"
@@ -32,6 +33,7 @@ func importCommand() *cobra.Command {
 		keys        []string
 		threshold   int
 		allowGaps   bool
+		minSequence uint64
 		open        *cli.MediumFlags
 	)
 	cmd := &cobra.Command{
@@ -53,7 +55,7 @@ any order), s3://bucket/prefix/NAME.parts.json, or oci://host/repository:tag.`,
 			if len(keys) == 0 {
 				return fmt.Errorf("--key: pin the public key(s) bundles must be signed by")
 			}
-			policy := verify.Policy{Threshold: threshold, AllowGaps: allowGaps}
+			policy := verify.Policy{Threshold: threshold, AllowGaps: allowGaps, MinSequence: minSequence}
 			for _, k := range keys {
 				key, err := verify.LoadPublicKey(k)
 				if err != nil {
@@ -66,6 +68,12 @@ any order), s3://bucket/prefix/NAME.parts.json, or oci://host/repository:tag.`,
 				return err
 			}
 			defer c.Close()
+			// The pinned keys with the cache's key set applied (what key statements of accepted
+			// bundles introduced or retired, as 'sync run' keeps it), and the clock floor.
+			pinned := policy
+			if policy, err = agent.ImportPolicy(pinned, c); err != nil {
+				return err
+			}
 			var progress []bundle.ReadOption
 			if cli.IsTerminal(cmd) {
 				progress = append(progress, bundle.WithObserver(progressLine(cmd)))
@@ -86,6 +94,17 @@ any order), s3://bucket/prefix/NAME.parts.json, or oci://host/repository:tag.`,
 			}
 			text := fmt.Sprintf("bundle %d imported: root %s, %d blobs (%d new, %s) in %.1fs",
 				res.Record.Sequence, res.Record.Root, res.Blobs, res.New, cli.Human(res.NewBytes), time.Since(start).Seconds())
+			changes, err := agent.ApplyKeyStatements(ctx, c, pinned, res.Record)
+			if err != nil {
+				return fmt.Errorf("bundle %d imported, but its key statements could not be kept (import it again to retry): %w", res.Record.Sequence, err)
+			}
+			for _, ch := range changes {
+				verb := "introduced: trusted from the next bundle on"
+				if ch.Statement.Revoke {
+					verb = "revoked: no longer trusted"
+				}
+				text += fmt.Sprintf("\nkey %q (%s) %s", ch.Statement.Name, ch.Fingerprint, verb)
+			}
 			if res.AlreadyAccepted {
 				text = fmt.Sprintf("bundle %d is already the current bundle: nothing to do", res.Record.Sequence)
 			}
@@ -96,6 +115,7 @@ any order), s3://bucket/prefix/NAME.parts.json, or oci://host/repository:tag.`,
 	f := cmd.Flags()
 	f.StringSliceVar(&keys, "key", nil, "public key (cosign.pub) bundles must be signed by; repeat for several")
 	f.IntVar(&threshold, "threshold", 1, "how many of the keys must have signed")
+	f.Uint64Var(&minSequence, "min-sequence", 0, "refuse bundles at or below this sequence (the floor that holds if the cache is lost)")
 	f.BoolVar(&allowGaps, "allow-gaps", false, "accept a bundle whose previous bundle is not the current one (sequence must still grow)")
 	open = cli.AddMediumFlags(cmd)
 	cli.AddOutputFlag(cmd, &output)
@@ -113,13 +133,17 @@ func progressLine(cmd *cobra.Command) func(bundle.Entry) {
 }
 
 func statusCommand() *cobra.Command {
-	var dir, output string
+	var dir, output, configFile string
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show the current bundle, every bundle the cache holds, and the bundles rejected",
+		Short: "Show the current bundle, every bundle the cache holds, and the bundles rejected or stuck",
 		Long: `status shows the cache's current bundle, every bundle it holds, and the last bundles that
-were rejected (by 'sync run'): where each was found, which check refused it and why. It reads
-the cache without its lock, so it works while 'sync run' is running.`,
+were rejected (by 'sync run'): where each was found, which check refused it and why; and the
+candidates stuck because their medium kept failing past the agent's retries, with the medium's
+error (check "stuck" in -o json). It reads the cache without its lock, so it works while 'sync
+run' is running. It also lists the keys bundles are verified against, with their validity
+windows: with --config, the keys the configuration pins and those key statements introduced (and
+retired) since, as the cache keeps them; without it, only the latter.`,
 		Example: "  sync status --cache /var/lib/ferry/cache -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -127,7 +151,18 @@ the cache without its lock, so it works while 'sync run' is running.`,
 				State      cache.State       `json:"state"`
 				Bundles    []cache.Record    `json:"bundles"`
 				Rejections []cache.Rejection `json:"rejections"`
-			}{Bundles: []cache.Record{}, Rejections: []cache.Rejection{}}
+				Keys       []agent.KeyStatus `json:"keys"`
+			}{Bundles: []cache.Record{}, Rejections: []cache.Rejection{}, Keys: []agent.KeyStatus{}}
+			var cfg *agent.Config
+			if configFile != "" {
+				var err error
+				if cfg, err = agent.LoadConfig(configFile); err != nil {
+					return err
+				}
+				if !cmd.Flags().Changed("cache") {
+					dir = cfg.Cache
+				}
+			}
 			c, err := cache.OpenReader(dir) // no lock: the agent may be importing
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
@@ -144,6 +179,11 @@ the cache without its lock, so it works while 'sync run' is running.`,
 				if out.Rejections, err = c.Rejections(); err != nil {
 					return err
 				}
+				keys, err := agent.TrustedKeys(cfg, c)
+				if err != nil {
+					return err
+				}
+				out.Keys = append(out.Keys, keys...)
 			}
 			st, recs := out.State, out.Bundles
 			var b strings.Builder
@@ -158,16 +198,45 @@ the cache without its lock, so it works while 'sync run' is running.`,
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\n", r.Sequence, string(r.Root)[:19]+"…", r.Created.Format(time.RFC3339), r.Expires.Format(time.RFC3339), r.Accepted.Format(time.RFC3339), len(r.Items))
 			}
 			tw.Flush()
-			if len(out.Rejections) > 0 {
-				fmt.Fprintf(&b, "\nrejected (last %d, newest last; left where they were):\n", len(out.Rejections))
+			if len(out.Keys) > 0 {
+				b.WriteString("\nkeys (bundles are verified against those not revoked):\n")
+				tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tFINGERPRINT\tNOT BEFORE\tNOT AFTER\tFROM\tREVOKED")
+				for _, k := range out.Keys {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.Name, k.Fingerprint[:min(len(k.Fingerprint), 23)]+"…", timeOr(k.NotBefore, "-"), timeOr(k.NotAfter, "-"), orDash(k.Origin), orDash(k.Revoked))
+				}
+				tw.Flush()
+			}
+			// A stuck candidate (agent.CheckStuck) is no rejection: the medium kept failing.
+			var rejected, stuck []cache.Rejection
+			for _, r := range out.Rejections {
+				if r.Check == agent.CheckStuck {
+					stuck = append(stuck, r)
+				} else {
+					rejected = append(rejected, r)
+				}
+			}
+			seqOf := func(r cache.Rejection) string {
+				if r.Sequence > 0 {
+					return fmt.Sprint(r.Sequence)
+				}
+				return "?"
+			}
+			if len(rejected) > 0 {
+				fmt.Fprintf(&b, "\nrejected (last %d, newest last; left where they were):\n", len(rejected))
 				tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "TIME\tSOURCE\tBUNDLE\tSEQUENCE\tCHECK\tWHY")
-				for _, r := range out.Rejections {
-					seq := "?"
-					if r.Sequence > 0 {
-						seq = fmt.Sprint(r.Sequence)
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Format(time.RFC3339), r.Source, r.Candidate, seq, r.Check, strings.ReplaceAll(r.Message, "\n", " "))
+				for _, r := range rejected {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Format(time.RFC3339), r.Source, r.Candidate, seqOf(r), r.Check, strings.ReplaceAll(r.Message, "\n", " "))
+				}
+				tw.Flush()
+			}
+			if len(stuck) > 0 {
+				fmt.Fprintf(&b, "\nstuck (last %d, newest last; the medium kept failing past the retries: still retried, later bundles no longer wait for them):\n", len(stuck))
+				tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "TIME\tSOURCE\tBUNDLE\tSEQUENCE\tMEDIUM ERROR")
+				for _, r := range stuck {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Time.Format(time.RFC3339), r.Source, r.Candidate, seqOf(r), strings.ReplaceAll(r.Message, "\n", " "))
 				}
 				tw.Flush()
 			}
@@ -175,8 +244,23 @@ the cache without its lock, so it works while 'sync run' is running.`,
 		},
 	}
 	addCacheFlag(cmd, &dir)
+	cmd.Flags().StringVar(&configFile, "config", "", "the agent's configuration file: list its pinned keys too (and read --cache from it)")
 	cli.AddOutputFlag(cmd, &output)
 	return cmd
+}
+
+func timeOr(t time.Time, none string) string {
+	if t.IsZero() {
+		return none
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func fsckCommand() *cobra.Command {

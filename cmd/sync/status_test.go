@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-gitops/ferry/agent"
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
 )
@@ -39,9 +40,18 @@ func TestStatusListsRejections(t *testing.T) {
 		Sequence: 1, Check: string(bundle.CheckRollback), Message: "bundle 1 rejected: root: sequence 1 < last accepted 2 (check: rollback); fix: see 'sync status'"}); err != nil {
 		t.Fatal(err)
 	}
+	// A candidate the agent found stuck (its medium kept failing) is listed apart, with the
+	// medium's error.
+	if err := w.RecordRejection(cache.Rejection{Time: time.Date(2026, 11, 25, 11, 0, 0, 0, time.UTC), Source: "registry 127.0.0.1:5000/ferry/bundles", Candidate: "evil", Identity: "y",
+		Sequence: 1, Check: agent.CheckStuck, Message: "failed 5 times in a row, last with: unexpected EOF"}); err != nil {
+		t.Fatal(err)
+	}
 	text := status()
 	for _, want := range []string{"rejected (last 1, newest last; left where they were):", "TIME", "CHECK",
-		"2026-11-25T10:00:00Z  dir /drop  old.tar  1         rollback  bundle 1 rejected: root: sequence 1 < last accepted 2 (check: rollback)"} {
+		"2026-11-25T10:00:00Z  dir /drop  old.tar  1         rollback  bundle 1 rejected: root: sequence 1 < last accepted 2 (check: rollback)",
+		"stuck (last 1, newest last; the medium kept failing past the retries: still retried, later bundles no longer wait for them):",
+		"TIME                  SOURCE                                 BUNDLE  SEQUENCE  MEDIUM ERROR",
+		"2026-11-25T11:00:00Z  registry 127.0.0.1:5000/ferry/bundles  evil    1         failed 5 times in a row, last with: unexpected EOF"} {
 		if !strings.Contains(text, want) {
 			t.Fatalf("status does not say %q:\n%s", want, text)
 		}
@@ -53,7 +63,7 @@ func TestStatusListsRejections(t *testing.T) {
 	if err := json.Unmarshal([]byte(status("-o", "json")), &out); err != nil {
 		t.Fatal(err)
 	}
-	if len(out.Rejections) != 1 || out.Rejections[0].Check != string(bundle.CheckRollback) || out.Rejections[0].Candidate != "old.tar" || out.Bundles == nil {
+	if len(out.Rejections) != 2 || out.Rejections[0].Check != string(bundle.CheckRollback) || out.Rejections[0].Candidate != "old.tar" || out.Rejections[1].Check != agent.CheckStuck || out.Bundles == nil {
 		t.Fatalf("status -o json: %+v", out)
 	}
 }
