@@ -71,6 +71,11 @@ type graph struct {
 	blobs     int
 	bytesRead int64
 	fromBase  int
+	// attachBytes sums the attachments' declared sizes (at most MaxAttachmentBytes).
+	attachBytes int64
+	// decided is set once the root passed the visitor (the trust decision, when the visitor
+	// is a verifier): no item blob is read before it.
+	decided bool
 }
 
 func newGraph(lim Limits, have HaveFunc, visit Visitor) *graph {
@@ -88,7 +93,13 @@ func (g *graph) learn(d ocispec.Descriptor, item string) error {
 	if d.Size < 0 {
 		return errorf(item, d.Digest, CheckSize, fixRepack, "negative size %d", d.Size)
 	}
+	if d.Digest == g.rootDesc.Digest && item != ItemRoot {
+		return errorf(ItemRoot, d.Digest, CheckFormat, fixRepack, "the root is referred to again as part of %s; the root is only the entry named %q", itemLabel(item), RootRef)
+	}
 	if n, ok := g.nodes[d.Digest]; ok {
+		if (n.item == ItemAttachment) != (item == ItemAttachment) && d.Digest != ocispec.DescriptorEmptyJSON.Digest {
+			return errorf(item, d.Digest, CheckFormat, fixRepack, "blob is part of both %s and %s; the root's signatures share no blob with the bundle", itemLabel(n.item), itemLabel(item))
+		}
 		if n.desc.Size != d.Size {
 			return errorf(item, d.Digest, CheckSize, fixRepack, "declared as %d bytes here and %d bytes elsewhere", d.Size, n.desc.Size)
 		}
@@ -110,9 +121,25 @@ func (g *graph) learn(d ocispec.Descriptor, item string) error {
 	if g.total+d.Size > g.lim.MaxTotalSize {
 		return errorf(item, d.Digest, CheckLimit, fixLimit, "total size exceeds the limit of %d bytes", g.lim.MaxTotalSize)
 	}
+	if item == ItemAttachment {
+		if g.attachBytes+d.Size > MaxAttachmentBytes {
+			return errorf(ItemAttachment, d.Digest, CheckLimit, "sign the bundle with 'mirror pack --key'; signatures are a few KiB",
+				"attachments declare more than %d bytes, all the reader reads before the root's trust decision", MaxAttachmentBytes)
+		}
+		g.attachBytes += d.Size
+	}
 	g.total += d.Size
 	g.nodes[d.Digest] = &node{desc: d, item: item}
 	return nil
+}
+
+// itemLabel names an item or pseudo-item in a message.
+func itemLabel(item string) string {
+	switch item {
+	case ItemRoot, ItemAttachment:
+		return "the " + item
+	}
+	return "item " + item
 }
 
 // readSmall reads a file of at most max bytes (its declared size already checked).
@@ -185,6 +212,21 @@ func (g *graph) acceptIndex(ctx context.Context, size int64, r io.Reader) error 
 	if g.rootDesc.MediaType != ocispec.MediaTypeImageIndex {
 		return errorf(ItemRoot, g.rootDesc.Digest, CheckMediaType, fixRepack, "media type %q, want %s", g.rootDesc.MediaType, ocispec.MediaTypeImageIndex)
 	}
+	// The root is fixed by its entry: no other entry may list its digest (as an attachment, it
+	// would arrive tagged as one and its trust never be decided), and an attachment is listed
+	// once and is no item (items may share a manifest: the root lists them).
+	attachedAt := map[digest.Digest]int{}
+	for i, e := range idx.Manifests {
+		if i != rootAt && e.Digest == g.rootDesc.Digest {
+			return errorf(ItemRoot, e.Digest, CheckFormat, fixRepack, "index.json lists the root again (entry %d, besides entry %d named %q); the root is only the entry named %q", i+1, rootAt+1, RootRef, RootRef)
+		}
+		if j, dup := attachedAt[e.Digest]; dup {
+			return errorf(ItemAttachment, e.Digest, CheckFormat, fixRepack, "index.json lists this attachment twice (entries %d and %d)", j+1, i+1)
+		}
+		if i < rootAt {
+			attachedAt[e.Digest] = i
+		}
+	}
 	if rootAt > g.lim.MaxAttachments {
 		return errorf(IndexFile, "", CheckLimit, fixLimit, "%d attachments exceed the limit of %d", rootAt, g.lim.MaxAttachments)
 	}
@@ -238,6 +280,13 @@ func (g *graph) blob(ctx context.Context, d digest.Digest, size int64, r io.Read
 	if size != n.desc.Size {
 		return nil, errorf(n.item, d, CheckSize, fixRecopy, "file holds %d bytes, descriptor declares %d", size, n.desc.Size)
 	}
+	if !g.decided && n.item != ItemAttachment && d != g.rootDesc.Digest {
+		return nil, errorf(n.item, d, CheckOrder, "write the bundle with 'mirror' (stream order: signatures, root, items)",
+			"item blob before the root's trust decision; nothing but the root's signatures is read before it")
+	}
+	if d == g.rootDesc.Digest {
+		n.item = ItemRoot // the root arrives as the root, whatever else named it
+	}
 	n.seen = true
 	g.blobs++
 	g.bytesRead += size
@@ -259,6 +308,9 @@ func (g *graph) blob(ctx context.Context, d digest.Digest, size int64, r io.Read
 	}
 	if err := g.visit(ctx, e, bytes.NewReader(data)); err != nil {
 		return nil, err
+	}
+	if d == g.rootDesc.Digest {
+		g.decided = true // the visitor (a verifier) accepted the root: items may be read
 	}
 	return children, nil
 }

@@ -31,6 +31,12 @@ const (
 	maxLayoutFileSize      = 1 << 10
 )
 
+// MaxAttachmentBytes bounds the bytes of the root's attachments (its signature manifests and
+// the blobs under them), all together. They are the only bytes a reader reads before the
+// root's trust decision, so an untrusted bundle costs at most this much (signatures are a few
+// KiB). It is fixed, not a Limit: raising it would let an unsigned bundle cost more.
+const MaxAttachmentBytes = 4 << 20
+
 // withDefaults returns l with every zero field set to its default.
 func (l Limits) withDefaults() Limits {
 	set := func(v *int64, d int64) {

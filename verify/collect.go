@@ -13,8 +13,9 @@ import (
 	"github.com/ferry-gitops/ferry/bundle"
 )
 
-// maxCollected bounds what a Collector keeps: signatures are a few KiB.
-const maxCollected = 4 << 20
+// maxCollected bounds what a Collector keeps: signatures are a few KiB, and the reader reads
+// no more than this of them before the root's trust decision.
+const maxCollected = bundle.MaxAttachmentBytes
 
 // Collector keeps the attachments' blobs (the root's signatures) as a bundle streams past, so
 // their signatures can be checked once the stream is verified, without reading anything twice.

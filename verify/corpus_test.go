@@ -206,8 +206,10 @@ func editTar(t testing.TB, f *testbundle.Fixture, edit func([]testbundle.Entry) 
 	return fromTar(testbundle.JoinTar(t, edit(testbundle.SplitTar(t, f.Tar(t)))))
 }
 
-// TestHostileCorpus runs every hostile bundle through the agent's verification and checks each
-// is refused by the expected check, leaving cache and state untouched.
+// TestHostileCorpus is the unit form of the hostile corpus, through verify alone with a minimal
+// importer; the claim is carried by e2e/TestHostileCorpus, which runs these cases and more through
+// cache.Import on all five media. Here each is refused by the expected check, leaving the minimal
+// importer's cache and state untouched.
 func TestHostileCorpus(t *testing.T) {
 	ctx := context.Background()
 	a1, a2, ed := ecdsaSigner(t, "ops-2026"), ecdsaSigner(t, "ops-backup"), ed25519Signer(t, "ops-ed25519")

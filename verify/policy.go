@@ -76,6 +76,13 @@ func (r *Run) Options(extra ...bundle.ReadOption) []bundle.ReadOption {
 }
 
 func (r *Run) visit(ctx context.Context, e bundle.Entry, rd io.Reader) error {
+	switch e.Item {
+	case bundle.ItemAttachment, bundle.ItemRoot, bundle.ItemLayout, bundle.ItemIndex:
+	default:
+		if !r.decidedOK { // the reader refuses this first; a verifier never passes on an undecided byte
+			return bundle.Reject(e.Item, e.Descriptor.Digest, bundle.CheckSignature, "pack the bundle with 'mirror pack --key'", "item blob before the root's trust was decided")
+		}
+	}
 	kept, err := r.sigs.keep(e, rd)
 	if err != nil {
 		return err
@@ -174,7 +181,8 @@ func (r *Run) decide(ctx context.Context) error {
 	return nil
 }
 
-// signatures counts the distinct trusted keys whose signature over the root verifies.
+// signatures counts the distinct trusted keys (by Fingerprint, never by name) whose signature
+// over the root verifies: one key pinned twice counts once towards the threshold.
 func (r *Run) signatures(ctx context.Context, now time.Time) error {
 	threshold := r.policy.Threshold
 	if threshold <= 0 {
@@ -184,7 +192,8 @@ func (r *Run) signatures(ctx context.Context, now time.Time) error {
 	if len(atts) == 0 {
 		return r.rejection(bundle.CheckSignature, "not signed", "sign it with 'mirror pack --key'")
 	}
-	var signers, outOfWindow []string
+	var signers, outOfWindow, duplicates []string
+	seen := map[string]string{} // Fingerprint -> name of the first key that counted for it
 	for _, k := range r.policy.Keys {
 		if RootSignature(ctx, r.sigs, r.root, atts, []Key{k.Key}) != nil {
 			continue
@@ -193,11 +202,24 @@ func (r *Run) signatures(ctx context.Context, now time.Time) error {
 			outOfWindow = append(outOfWindow, k.Name)
 			continue
 		}
+		id, err := Fingerprint(k.Verifier)
+		if err != nil {
+			return r.rejection(bundle.CheckSignature, fmt.Sprintf("key %s: %v", k.Name, err), "pin a public key the agent can encode")
+		}
+		if first, dup := seen[id]; dup {
+			duplicates = append(duplicates, fmt.Sprintf("%s is the same key as %s", k.Name, first))
+			continue
+		}
+		seen[id] = k.Name
 		signers = append(signers, k.Name)
 	}
 	switch {
 	case len(signers) >= threshold:
 		return nil
+	case len(duplicates) > 0:
+		return r.rejection(bundle.CheckSignature, fmt.Sprintf("signed by %d distinct trusted key(s) (%s), %d required; %s (same fingerprint, the SHA-256 of the public key), counted once",
+			len(signers), strings.Join(signers, ", "), threshold, strings.Join(duplicates, "; ")),
+			"pin distinct keys for a threshold, and add signatures by more of them")
 	case len(signers) == 0 && len(outOfWindow) > 0:
 		return r.rejection(bundle.CheckKeyWindow, "signed by "+strings.Join(outOfWindow, ", ")+", outside its validity window", "sign with a current key, or introduce one with a key statement")
 	case len(signers) == 0:

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -121,3 +122,67 @@ func TestSwapAfterReadIsHarmless(t *testing.T) {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// A threshold counts distinct keys: the same public key pinned under two names (two paths in
+// the agent's configuration) is one signer, for roots and for key statements; two distinct keys
+// meet a threshold of two.
+func TestThresholdCountsDistinctKeys(t *testing.T) {
+	a1, a2 := ecdsaSigner(t, "ops-2026"), ecdsaSigner(t, "ops-backup")
+	now := testbundle.Created.Add(time.Hour)
+	twin := a1.key
+	twin.Name = "/etc/ferry/keys/copy-of-ops-2026.pub"
+	dup := verify.Policy{Keys: []verify.TrustedKey{a1.key, twin}, Threshold: 2, Now: func() time.Time { return now }}
+
+	ag := newAgent(t, dup)
+	before := ag.snapshot(t)
+	b1 := testbundle.New(t, 1, "", by(a1))
+	err := ag.importBundle(t, fromDir(b1.Dir))
+	r, ok := bundle.AsError(err)
+	if !ok || r.Check != bundle.CheckSignature || r.Item != bundle.ItemRoot {
+		t.Fatalf("one key pinned twice, threshold 2: want a signature rejection of the root, got %v", err)
+	}
+	for _, want := range []string{"1 distinct trusted key(s)", "2 required", "is the same key as ops-2026"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("rejection does not say %q: %v", want, err)
+		}
+	}
+	if after := ag.snapshot(t); after != before {
+		t.Fatalf("a refused bundle changed the cache:\n%s\n%s", before, after)
+	}
+
+	// Two distinct keys: accepted.
+	ag.policy.Keys = []verify.TrustedKey{a1.key, a2.key}
+	b2 := testbundle.New(t, 1, "", by(a1, a2))
+	if err := ag.importBundle(t, fromDir(b2.Dir)); err != nil {
+		t.Fatalf("two distinct keys, threshold 2: %v", err)
+	}
+
+	// Key statements: one key's signature listed under both of its names introduces nothing.
+	next := ecdsaSigner(t, "ops-2027")
+	pub, _ := next.sv.PublicKey()
+	pem, err := cryptoutils.MarshalPublicKeyToPEM(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmt, err := verify.SignStatement(verify.KeyStatement{Name: "ops-2027", PublicKey: string(pem)}, a1.sv, "ops-2026")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmt.Signatures = append(stmt.Signatures, verify.StatementSignature{Signer: twin.Name, Signature: stmt.Signatures[0].Signature})
+	raw, _ := jsonMarshal(stmt)
+	p := dup
+	if _, err := p.Introduce(raw); !errors.Is(err, verify.ErrNoValidSignature) || !strings.Contains(err.Error(), "1 distinct trusted key(s)") {
+		t.Fatalf("statement signed by one key under two names, threshold 2: %v", err)
+	}
+	if len(p.Keys) != 2 {
+		t.Fatalf("a refused statement added a key: %d keys", len(p.Keys))
+	}
+	// Signed by two distinct keys: introduced.
+	p = verify.Policy{Keys: []verify.TrustedKey{a1.key, a2.key}, Threshold: 2, Now: dup.Now}
+	stmt2, _ := verify.SignStatement(verify.KeyStatement{Name: "ops-2027", PublicKey: string(pem)}, a2.sv, "ops-backup")
+	stmt.Signatures = []verify.StatementSignature{stmt.Signatures[0], stmt2.Signatures[0]}
+	raw, _ = jsonMarshal(stmt)
+	if _, err := p.Introduce(raw); err != nil {
+		t.Fatalf("statement signed by two distinct keys: %v", err)
+	}
+}
