@@ -69,6 +69,7 @@ registries: see 'sync registry-config'. Nothing can be pushed.`,
 	cmd.Flags().StringVar(&tokenFile, "bearer-tokens", "", "accept the bearer tokens in this file (one per line)")
 	cmd.Flags().Float64Var(&protect.RatePerSecond, "rate-limit", 0, "requests per second allowed to each client (0: unlimited)")
 	cmd.Flags().IntVar(&protect.Burst, "burst", 100, "requests a client may make at once above the rate")
+	cmd.Flags().BoolVar(&protect.ProtectHealth, "protect-health", false, "require the same authentication on /healthz and /readyz (probes then need credentials)")
 	return cmd
 }
 
