@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -23,8 +21,9 @@ type ServerOptions struct {
 	Options
 	// TLSCert and TLSKey are PEM files; plain HTTP without them.
 	TLSCert, TLSKey string
-	// GitWorkDir is where Git repositories are built from cached packs (derived data);
-	// default: ferry-git in the system's temporary directory.
+	// GitWorkDir is where the server makes its private directory (0700, its own, removed by
+	// Close) to build Git repositories from cached packs; default: the system's temporary
+	// directory.
 	GitWorkDir string
 }
 
@@ -62,16 +61,15 @@ func NewServer(ctx context.Context, c *cache.Cache, o ServerOptions) (*Server, e
 	if err != nil {
 		return nil, err
 	}
-	workDir := o.GitWorkDir
-	if workDir == "" {
-		workDir = filepath.Join(os.TempDir(), "ferry-git")
-	}
-	git, err := gitserve.New(ctx, snap, workDir, log)
+	git, err := gitserve.New(ctx, snap, o.GitWorkDir, log)
 	if err != nil {
 		return nil, err
 	}
 	return &Server{cache: c, reg: reg, git: git, opts: o, log: log, served: snap}, nil
 }
+
+// Close removes what the server built (its Git work directory).
+func (s *Server) Close() error { return s.git.Close() }
 
 // Repositories lists the registry's repositories.
 func (s *Server) Repositories() []string { return s.reg.Repositories() }

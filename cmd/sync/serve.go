@@ -55,6 +55,7 @@ registries: see 'sync registry-config'. Nothing can be pushed.`,
 			if err != nil {
 				return err
 			}
+			defer srv.Close()
 			go srv.Watch(ctx, 2*time.Second) // reloads whenever an import changes the current bundle
 			log.Info("sync serve listening", "addr", listen, "repositories", len(srv.Repositories()), "tls", certFile != "")
 			return srv.ListenAndServe(ctx, listen)
@@ -64,7 +65,7 @@ registries: see 'sync registry-config'. Nothing can be pushed.`,
 	cmd.Flags().StringVar(&listen, "listen", ":5000", "address to listen on")
 	cmd.Flags().StringVar(&certFile, "tls-cert", "", "TLS certificate file (PEM); plain HTTP without it")
 	cmd.Flags().StringVar(&keyFile, "tls-key", "", "TLS private key file (PEM)")
-	cmd.Flags().StringVar(&workDir, "work-dir", "", "where Git repositories are built from cached packs (derived data; default: a folder in the system's temporary directory)")
+	cmd.Flags().StringVar(&workDir, "work-dir", "", "where Git repositories are built from cached packs, in a private folder of this process removed when it ends (default: the system's temporary directory)")
 	cmd.Flags().StringVar(&htpasswd, "htpasswd", "", "require basic authentication against this htpasswd file (bcrypt entries, htpasswd -B)")
 	cmd.Flags().StringVar(&tokenFile, "bearer-tokens", "", "accept the bearer tokens in this file (one per line)")
 	cmd.Flags().Float64Var(&protect.RatePerSecond, "rate-limit", 0, "requests per second allowed to each client (0: unlimited)")

@@ -24,7 +24,9 @@ const MaxRequestBody = 10 << 20
 // Server serves the Git items of one snapshot of the cache. It is an http.Handler; Reload
 // switches it to another snapshot while requests are being served.
 type Server struct {
+	// workDir is the server's private directory (see privateDir); lock holds it.
 	workDir string
+	lock    *os.File
 	log     *slog.Logger
 
 	// mu serialises Reload; built is only used under it.
@@ -38,24 +40,45 @@ type Server struct {
 type repoSet struct {
 	sequence uint64
 	repos    map[string]*repo
+	packs    map[digest.Digest]bool
 }
 
-// New returns a server of the Git items of the snapshot's bundle, keeping the repositories it
-// builds under workDir (derived data: deleting it only costs a rebuild). A nil logger discards.
+// New returns a server of the Git items of the snapshot's bundle. It builds their repositories
+// in a private directory of its own (0700, created by this process) under workDir (the system's
+// temporary directory when ""), never reusing what it finds there: another user or process could
+// have put it there. A nil logger discards. Close removes the directory.
 func New(ctx context.Context, snap *cache.Snapshot, workDir string, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(workDir, 0o755); err != nil {
+	dir, lock, err := privateDir(workDir, logger)
+	if err != nil {
 		return nil, fmt.Errorf("git server: work directory: %w", err)
 	}
-	s := &Server{workDir: workDir, log: logger, built: map[digest.Digest]built{}}
+	s := &Server{workDir: dir, lock: lock, log: logger, built: map[digest.Digest]built{}}
 	s.current.Store(&repoSet{repos: map[string]*repo{}})
 	if err := s.Reload(ctx, snap); err != nil {
+		s.Close()
 		return nil, err
 	}
 	return s, nil
 }
+
+// Close removes the server's private directory. Requests still being served fail.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lock == nil {
+		return nil
+	}
+	err := os.RemoveAll(s.workDir)
+	s.lock.Close()
+	s.lock = nil
+	return err
+}
+
+// WorkDir returns the server's private directory.
+func (s *Server) WorkDir() string { return s.workDir }
 
 // Reload serves the Git items of the snapshot's bundle, building the repositories of packs
 // not built before. It replaces the served set at once. A Git item that cannot be served (not in
@@ -64,7 +87,7 @@ func (s *Server) Reload(ctx context.Context, snap *cache.Snapshot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rec := snap.Record()
-	set := &repoSet{repos: map[string]*repo{}}
+	set := &repoSet{repos: map[string]*repo{}, packs: map[digest.Digest]bool{}}
 	if rec != nil {
 		set.sequence = rec.Sequence
 		for _, item := range rec.Items {
@@ -81,9 +104,11 @@ func (s *Server) Reload(ctx context.Context, snap *cache.Snapshot) error {
 				continue
 			}
 			set.repos[item.Name] = r
+			set.packs[r.digest] = true
 		}
 	}
-	s.current.Store(set)
+	old := s.current.Swap(set)
+	s.prune(set.packs, old.packs)
 	names := make([]string, 0, len(set.repos))
 	for n := range set.repos {
 		names = append(names, n)
@@ -91,6 +116,23 @@ func (s *Server) Reload(ctx context.Context, snap *cache.Snapshot) error {
 	sort.Strings(names)
 	s.log.Info("serving git repositories", "bundle", set.sequence, "repositories", names)
 	return nil
+}
+
+// prune removes the repositories of packs neither the set now served nor the one before it
+// holds: the bundle that needed them is no longer served, and requests of the set before may
+// still be reading its own.
+func (s *Server) prune(current, previous map[digest.Digest]bool) {
+	for d, b := range s.built {
+		if current[d] || previous[d] {
+			continue
+		}
+		if err := os.RemoveAll(b.dir); err != nil {
+			s.log.Warn("removing a git repository no longer served", "pack", d, "err", err)
+			continue
+		}
+		delete(s.built, d)
+		s.log.Info("removed git repository no longer served", "pack", d)
+	}
 }
 
 // ServeHTTP answers Git's smart-HTTP upload-pack requests; see the package comment.
