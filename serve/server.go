@@ -25,6 +25,9 @@ type ServerOptions struct {
 	// Close) to build Git repositories from cached packs; default: the system's temporary
 	// directory.
 	GitWorkDir string
+	// GitLimits bound what clients can make the Git remote do (concurrency, deadlines, the
+	// objects a fetch may cost); zero fields take gitserve's defaults.
+	GitLimits gitserve.Limits
 }
 
 // Server serves a snapshot of a cache's current bundle on one listener: the OCI registry under
@@ -61,7 +64,7 @@ func NewServer(ctx context.Context, c *cache.Cache, o ServerOptions) (*Server, e
 	if err != nil {
 		return nil, err
 	}
-	git, err := gitserve.New(ctx, snap, o.GitWorkDir, log)
+	git, err := gitserve.NewWithLimits(ctx, snap, o.GitWorkDir, log, o.GitLimits)
 	if err != nil {
 		return nil, err
 	}

@@ -18,12 +18,14 @@ import (
 	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/internal/authfile"
 	"github.com/ferry-gitops/ferry/serve"
+	"github.com/ferry-gitops/ferry/serve/gitserve"
 	"github.com/ferry-gitops/ferry/serve/registry"
 )
 
 func serveCommand() *cobra.Command {
 	var dir, listen, certFile, keyFile, htpasswd, tokenFile, workDir string
 	var protect serve.Options
+	var gitLimits gitserve.Limits
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the cache's current bundle to the cluster: an OCI registry and a Git remote, read-only",
@@ -41,7 +43,7 @@ registries: see 'sync registry-config'. Nothing can be pushed.`,
 			if err != nil {
 				return err
 			}
-			opts := serve.ServerOptions{Options: protect, TLSCert: certFile, TLSKey: keyFile, GitWorkDir: workDir}
+			opts := serve.ServerOptions{Options: protect, TLSCert: certFile, TLSKey: keyFile, GitWorkDir: workDir, GitLimits: gitLimits}
 			opts.Logger = log
 			creds, err := authfile.Load(htpasswd, tokenFile)
 			if err != nil {
@@ -70,6 +72,10 @@ registries: see 'sync registry-config'. Nothing can be pushed.`,
 	cmd.Flags().StringVar(&tokenFile, "bearer-tokens", "", "accept the bearer tokens in this file (one per line)")
 	cmd.Flags().Float64Var(&protect.RatePerSecond, "rate-limit", 0, "requests per second allowed to each client (0: unlimited)")
 	cmd.Flags().IntVar(&protect.Burst, "burst", 100, "requests a client may make at once above the rate")
+	cmd.Flags().IntVar(&gitLimits.MaxConcurrent, "git-max-concurrent", 8, "Git requests served at once over all repositories")
+	cmd.Flags().IntVar(&gitLimits.MaxPerRepository, "git-max-per-repository", 2, "Git requests served at once for one repository")
+	cmd.Flags().DurationVar(&gitLimits.RequestTimeout, "git-request-timeout", 2*time.Minute, "deadline of a Git request, from its turn to its last byte")
+	cmd.Flags().IntVar(&gitLimits.MaxObjects, "git-max-objects", 200000, "objects a Git fetch may make the server walk or pack (a whole clone costs none)")
 	cmd.Flags().BoolVar(&protect.ProtectHealth, "protect-health", false, "require the same authentication on /healthz and /readyz (probes then need credentials)")
 	return cmd
 }

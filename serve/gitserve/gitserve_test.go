@@ -162,9 +162,13 @@ type served struct {
 	upstream
 	url  string
 	logs *testenv.SyncBuffer
+	srv  *gitserve.Server
 }
 
-func serveFixture(t *testing.T) served {
+func serveFixture(t *testing.T) served { return serveFixtureWith(t, gitserve.Limits{}) }
+
+// serveFixtureWith is serveFixture with limits.
+func serveFixtureWith(t *testing.T, limits gitserve.Limits) served {
 	t.Helper()
 	ctx := context.Background()
 	g := testenv.NewGitServer(t)
@@ -194,11 +198,11 @@ func serveFixture(t *testing.T) served {
 	c := openCache(t)
 	s.importBundle(t, c, dir)
 	logs := &testenv.SyncBuffer{}
-	srv, err := gitserve.New(ctx, snapshot(t, c), t.TempDir(), slog.New(slog.NewTextHandler(logs, nil)))
+	srv, err := gitserve.NewWithLimits(ctx, snapshot(t, c), t.TempDir(), slog.New(slog.NewTextHandler(logs, nil)), limits)
 	must(err)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	return served{upstream: u, url: hs.URL, logs: logs}
+	return served{upstream: u, url: hs.URL, logs: logs, srv: srv}
 }
 
 // Stock git and go-git clone and fetch the served repositories and get exactly the carried

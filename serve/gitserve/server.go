@@ -21,6 +21,43 @@ import (
 // MaxRequestBody bounds an upload-pack request's body, before and after gzip decoding.
 const MaxRequestBody = 10 << 20
 
+// Limits bound what clients can make the server do. Zero fields take the defaults.
+type Limits struct {
+	// MaxConcurrent is how many requests are served at once, over all repositories (default 8);
+	// MaxPerRepository how many for one repository (default 2). A request waits up to
+	// QueueTimeout (default 5s) for its turn, then is answered 503 with Retry-After.
+	MaxConcurrent, MaxPerRepository int
+	QueueTimeout                    time.Duration
+	// RequestTimeout bounds a request from its turn to its last byte written, reading the body
+	// included (default 2m).
+	RequestTimeout time.Duration
+	// MaxObjects bounds the objects a fetch may make the server walk or pack (its haves and
+	// their history, the commits within depth, what is sent), checked before anything is
+	// encoded (default 200000). A whole clone (no haves, ofs-delta) is sent as it is stored and
+	// costs nothing.
+	MaxObjects int
+}
+
+// withDefaults fills the zero fields.
+func (l Limits) withDefaults() Limits {
+	if l.MaxConcurrent <= 0 {
+		l.MaxConcurrent = 8
+	}
+	if l.MaxPerRepository <= 0 {
+		l.MaxPerRepository = 2
+	}
+	if l.QueueTimeout <= 0 {
+		l.QueueTimeout = 5 * time.Second
+	}
+	if l.RequestTimeout <= 0 {
+		l.RequestTimeout = 2 * time.Minute
+	}
+	if l.MaxObjects <= 0 {
+		l.MaxObjects = 200000
+	}
+	return l
+}
+
 // Server serves the Git items of one snapshot of the cache. It is an http.Handler; Reload
 // switches it to another snapshot while requests are being served.
 type Server struct {
@@ -28,6 +65,12 @@ type Server struct {
 	workDir string
 	lock    *os.File
 	log     *slog.Logger
+	limits  Limits
+
+	// all holds a token per request served; perRepo one per request of a repository, by name.
+	all     chan struct{}
+	repoMu  sync.Mutex
+	perRepo map[string]chan struct{}
 
 	// mu serialises Reload; built is only used under it.
 	mu    sync.Mutex
@@ -48,6 +91,11 @@ type repoSet struct {
 // temporary directory when ""), never reusing what it finds there: another user or process could
 // have put it there. A nil logger discards. Close removes the directory.
 func New(ctx context.Context, snap *cache.Snapshot, workDir string, logger *slog.Logger) (*Server, error) {
+	return NewWithLimits(ctx, snap, workDir, logger, Limits{})
+}
+
+// NewWithLimits is New with limits on what clients can make the server do.
+func NewWithLimits(ctx context.Context, snap *cache.Snapshot, workDir string, logger *slog.Logger, limits Limits) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -55,7 +103,9 @@ func New(ctx context.Context, snap *cache.Snapshot, workDir string, logger *slog
 	if err != nil {
 		return nil, fmt.Errorf("git server: work directory: %w", err)
 	}
-	s := &Server{workDir: dir, lock: lock, log: logger, built: map[digest.Digest]built{}}
+	limits = limits.withDefaults()
+	s := &Server{workDir: dir, lock: lock, log: logger, built: map[digest.Digest]built{}, limits: limits,
+		all: make(chan struct{}, limits.MaxConcurrent), perRepo: map[string]chan struct{}{}}
 	s.current.Store(&repoSet{repos: map[string]*repo{}})
 	if err := s.Reload(ctx, snap); err != nil {
 		s.Close()
@@ -180,6 +230,21 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		plainError(w, http.StatusNotFound, fmt.Sprintf("repository %s.git not found: bundle %d carries no Git item %q", name, set.sequence, name))
 		return
 	}
+	release, ok := s.turn(r.Context(), name)
+	if !ok {
+		w.Header().Set("Retry-After", "5")
+		plainError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s.git: busy, %d requests at once for it or %d over all repositories are served; retry later", name, s.limits.MaxPerRepository, s.limits.MaxConcurrent))
+		return
+	}
+	defer release()
+	// From its turn on, a request has RequestTimeout to be read and answered.
+	deadline := time.Now().Add(s.limits.RequestTimeout)
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(deadline) // errors: a writer without deadlines (a test recorder)
+	rc.SetWriteDeadline(deadline)
+	ctx, cancel := context.WithDeadline(r.Context(), deadline)
+	defer cancel()
+	r = r.WithContext(ctx)
 	switch endpoint {
 	case infoRefs:
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -200,6 +265,38 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		s.uploadPack(w, r, rp)
 	}
+}
+
+// turn waits, up to QueueTimeout, for a request of repository name to be served within the
+// limits; it returns the function that ends the request's turn, or false when it is not its
+// turn in time.
+func (s *Server) turn(ctx context.Context, name string) (func(), bool) {
+	s.repoMu.Lock()
+	sem, ok := s.perRepo[name]
+	if !ok {
+		sem = make(chan struct{}, s.limits.MaxPerRepository)
+		s.perRepo[name] = sem
+	}
+	s.repoMu.Unlock()
+	wait := time.NewTimer(s.limits.QueueTimeout)
+	defer wait.Stop()
+	select {
+	case sem <- struct{}{}:
+	case <-wait.C:
+		return nil, false
+	case <-ctx.Done():
+		return nil, false
+	}
+	select {
+	case s.all <- struct{}{}:
+	case <-wait.C:
+		<-sem
+		return nil, false
+	case <-ctx.Done():
+		<-sem
+		return nil, false
+	}
+	return func() { <-s.all; <-sem }, true
 }
 
 // plainError writes a plain-text error, which git shows its user as "remote: …".
