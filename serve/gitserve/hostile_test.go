@@ -240,3 +240,38 @@ func TestErrorsNameNoPaths(t *testing.T) {
 		t.Fatalf("the server's log lacks the cause:\n%s", f.logs.String())
 	}
 }
+
+// The limits are on by default: with two requests of a repository held open (bodies that never
+// end), a third is answered 503 once it has waited its turn for 5 seconds.
+func TestDefaultConcurrencyLimit(t *testing.T) {
+	f := serveFixture(t)
+	for range 2 {
+		pr, pw := io.Pipe()
+		t.Cleanup(func() { pw.Close() })
+		req, err := http.NewRequest(http.MethodPost, f.url+"/platform.git/git-upload-pack", pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-git-upload-pack-request")
+		go func() {
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		pw.Write([]byte(pktLine("want " + f.c3 + " ofs-delta\n")))
+	}
+	time.Sleep(200 * time.Millisecond) // both are being read
+	start := time.Now()
+	resp, err := http.Get(f.url + "/platform.git/info/refs?service=git-upload-pack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(b), "busy") {
+		t.Fatalf("a third request of platform.git beside two held ones: %d %q, want 503 busy", resp.StatusCode, b)
+	}
+	if d := time.Since(start); d < 4*time.Second {
+		t.Fatalf("refused after %s, want after its 5s wait", d)
+	}
+}
