@@ -76,6 +76,7 @@ registries: see 'sync registry-config'. Nothing can be pushed.`,
 	cmd.Flags().IntVar(&gitLimits.MaxPerRepository, "git-max-per-repository", 2, "Git requests served at once for one repository")
 	cmd.Flags().DurationVar(&gitLimits.RequestTimeout, "git-request-timeout", 2*time.Minute, "deadline of a Git request, from its turn to its last byte")
 	cmd.Flags().IntVar(&gitLimits.MaxObjects, "git-max-objects", 200000, "objects a Git fetch may make the server walk or pack (a whole clone costs none)")
+	cmd.Flags().Int64Var(&gitLimits.MaxPackBytes, "git-max-pack-bytes", 512<<20, "bytes of objects a Git fetch may have packed for it (a whole clone is sent as stored)")
 	cmd.Flags().BoolVar(&protect.ProtectHealth, "protect-health", false, "require the same authentication on /healthz and /readyz (probes then need credentials)")
 	return cmd
 }

@@ -141,6 +141,12 @@ func TestNegotiationBudget(t *testing.T) {
 			}
 		})
 	}
+	// The bytes packed are bounded too.
+	small := serveFixtureWith(t, gitserve.Limits{MaxPackBytes: 100})
+	status, body := uploadPackRequest(t, small.url+"/platform.git/git-upload-pack", pktLine("want "+small.c1+" ofs-delta shallow\n")+pktLine("deepen 1\n")+"0000"+pktLine("done\n"))
+	if want := "ERR upload-pack: this fetch would pack more than 100 bytes of objects"; status != http.StatusOK || !strings.Contains(body, want) {
+		t.Fatalf("depth 1 over the bytes budget: %d %.300q, want it to hold %q", status, body, want)
+	}
 	// git itself is told why.
 	g := newGitCLI(t)
 	out, err := g.run("", "clone", "--depth", "1", f.url+"/platform.git", filepath.Join(t.TempDir(), "c"))

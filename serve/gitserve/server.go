@@ -36,6 +36,9 @@ type Limits struct {
 	// encoded (default 200000). A whole clone (no haves, ofs-delta) is sent as it is stored and
 	// costs nothing.
 	MaxObjects int
+	// MaxPackBytes bounds the size of the objects a fetch may have packed for it, as stored,
+	// checked before anything is encoded (default 512 MiB): encoding holds them in memory.
+	MaxPackBytes int64
 }
 
 // withDefaults fills the zero fields.
@@ -54,6 +57,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxObjects <= 0 {
 		l.MaxObjects = 200000
+	}
+	if l.MaxPackBytes <= 0 {
+		l.MaxPackBytes = 512 << 20
 	}
 	return l
 }

@@ -208,7 +208,8 @@ func (s *Server) uploadPack(w http.ResponseWriter, r *http.Request, rp *repo) {
 	}
 	req.Haves = haves
 	shallow := !req.Depth.IsZero() || len(req.Shallows) > 0
-	cost := &budget{ctx: r.Context(), left: s.limits.MaxObjects, limit: s.limits.MaxObjects}
+	cost := &budget{ctx: r.Context(), left: s.limits.MaxObjects, limit: s.limits.MaxObjects,
+		bytesLeft: s.limits.MaxPackBytes, bytesLimit: s.limits.MaxPackBytes}
 
 	if !req.done {
 		// A stateless client resends its wants with every round but not the haves of the rounds
@@ -250,10 +251,25 @@ func (s *Server) uploadPack(w http.ResponseWriter, r *http.Request, rp *repo) {
 
 // budget bounds the objects one request may make the server walk or send: each object read
 // to negotiate (the client's haves and their history, the commits within depth) or to pack
-// costs one. The walk also stops when the request's context ends (its deadline).
+// costs one, and the objects packed may not be larger together than the bytes. The walk also
+// stops when the request's context ends (its deadline).
 type budget struct {
-	ctx         context.Context
-	left, limit int
+	ctx                   context.Context
+	left, limit           int
+	bytesLeft, bytesLimit int64
+}
+
+// spendBytes takes an object's size (as stored, before deltas) of the bytes budget.
+func (b *budget) spendBytes(n int64) error {
+	if b.bytesLeft -= n; b.bytesLeft < 0 {
+		return public("this fetch would pack more than %d bytes of objects (the server's limit): clone afresh, a whole clone is sent as it is stored", b.bytesLimit)
+	}
+	return nil
+}
+
+// objectSizer is go-git's filesystem storage: it tells an object's size without reading it.
+type objectSizer interface {
+	EncodedObjectSize(plumbing.Hash) (int64, error)
 }
 
 // spend takes one object of the budget.
@@ -511,6 +527,15 @@ func addObject(st storer.EncodedObjectStorer, h plumbing.Hash, t plumbing.Object
 	}
 	if err := cost.spend(); err != nil {
 		return err
+	}
+	if sz, ok := st.(objectSizer); ok {
+		n, err := sz.EncodedObjectSize(h)
+		if err != nil {
+			return fmt.Errorf("object %s: %w", h, err)
+		}
+		if err := cost.spendBytes(n); err != nil {
+			return err
+		}
 	}
 	sent[h] = true
 	*objs = append(*objs, h)
