@@ -281,3 +281,32 @@ func TestDefaultConcurrencyLimit(t *testing.T) {
 		t.Fatalf("refused after %s, want after its 5s wait", d)
 	}
 }
+
+// The answer to a request without haves (a shallow clone, as Flux makes on every reconcile) is
+// encoded once: the same request again is answered from the pack cache, byte for byte, and git
+// clones from it.
+func TestPackCache(t *testing.T) {
+	f := serveFixture(t)
+	url := f.url + "/platform.git/git-upload-pack"
+	body := pktLine("want "+f.c3+" ofs-delta shallow\n") + pktLine("deepen 1\n") + "0000" + pktLine("done\n")
+	_, first := uploadPackRequest(t, url, body)
+	if strings.Contains(f.logs.String(), "answered from the pack cache") {
+		t.Fatal("the first request was answered from the cache")
+	}
+	_, second := uploadPackRequest(t, url, body)
+	if !strings.Contains(f.logs.String(), "answered from the pack cache") || second != first || !strings.Contains(first, "PACK") {
+		t.Fatalf("the same request again was not answered from the cache, byte for byte:\n%s", f.logs.String())
+	}
+	g := newGitCLI(t)
+	for i := range 2 {
+		dir := filepath.Join(t.TempDir(), "c")
+		g.must(t, "", "clone", "--quiet", "--depth", "1", f.url+"/platform.git", dir)
+		if head := g.must(t, dir, "rev-parse", "HEAD"); head != f.c3 {
+			t.Fatalf("clone %d: HEAD %s, want %s", i+1, head, f.c3)
+		}
+		g.must(t, dir, "fsck", "--strict", "--no-dangling")
+	}
+	if n := strings.Count(f.logs.String(), "answered from the pack cache"); n < 2 {
+		t.Fatalf("%d answers from the cache, want the second request and at least one clone's", n)
+	}
+}

@@ -39,6 +39,10 @@ type Limits struct {
 	// MaxPackBytes bounds the size of the objects a fetch may have packed for it, as stored,
 	// checked before anything is encoded (default 512 MiB): encoding holds them in memory.
 	MaxPackBytes int64
+	// PackCacheBytes bounds the cache of answers encoded for requests without haves (shallow
+	// clones, as Flux makes on every reconcile), an answer at most an eighth of it (default
+	// 64 MiB).
+	PackCacheBytes int64
 }
 
 // withDefaults fills the zero fields.
@@ -61,6 +65,9 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxPackBytes <= 0 {
 		l.MaxPackBytes = 512 << 20
 	}
+	if l.PackCacheBytes <= 0 {
+		l.PackCacheBytes = 64 << 20
+	}
 	return l
 }
 
@@ -77,6 +84,8 @@ type Server struct {
 	all     chan struct{}
 	repoMu  sync.Mutex
 	perRepo map[string]chan struct{}
+	// packs caches answers encoded for requests without haves.
+	packs *packCache
 
 	// mu serialises Reload; built is only used under it.
 	mu    sync.Mutex
@@ -111,7 +120,8 @@ func NewWithLimits(ctx context.Context, snap *cache.Snapshot, workDir string, lo
 	}
 	limits = limits.withDefaults()
 	s := &Server{workDir: dir, lock: lock, log: logger, built: map[digest.Digest]built{}, limits: limits,
-		all: make(chan struct{}, limits.MaxConcurrent), perRepo: map[string]chan struct{}{}}
+		all: make(chan struct{}, limits.MaxConcurrent), perRepo: map[string]chan struct{}{},
+		packs: newPackCache(limits.PackCacheBytes)}
 	s.current.Store(&repoSet{repos: map[string]*repo{}})
 	if err := s.Reload(ctx, snap); err != nil {
 		s.Close()
@@ -189,6 +199,7 @@ func (s *Server) prune(current, previous map[digest.Digest]bool) {
 		delete(s.built, d)
 		s.log.Info("removed git repository no longer served", "pack", d)
 	}
+	s.packs.drop(func(d digest.Digest) bool { return current[d] || previous[d] })
 }
 
 // ServeHTTP answers Git's smart-HTTP upload-pack requests; see the package comment.

@@ -234,10 +234,23 @@ func (s *Server) uploadPack(w http.ResponseWriter, r *http.Request, rp *repo) {
 		return
 	}
 
-	if !shallow && len(req.Haves) == 0 && slices.Contains(req.Wants, rp.commit) && req.Capabilities.Supports(capability.OFSDelta) {
+	key, cacheable := packKey(rp.digest, req)
+	switch {
+	case !shallow && len(req.Haves) == 0 && slices.Contains(req.Wants, rp.commit) && req.Capabilities.Supports(capability.OFSDelta):
 		err = sendStoredPack(w, rp.pack)
-	} else {
-		err = s.sendPack(w, st, req, cost)
+	case cacheable:
+		if answer, ok := s.packs.get(key); ok {
+			s.log.Info("git upload-pack answered from the pack cache", "repository", rp.name, "bytes", len(answer))
+			w.WriteHeader(http.StatusOK)
+			_, err = w.Write(answer)
+			break
+		}
+		c := &capture{limit: s.packs.max / 8}
+		if err = s.sendPack(w, io.MultiWriter(w, c), st, req, cost); err == nil && !c.over {
+			s.packs.put(key, rp.digest, c.buf.Bytes())
+		}
+	default:
+		err = s.sendPack(w, w, st, req, cost)
 	}
 	if err != nil {
 		s.log.Error("git upload-pack failed", "repository", rp.name, "error", err)
@@ -423,7 +436,8 @@ func planShallow(st storer.EncodedObjectStorer, req *uploadRequest, have map[plu
 // when it deepens, ACK or NAK, then a pack of the commits within depth (all, without deepen)
 // and their trees, less what the client has. Everything it walks and packs is bounded by cost:
 // over it, the request is refused before anything is encoded.
-func (s *Server) sendPack(w http.ResponseWriter, st storer.EncodedObjectStorer, req *uploadRequest, cost *budget) error {
+// The answer is written to out, which is w or writes to w.
+func (s *Server) sendPack(w http.ResponseWriter, out io.Writer, st storer.EncodedObjectStorer, req *uploadRequest, cost *budget) error {
 	client := map[plumbing.Hash]bool{}
 	for _, h := range req.Shallows {
 		client[h] = true
@@ -448,7 +462,7 @@ func (s *Server) sendPack(w http.ResponseWriter, st storer.EncodedObjectStorer, 
 	}
 	w.WriteHeader(http.StatusOK)
 	if !req.Depth.IsZero() {
-		if err := plan.update.Encode(w); err != nil {
+		if err := plan.update.Encode(out); err != nil {
 			return err
 		}
 	}
@@ -456,11 +470,11 @@ func (s *Server) sendPack(w http.ResponseWriter, st storer.EncodedObjectStorer, 
 	if len(req.Haves) > 0 {
 		resp.ACKs = req.Haves[:1]
 	}
-	if err := resp.Encode(w, false); err != nil {
+	if err := resp.Encode(out, false); err != nil {
 		return err
 	}
 	// Without ofs-delta, deltas name their base by hash.
-	_, err = packfile.NewEncoder(w, st, !req.Capabilities.Supports(capability.OFSDelta)).Encode(objs, packWindow)
+	_, err = packfile.NewEncoder(out, st, !req.Capabilities.Supports(capability.OFSDelta)).Encode(objs, packWindow)
 	return err
 }
 
