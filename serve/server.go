@@ -27,8 +27,11 @@ type ServerOptions struct {
 	GitWorkDir string
 	// GitLimits bound what clients can make the Git remote do (concurrency, deadlines, the
 	// objects a fetch may cost); zero fields take gitserve's defaults.
-	GitLimits gitserve.Limits
+	GitLimits GitLimits
 }
+
+// GitLimits bound what clients can make the Git remote do; see gitserve.Limits.
+type GitLimits = gitserve.Limits
 
 // Server serves a snapshot of a cache's current bundle on one listener: the OCI registry under
 // /v2/, the Git remote under /git/, and /healthz and /readyz. It is what 'sync serve' and 'sync

@@ -18,14 +18,13 @@ import (
 	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/internal/authfile"
 	"github.com/ferry-gitops/ferry/serve"
-	"github.com/ferry-gitops/ferry/serve/gitserve"
 	"github.com/ferry-gitops/ferry/serve/registry"
 )
 
 func serveCommand() *cobra.Command {
 	var dir, listen, certFile, keyFile, htpasswd, tokenFile, workDir string
 	var protect serve.Options
-	var gitLimits gitserve.Limits
+	var gitLimits serve.GitLimits
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the cache's current bundle to the cluster: an OCI registry and a Git remote, read-only",
