@@ -209,6 +209,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Wait()
 		return result()
 	}
+	defer srv.Close() // after wg.Wait: removes the Git work directory once nothing serves
 	wg.Add(3)
 	go func() {
 		defer wg.Done()

@@ -87,6 +87,15 @@ func TestBaseBuilds(t *testing.T) {
 	if v := volumes[mounts[deploy.KeysDir]]; v.ConfigMap == nil || v.ConfigMap.Name != deploy.KeysConfigMapName {
 		t.Errorf("%s is not the ConfigMap %s: %+v", deploy.KeysDir, deploy.KeysConfigMapName, v)
 	}
+	// Scratch volumes are bounded: an emptyDir without a sizeLimit can fill the node's disk.
+	for _, v := range dep.Spec.Template.Spec.Volumes {
+		if v.EmptyDir != nil && (v.EmptyDir.SizeLimit == nil || v.EmptyDir.SizeLimit.Sign() <= 0) {
+			t.Errorf("emptyDir volume %s has no sizeLimit", v.Name)
+		}
+	}
+	if v := volumes[mounts["/tmp"]]; v.EmptyDir == nil {
+		t.Errorf("/tmp (the Git remote's work directory) is not an emptyDir: %+v", v)
+	}
 	if want := []string{"run", "--config", "/etc/ferry/" + deploy.ConfigFileName}; !slices.Equal(c.Args, want) {
 		t.Errorf("args %v, want %v", c.Args, want)
 	}

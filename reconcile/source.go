@@ -25,6 +25,9 @@ const (
 	maxTreeSize     = 512 << 20 // the extracted tree's files together
 	maxTreeEntries  = 100000
 	maxLinkHops     = 40
+	// maxLinkWork bounds the entries looked at while copying linked folders (each folder link
+	// looks at every entry), so many links over a large tree cannot take minutes either.
+	maxLinkWork = 50_000_000
 )
 
 // errSourceNotFound marks a source the cache's current bundle does not hold.
@@ -197,7 +200,7 @@ func extractTarGz(r io.Reader, fsys filesys.FileSystem, root string) error {
 			return fmt.Errorf("source archive: %s: entry type %q is refused", name, string(hdr.Typeflag))
 		}
 	}
-	if err := resolveLinks(files, dirs, links); err != nil {
+	if err := resolveLinks(files, dirs, links, total); err != nil {
 		return fmt.Errorf("source archive: %w", err)
 	}
 	var dirNames []string
@@ -223,13 +226,27 @@ func extractTarGz(r io.Reader, fsys filesys.FileSystem, root string) error {
 
 // resolveLinks replaces each link by a copy of its target (a file, or a folder with everything
 // under it), resolving the target one name at a time the way a checkout would, through other
-// links; a target whose way leaves the tree, loops or ends nowhere is an error.
-func resolveLinks(files map[string][]byte, dirs map[string]bool, links map[string]string) error {
+// links; a target whose way leaves the tree, loops or ends nowhere is an error. The tree as
+// expanded is held to the limits of the archive (maxTreeEntries, maxTreeSize, counting size
+// from total, the archive's files), checked as each entry is copied: links to folders that
+// hold links to folders double the tree at each level, and a few kilobytes of links would
+// otherwise expand to more than memory holds.
+func resolveLinks(files map[string][]byte, dirs map[string]bool, links map[string]string, total int64) error {
 	names := make([]string, 0, len(links))
 	for l := range links {
 		names = append(names, l)
 	}
 	sort.Strings(names)
+	work := 0
+	grow := func(l string, size int64) error {
+		if len(files)+len(dirs)+len(links) >= maxTreeEntries {
+			return fmt.Errorf("link %s -> %s: the tree with its links copied has more than %d entries (links to folders holding links multiply the tree): link files, not folders, or keep links within their folder", l, links[l], maxTreeEntries)
+		}
+		if total += size; total > maxTreeSize {
+			return fmt.Errorf("link %s -> %s: the tree with its links copied is larger than %d bytes (links to folders holding links multiply the tree): link files, not folders, or keep links within their folder", l, links[l], maxTreeSize)
+		}
+		return nil
+	}
 	for _, l := range names {
 		hops := 0
 		parts, err := walkLinks(links, parentParts(l), links[l], &hops)
@@ -238,6 +255,9 @@ func resolveLinks(files map[string][]byte, dirs map[string]bool, links map[strin
 		}
 		target := strings.Join(parts, "/")
 		if b, ok := files[target]; ok {
+			if err := grow(l, int64(len(b))); err != nil {
+				return err
+			}
 			files[l] = b
 			continue
 		}
@@ -245,16 +265,33 @@ func resolveLinks(files map[string][]byte, dirs map[string]bool, links map[strin
 			if target == "" || l == target || strings.HasPrefix(l, target+"/") {
 				return fmt.Errorf("link %s -> %s: points at a folder that holds it", l, links[l])
 			}
+			if work += len(files) + len(dirs); work > maxLinkWork {
+				return fmt.Errorf("link %s -> %s: copying linked folders looks at more than %d entries: link files, not folders", l, links[l], maxLinkWork)
+			}
 			dirs[l] = true
-			for f, b := range files {
-				if rest, ok := strings.CutPrefix(f, target+"/"); ok {
-					files[path.Join(l, rest)] = b
+			var newFiles []string
+			var newDirs []string
+			for f := range files {
+				if strings.HasPrefix(f, target+"/") {
+					newFiles = append(newFiles, f)
 				}
 			}
 			for d := range dirs {
-				if rest, ok := strings.CutPrefix(d, target+"/"); ok {
-					dirs[path.Join(l, rest)] = true
+				if strings.HasPrefix(d, target+"/") {
+					newDirs = append(newDirs, d)
 				}
+			}
+			for _, f := range newFiles {
+				if err := grow(l, int64(len(files[f]))); err != nil {
+					return err
+				}
+				files[path.Join(l, strings.TrimPrefix(f, target+"/"))] = files[f]
+			}
+			for _, d := range newDirs {
+				if err := grow(l, 0); err != nil {
+					return err
+				}
+				dirs[path.Join(l, strings.TrimPrefix(d, target+"/"))] = true
 			}
 			continue
 		}

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"crypto/rand"
 	"crypto/subtle"
 	"log/slog"
 	"net"
@@ -25,11 +26,18 @@ type Options struct {
 	Burst         int
 	// MaxRequestBytes bounds a request's body (default 10 MiB): reads need little.
 	MaxRequestBytes int64
-	Logger          *slog.Logger
+	// ProtectHealth puts /healthz and /readyz behind the same authentication as the rest;
+	// otherwise they answer anyone (a kubelet probe has no credentials).
+	ProtectHealth bool
+	Logger        *slog.Logger
 }
 
+// maxClients bounds how many clients' rate limiters are kept at once; see clientLimiters.
+const maxClients = 4096
+
 // Handler wraps next with authentication, per-client rate limits, a request size limit and one
-// structured access log line per request. /healthz and /readyz need no authentication.
+// structured access log line per request. /healthz and /readyz need no authentication unless
+// o.ProtectHealth.
 func Handler(next http.Handler, o Options) http.Handler {
 	log := o.Logger
 	if log == nil {
@@ -39,18 +47,8 @@ func Handler(next http.Handler, o Options) http.Handler {
 	if limit <= 0 {
 		limit = 10 << 20
 	}
-	var mu sync.Mutex
-	limiters := map[string]*rate.Limiter{}
-	limiter := func(client string) *rate.Limiter {
-		mu.Lock()
-		defer mu.Unlock()
-		l, ok := limiters[client]
-		if !ok {
-			l = rate.NewLimiter(rate.Limit(o.RatePerSecond), max(o.Burst, 1))
-			limiters[client] = l
-		}
-		return l
-	}
+	limiters := newClientLimiters(o.RatePerSecond, o.Burst, maxClients, time.Now)
+	dummy := dummyHash(o.BasicAuth)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
@@ -60,11 +58,11 @@ func Handler(next http.Handler, o Options) http.Handler {
 			log.Info("request", "method", r.Method, "path", r.URL.Path, "status", sw.status, "bytes", sw.bytes,
 				"duration", time.Since(start).String(), "client", client, "user", user)
 		}()
-		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+		if !o.ProtectHealth && (r.URL.Path == "/healthz" || r.URL.Path == "/readyz") {
 			next.ServeHTTP(sw, r)
 			return
 		}
-		if o.RatePerSecond > 0 && !limiter(client).Allow() {
+		if o.RatePerSecond > 0 && !limiters.allow(client) {
 			sw.Header().Set("Retry-After", "1")
 			http.Error(sw, "too many requests", http.StatusTooManyRequests)
 			return
@@ -76,7 +74,7 @@ func Handler(next http.Handler, o Options) http.Handler {
 		r.Body = http.MaxBytesReader(sw, r.Body, limit)
 		if len(o.BasicAuth) > 0 || len(o.BearerTokens) > 0 {
 			var ok bool
-			if user, ok = authenticate(r, o); !ok {
+			if user, ok = authenticate(r, o, dummy); !ok {
 				sw.Header().Set("WWW-Authenticate", `Basic realm="ferry"`)
 				http.Error(sw, "authentication required", http.StatusUnauthorized)
 				return
@@ -86,10 +84,16 @@ func Handler(next http.Handler, o Options) http.Handler {
 	})
 }
 
-// authenticate checks basic credentials against bcrypt hashes, or a bearer token.
-func authenticate(r *http.Request, o Options) (string, bool) {
+// authenticate checks basic credentials against bcrypt hashes, or a bearer token. An unknown
+// user's password is compared with dummy, a hash of the users' highest cost, so the answer takes
+// as long as for a known user and does not tell which user names exist.
+func authenticate(r *http.Request, o Options, dummy []byte) (string, bool) {
 	if u, p, ok := r.BasicAuth(); ok {
-		if hash, known := o.BasicAuth[u]; known && bcrypt.CompareHashAndPassword(hash, []byte(p)) == nil {
+		hash, known := o.BasicAuth[u]
+		if !known {
+			hash = dummy
+		}
+		if bcrypt.CompareHashAndPassword(hash, []byte(p)) == nil && known {
 			return u, true
 		}
 		return u, false
@@ -102,6 +106,106 @@ func authenticate(r *http.Request, o Options) (string, bool) {
 		}
 	}
 	return "-", false
+}
+
+// dummyHash returns a bcrypt hash of a random password at the highest cost of users' hashes
+// (bcrypt's default without users), for unknown users to be compared with.
+func dummyHash(users map[string][]byte) []byte {
+	cost := bcrypt.DefaultCost
+	if len(users) > 0 {
+		cost = bcrypt.MinCost
+		for _, h := range users {
+			if c, err := bcrypt.Cost(h); err == nil && c > cost {
+				cost = c
+			}
+		}
+	}
+	pw := make([]byte, 16)
+	rand.Read(pw)
+	h, err := bcrypt.GenerateFromPassword(pw, cost)
+	if err != nil { // cannot happen: the cost is within bcrypt's bounds
+		panic(err)
+	}
+	return h
+}
+
+// clientLimiters are the per-client rate limiters. A limiter idle long enough to have refilled
+// its burst is the same as a new one, so it is dropped; when more than max clients are still
+// kept, the longest idle is dropped. The map stays bounded however many addresses call.
+type clientLimiters struct {
+	rate  rate.Limit
+	burst int
+	max   int
+	now   func() time.Time
+	// refill is how long an idle limiter takes to fill its burst again.
+	refill time.Duration
+
+	mu        sync.Mutex
+	clients   map[string]*clientLimiter
+	lastSweep time.Time
+	calls     uint64 // orders clients by their last call, within one instant too
+}
+
+type clientLimiter struct {
+	l    *rate.Limiter
+	seen time.Time
+	call uint64
+}
+
+func newClientLimiters(perSecond float64, burst, most int, now func() time.Time) *clientLimiters {
+	burst = max(burst, 1)
+	refill := time.Minute
+	if perSecond > 0 {
+		refill = time.Duration(float64(burst) / perSecond * float64(time.Second))
+	}
+	return &clientLimiters{rate: rate.Limit(perSecond), burst: burst, max: most, now: now, refill: refill,
+		clients: map[string]*clientLimiter{}, lastSweep: now()}
+}
+
+// allow takes one token of client's limiter.
+func (c *clientLimiters) allow(client string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	cl, ok := c.clients[client]
+	if !ok {
+		if len(c.clients) >= c.max || now.Sub(c.lastSweep) > c.refill {
+			c.sweep(now)
+		}
+		cl = &clientLimiter{l: rate.NewLimiter(c.rate, c.burst)}
+		c.clients[client] = cl
+	}
+	c.calls++
+	cl.seen, cl.call = now, c.calls
+	return cl.l.AllowN(now, 1)
+}
+
+// sweep drops the limiters idle for longer than refill, then, while more than max-1 are left,
+// the longest idle.
+func (c *clientLimiters) sweep(now time.Time) {
+	c.lastSweep = now
+	for k, cl := range c.clients {
+		if now.Sub(cl.seen) > c.refill {
+			delete(c.clients, k)
+		}
+	}
+	for len(c.clients) >= c.max {
+		var oldest string
+		var at uint64
+		for k, cl := range c.clients {
+			if oldest == "" || cl.call < at {
+				oldest, at = k, cl.call
+			}
+		}
+		delete(c.clients, oldest)
+	}
+}
+
+// len returns how many limiters are kept.
+func (c *clientLimiters) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.clients)
 }
 
 // statusWriter remembers a response's status and size, for the access log.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -88,3 +89,58 @@ func (b *bodyOf) Read(p []byte) (int, error) {
 }
 
 func bytesOf(n int) io.Reader { return &bodyOf{n} }
+
+// An unknown user costs the same bcrypt time as a known one with a wrong password, so the
+// time of a refusal does not tell which user names exist.
+func TestUnknownUserCostsBcrypt(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.DefaultCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("served")) })
+	h := serve.Handler(ok, serve.Options{BasicAuth: map[string][]byte{"node": hash}})
+	fastest := func(user string) time.Duration {
+		best := time.Hour
+		for range 3 {
+			r := httptest.NewRequest(http.MethodGet, "/v2/", nil)
+			r.SetBasicAuth(user, "wrong")
+			w := httptest.NewRecorder()
+			start := time.Now()
+			h.ServeHTTP(w, r)
+			if w.Code != http.StatusUnauthorized {
+				t.Fatalf("%s: status %d, want 401", user, w.Code)
+			}
+			best = min(best, time.Since(start))
+		}
+		return best
+	}
+	known, unknown := fastest("node"), fastest("mallory")
+	if unknown < known/3 {
+		t.Fatalf("an unknown user is refused in %s, a known one in %s: the time tells them apart", unknown, known)
+	}
+}
+
+// With ProtectHealth, /healthz and /readyz need the same credentials as the rest.
+func TestProtectHealth(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) })
+	for _, protect := range []bool{false, true} {
+		h := serve.Handler(ok, serve.Options{BearerTokens: []string{"tok"}, ProtectHealth: protect})
+		for _, p := range []string{"/healthz", "/readyz"} {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, p, nil))
+			want := http.StatusOK
+			if protect {
+				want = http.StatusUnauthorized
+			}
+			if w.Code != want {
+				t.Errorf("ProtectHealth %v: %s without credentials: %d, want %d", protect, p, w.Code, want)
+			}
+			r := httptest.NewRequest(http.MethodGet, p, nil)
+			r.Header.Set("Authorization", "Bearer tok")
+			w = httptest.NewRecorder()
+			if h.ServeHTTP(w, r); w.Code != http.StatusOK {
+				t.Errorf("ProtectHealth %v: %s with a token: %d", protect, p, w.Code)
+			}
+		}
+	}
+}

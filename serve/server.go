@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -23,10 +21,17 @@ type ServerOptions struct {
 	Options
 	// TLSCert and TLSKey are PEM files; plain HTTP without them.
 	TLSCert, TLSKey string
-	// GitWorkDir is where Git repositories are built from cached packs (derived data);
-	// default: ferry-git in the system's temporary directory.
+	// GitWorkDir is where the server makes its private directory (0700, its own, removed by
+	// Close) to build Git repositories from cached packs; default: the system's temporary
+	// directory.
 	GitWorkDir string
+	// GitLimits bound what clients can make the Git remote do (concurrency, deadlines, the
+	// objects a fetch may cost); zero fields take gitserve's defaults.
+	GitLimits GitLimits
 }
+
+// GitLimits bound what clients can make the Git remote do; see gitserve.Limits.
+type GitLimits = gitserve.Limits
 
 // Server serves a snapshot of a cache's current bundle on one listener: the OCI registry under
 // /v2/, the Git remote under /git/, and /healthz and /readyz. It is what 'sync serve' and 'sync
@@ -62,16 +67,15 @@ func NewServer(ctx context.Context, c *cache.Cache, o ServerOptions) (*Server, e
 	if err != nil {
 		return nil, err
 	}
-	workDir := o.GitWorkDir
-	if workDir == "" {
-		workDir = filepath.Join(os.TempDir(), "ferry-git")
-	}
-	git, err := gitserve.New(ctx, snap, workDir, log)
+	git, err := gitserve.NewWithLimits(ctx, snap, o.GitWorkDir, log, o.GitLimits)
 	if err != nil {
 		return nil, err
 	}
 	return &Server{cache: c, reg: reg, git: git, opts: o, log: log, served: snap}, nil
 }
+
+// Close removes what the server built (its Git work directory).
+func (s *Server) Close() error { return s.git.Close() }
 
 // Repositories lists the registry's repositories.
 func (s *Server) Repositories() []string { return s.reg.Repositories() }

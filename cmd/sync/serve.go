@@ -24,6 +24,7 @@ import (
 func serveCommand() *cobra.Command {
 	var dir, listen, certFile, keyFile, htpasswd, tokenFile, workDir string
 	var protect serve.Options
+	var gitLimits serve.GitLimits
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the cache's current bundle to the cluster: an OCI registry and a Git remote, read-only",
@@ -41,7 +42,7 @@ registries: see 'sync registry-config'. Nothing can be pushed.`,
 			if err != nil {
 				return err
 			}
-			opts := serve.ServerOptions{Options: protect, TLSCert: certFile, TLSKey: keyFile, GitWorkDir: workDir}
+			opts := serve.ServerOptions{Options: protect, TLSCert: certFile, TLSKey: keyFile, GitWorkDir: workDir, GitLimits: gitLimits}
 			opts.Logger = log
 			creds, err := authfile.Load(htpasswd, tokenFile)
 			if err != nil {
@@ -55,6 +56,7 @@ registries: see 'sync registry-config'. Nothing can be pushed.`,
 			if err != nil {
 				return err
 			}
+			defer srv.Close()
 			go srv.Watch(ctx, 2*time.Second) // reloads whenever an import changes the current bundle
 			log.Info("sync serve listening", "addr", listen, "repositories", len(srv.Repositories()), "tls", certFile != "")
 			return srv.ListenAndServe(ctx, listen)
@@ -64,11 +66,17 @@ registries: see 'sync registry-config'. Nothing can be pushed.`,
 	cmd.Flags().StringVar(&listen, "listen", ":5000", "address to listen on")
 	cmd.Flags().StringVar(&certFile, "tls-cert", "", "TLS certificate file (PEM); plain HTTP without it")
 	cmd.Flags().StringVar(&keyFile, "tls-key", "", "TLS private key file (PEM)")
-	cmd.Flags().StringVar(&workDir, "work-dir", "", "where Git repositories are built from cached packs (derived data; default: a folder in the system's temporary directory)")
+	cmd.Flags().StringVar(&workDir, "work-dir", "", "where Git repositories are built from cached packs, in a private folder of this process removed when it ends (default: the system's temporary directory)")
 	cmd.Flags().StringVar(&htpasswd, "htpasswd", "", "require basic authentication against this htpasswd file (bcrypt entries, htpasswd -B)")
 	cmd.Flags().StringVar(&tokenFile, "bearer-tokens", "", "accept the bearer tokens in this file (one per line)")
 	cmd.Flags().Float64Var(&protect.RatePerSecond, "rate-limit", 0, "requests per second allowed to each client (0: unlimited)")
 	cmd.Flags().IntVar(&protect.Burst, "burst", 100, "requests a client may make at once above the rate")
+	cmd.Flags().IntVar(&gitLimits.MaxConcurrent, "git-max-concurrent", 8, "Git requests served at once over all repositories")
+	cmd.Flags().IntVar(&gitLimits.MaxPerRepository, "git-max-per-repository", 2, "Git requests served at once for one repository")
+	cmd.Flags().DurationVar(&gitLimits.RequestTimeout, "git-request-timeout", 2*time.Minute, "deadline of a Git request, from its turn to its last byte")
+	cmd.Flags().IntVar(&gitLimits.MaxObjects, "git-max-objects", 200000, "objects a Git fetch may make the server walk or pack (a whole clone costs none)")
+	cmd.Flags().Int64Var(&gitLimits.MaxPackBytes, "git-max-pack-bytes", 512<<20, "bytes of objects a Git fetch may have packed for it (a whole clone is sent as stored)")
+	cmd.Flags().BoolVar(&protect.ProtectHealth, "protect-health", false, "require the same authentication on /healthz and /readyz (probes then need credentials)")
 	return cmd
 }
 

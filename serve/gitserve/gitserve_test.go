@@ -162,9 +162,13 @@ type served struct {
 	upstream
 	url  string
 	logs *testenv.SyncBuffer
+	srv  *gitserve.Server
 }
 
-func serveFixture(t *testing.T) served {
+func serveFixture(t *testing.T) served { return serveFixtureWith(t, gitserve.Limits{}) }
+
+// serveFixtureWith is serveFixture with limits.
+func serveFixtureWith(t *testing.T, limits gitserve.Limits) served {
 	t.Helper()
 	ctx := context.Background()
 	g := testenv.NewGitServer(t)
@@ -194,11 +198,11 @@ func serveFixture(t *testing.T) served {
 	c := openCache(t)
 	s.importBundle(t, c, dir)
 	logs := &testenv.SyncBuffer{}
-	srv, err := gitserve.New(ctx, snapshot(t, c), t.TempDir(), slog.New(slog.NewTextHandler(logs, nil)))
+	srv, err := gitserve.NewWithLimits(ctx, snapshot(t, c), t.TempDir(), slog.New(slog.NewTextHandler(logs, nil)), limits)
 	must(err)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	return served{upstream: u, url: hs.URL, logs: logs}
+	return served{upstream: u, url: hs.URL, logs: logs, srv: srv}
 }
 
 // Stock git and go-git clone and fetch the served repositories and get exactly the carried
@@ -534,35 +538,45 @@ func TestReload(t *testing.T) {
 		t.Fatalf("%d upload-pack requests: the fetch did not negotiate over several rounds", rounds)
 	}
 
-	// One repository per pack; a restart reuses them, a damaged one is rebuilt.
-	repos, err := filepath.Glob(filepath.Join(work, "*", "objects", "pack", "*.idx"))
-	if err != nil || len(repos) != 2 {
-		t.Fatalf("work directory holds %d pack indexes, want 2: %v %v", len(repos), repos, err)
+	// The repositories live in the server's own directory: the one of each pack served now and
+	// before (requests may still read it); the next reload removes the one no longer served.
+	own := srv.WorkDir()
+	if filepath.Dir(own) != work {
+		t.Fatalf("the server's directory %s is not in the work directory %s", own, work)
 	}
-	cases := []struct {
-		name   string
-		damage func()
-		builds int
-	}{
-		{"restart reuses", func() {}, 0},
-		{"missing index rebuilt", func() {
-			idx, _ := filepath.Glob(filepath.Join(work, "*", "objects", "pack", "*.idx"))
-			for _, p := range idx {
-				os.Remove(p)
-			}
-		}, 1},
+	countPacks := func(dir string) int {
+		idx, err := filepath.Glob(filepath.Join(dir, "*", "objects", "pack", "*.idx"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(idx)
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			tc.damage()
-			var logs bytes.Buffer
-			if _, err := gitserve.New(ctx, snapshot(t, c), work, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
-				t.Fatal(err)
-			}
-			if n := strings.Count(logs.String(), "built git repository"); n != tc.builds {
-				t.Fatalf("%d repositories built, want %d:\n%s", n, tc.builds, logs.String())
-			}
-		})
+	if n := countPacks(own); n != 2 {
+		t.Fatalf("work directory holds %d pack indexes after one reload, want 2", n)
+	}
+	if err := srv.Reload(ctx, snapshot(t, c)); err != nil {
+		t.Fatal(err)
+	}
+	if n := countPacks(own); n != 1 {
+		t.Fatalf("work directory holds %d pack indexes once the first bundle is no longer served, want 1", n)
+	}
+	if !strings.Contains(logs.String(), "removed git repository no longer served") {
+		t.Fatalf("the pruning is not logged:\n%s", logs.String())
+	}
+	// A second server beside it builds in a directory of its own and leaves the first's alone.
+	var logs2 bytes.Buffer
+	srv2, err := gitserve.New(ctx, snapshot(t, c), work, slog.New(slog.NewTextHandler(&logs2, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs2.String(), "built git repository"); n != 1 || srv2.WorkDir() == own || countPacks(own) != 1 {
+		t.Fatalf("second server: %d repositories built in %s (first: %s, %d packs):\n%s", n, srv2.WorkDir(), own, countPacks(own), logs2.String())
+	}
+	if err := srv2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(srv2.WorkDir()); !os.IsNotExist(err) {
+		t.Fatalf("Close left %s: %v", srv2.WorkDir(), err)
 	}
 
 	// Clones during reloads see one whole set or the other, never an error.

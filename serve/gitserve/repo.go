@@ -7,9 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
+	"syscall"
 
 	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5/config"
@@ -44,6 +45,7 @@ var errReadOnly = errors.New("ferry serves Git repositories read-only")
 // names. It never changes once built, so requests share it without locks.
 type repo struct {
 	name   string
+	digest digest.Digest // of the pack
 	dir    string
 	pack   string
 	commit plumbing.Hash
@@ -150,7 +152,7 @@ func (s *Server) load(ctx context.Context, snap *cache.Snapshot, item cache.Reco
 	if err != nil {
 		return nil, fmt.Errorf("pack %s: %w", layer.Digest, err)
 	}
-	r := &repo{name: item.Name, dir: dir, pack: pack, commit: plumbing.NewHash(cfg.Commit), config: cfg, refs: refs}
+	r := &repo{name: item.Name, digest: layer.Digest, dir: dir, pack: pack, commit: plumbing.NewHash(cfg.Commit), config: cfg, refs: refs}
 	st := r.open()
 	defer st.Close()
 	if _, err := st.EncodedObject(plumbing.CommitObject, r.commit); err != nil {
@@ -171,9 +173,10 @@ func readJSON(ctx context.Context, snap *cache.Snapshot, d ocispec.Descriptor, v
 	return nil
 }
 
-// repository returns the bare repository of a pack, workDir/<pack digest hex>, and the path of
-// its packfile, building it unless a previous reload or run did. refs are written to it when it
-// is built; requests take their refs from the item (see repoStorer).
+// repository returns the bare repository of a pack, <private dir>/<pack digest hex>, and the
+// path of its packfile, building it unless this server built it already. Nothing the server did
+// not build itself is used: the directory is the process's own (see New). refs are written to
+// it when it is built; requests take their refs from the item (see repoStorer).
 func (s *Server) repository(ctx context.Context, snap *cache.Snapshot, layer ocispec.Descriptor, refs memory.ReferenceStorage) (string, string, error) {
 	if err := layer.Digest.Validate(); err != nil || layer.Digest.Algorithm() != digest.SHA256 {
 		return "", "", fmt.Errorf("digest %q is not a sha256 digest", layer.Digest)
@@ -182,14 +185,8 @@ func (s *Server) repository(ctx context.Context, snap *cache.Snapshot, layer oci
 		return b.dir, b.pack, nil
 	}
 	dir := filepath.Join(s.workDir, layer.Digest.Encoded())
-	if pack, err := existingPack(dir); err == nil {
-		s.built[layer.Digest] = built{dir: dir, pack: pack}
-		return dir, pack, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		s.log.Warn("rebuilding damaged git repository", "dir", dir, "error", err)
-		if err := os.RemoveAll(dir); err != nil {
-			return "", "", err
-		}
+	if err := os.RemoveAll(dir); err != nil { // what a failed build left
+		return "", "", err
 	}
 	tmp, err := os.MkdirTemp(s.workDir, ".build-")
 	if err != nil {
@@ -209,34 +206,52 @@ func (s *Server) repository(ctx context.Context, snap *cache.Snapshot, layer oci
 	return dir, pack, nil
 }
 
-// built is a repository Reload built or found, by pack digest.
+// built is a repository Reload built, by pack digest.
 type built struct{ dir, pack string }
 
-// existingPack checks a repository built before: one pack with its index. It returns the
-// packfile's path, or an error wrapping os.ErrNotExist when there is no repository.
-func existingPack(dir string) (string, error) {
-	if _, err := os.Stat(dir); err != nil {
-		return "", err
+// privateDir creates the server's own directory, 0700, under workDir (created 0700 if missing;
+// the system's temporary directory when ""), and locks it for the life of the process. Other
+// servers' directories under workDir whose lock is free (their process ended) are removed.
+func privateDir(workDir string, log *slog.Logger) (string, *os.File, error) {
+	if workDir == "" {
+		workDir = os.TempDir()
+	} else if err := os.MkdirAll(workDir, 0o700); err != nil {
+		return "", nil, err
 	}
-	packs, err := filepath.Glob(filepath.Join(dir, "objects", "pack", "pack-*.pack"))
+	stale, _ := filepath.Glob(filepath.Join(workDir, privatePrefix+"*"))
+	for _, d := range stale {
+		if lock, err := lockDir(d); err == nil {
+			log.Info("removing the git work directory of a process that ended", "dir", d)
+			os.RemoveAll(d)
+			lock.Close()
+		}
+	}
+	dir, err := os.MkdirTemp(workDir, privatePrefix)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	if len(packs) != 1 {
-		return "", fmt.Errorf("%s: %d packfiles, want 1", dir, len(packs))
+	lock, err := lockDir(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
 	}
-	idx := strings.TrimSuffix(packs[0], ".pack") + ".idx"
-	for _, p := range []string{packs[0], idx, filepath.Join(dir, "HEAD"), filepath.Join(dir, "config")} {
-		fi, err := os.Stat(p)
-		if err != nil {
-			// %v, not %w: a missing file in a repository that exists is damage, not absence.
-			return "", fmt.Errorf("%s: %v", dir, err)
-		}
-		if fi.Size() == 0 {
-			return "", fmt.Errorf("%s: %s is empty", dir, p)
-		}
+	return dir, lock, nil
+}
+
+// privatePrefix names the servers' private directories.
+const privatePrefix = "ferry-git-"
+
+// lockDir takes the exclusive lock of dir's lock file without waiting.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
 	}
-	return packs[0], nil
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // buildRepository writes a bare repository into dir: the pack copied from the cache (its digest
@@ -245,7 +260,7 @@ func existingPack(dir string) (string, error) {
 func (s *Server) buildRepository(ctx context.Context, snap *cache.Snapshot, dir string, layer ocispec.Descriptor, refs memory.ReferenceStorage) (string, error) {
 	packDir := filepath.Join(dir, "objects", "pack")
 	for _, d := range []string{packDir, filepath.Join(dir, "refs", "heads"), filepath.Join(dir, "refs", "tags")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := os.MkdirAll(d, 0o700); err != nil {
 			return "", err
 		}
 	}
@@ -256,6 +271,16 @@ func (s *Server) buildRepository(ctx context.Context, snap *cache.Snapshot, dir 
 	defer f.Close()
 	if err := copyBlob(ctx, snap, f, layer); err != nil {
 		return "", err
+	}
+	// What is served is the file, not the stream: check the file against the layer's digest.
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", err
+	}
+	v := layer.Digest.Verifier()
+	if n, err := io.Copy(v, ctxReader{ctx, f}); err != nil {
+		return "", fmt.Errorf("check packfile: %w", err)
+	} else if n != layer.Size || !v.Verified() {
+		return "", fmt.Errorf("packfile written does not match the layer's digest %s and size %d", layer.Digest, layer.Size)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return "", err

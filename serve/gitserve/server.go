@@ -21,11 +21,71 @@ import (
 // MaxRequestBody bounds an upload-pack request's body, before and after gzip decoding.
 const MaxRequestBody = 10 << 20
 
+// Limits bound what clients can make the server do. Zero fields take the defaults.
+type Limits struct {
+	// MaxConcurrent is how many requests are served at once, over all repositories (default 8);
+	// MaxPerRepository how many for one repository (default 2). A request waits up to
+	// QueueTimeout (default 5s) for its turn, then is answered 503 with Retry-After.
+	MaxConcurrent, MaxPerRepository int
+	QueueTimeout                    time.Duration
+	// RequestTimeout bounds a request from its turn to its last byte written, reading the body
+	// included (default 2m).
+	RequestTimeout time.Duration
+	// MaxObjects bounds the objects a fetch may make the server walk or pack (its haves and
+	// their history, the commits within depth, what is sent), checked before anything is
+	// encoded (default 200000). A whole clone (no haves, ofs-delta) is sent as it is stored and
+	// costs nothing.
+	MaxObjects int
+	// MaxPackBytes bounds the size of the objects a fetch may have packed for it, as stored,
+	// checked before anything is encoded (default 512 MiB): encoding holds them in memory.
+	MaxPackBytes int64
+	// PackCacheBytes bounds the cache of answers encoded for requests without haves (shallow
+	// clones, as Flux makes on every reconcile), an answer at most an eighth of it (default
+	// 64 MiB).
+	PackCacheBytes int64
+}
+
+// withDefaults fills the zero fields.
+func (l Limits) withDefaults() Limits {
+	if l.MaxConcurrent <= 0 {
+		l.MaxConcurrent = 8
+	}
+	if l.MaxPerRepository <= 0 {
+		l.MaxPerRepository = 2
+	}
+	if l.QueueTimeout <= 0 {
+		l.QueueTimeout = 5 * time.Second
+	}
+	if l.RequestTimeout <= 0 {
+		l.RequestTimeout = 2 * time.Minute
+	}
+	if l.MaxObjects <= 0 {
+		l.MaxObjects = 200000
+	}
+	if l.MaxPackBytes <= 0 {
+		l.MaxPackBytes = 512 << 20
+	}
+	if l.PackCacheBytes <= 0 {
+		l.PackCacheBytes = 64 << 20
+	}
+	return l
+}
+
 // Server serves the Git items of one snapshot of the cache. It is an http.Handler; Reload
 // switches it to another snapshot while requests are being served.
 type Server struct {
+	// workDir is the server's private directory (see privateDir); lock holds it.
 	workDir string
+	lock    *os.File
 	log     *slog.Logger
+	limits  Limits
+
+	// all holds a token per request served; perRepo one per request of a repository, by name.
+	all     chan struct{}
+	repoMu  sync.Mutex
+	perRepo map[string]chan struct{}
+	// packs caches answers encoded for requests without haves.
+	packs *packCache
 
 	// mu serialises Reload; built is only used under it.
 	mu    sync.Mutex
@@ -38,24 +98,53 @@ type Server struct {
 type repoSet struct {
 	sequence uint64
 	repos    map[string]*repo
+	packs    map[digest.Digest]bool
 }
 
-// New returns a server of the Git items of the snapshot's bundle, keeping the repositories it
-// builds under workDir (derived data: deleting it only costs a rebuild). A nil logger discards.
+// New returns a server of the Git items of the snapshot's bundle. It builds their repositories
+// in a private directory of its own (0700, created by this process) under workDir (the system's
+// temporary directory when ""), never reusing what it finds there: another user or process could
+// have put it there. A nil logger discards. Close removes the directory.
 func New(ctx context.Context, snap *cache.Snapshot, workDir string, logger *slog.Logger) (*Server, error) {
+	return NewWithLimits(ctx, snap, workDir, logger, Limits{})
+}
+
+// NewWithLimits is New with limits on what clients can make the server do.
+func NewWithLimits(ctx context.Context, snap *cache.Snapshot, workDir string, logger *slog.Logger, limits Limits) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(workDir, 0o755); err != nil {
+	dir, lock, err := privateDir(workDir, logger)
+	if err != nil {
 		return nil, fmt.Errorf("git server: work directory: %w", err)
 	}
-	s := &Server{workDir: workDir, log: logger, built: map[digest.Digest]built{}}
+	limits = limits.withDefaults()
+	s := &Server{workDir: dir, lock: lock, log: logger, built: map[digest.Digest]built{}, limits: limits,
+		all: make(chan struct{}, limits.MaxConcurrent), perRepo: map[string]chan struct{}{},
+		packs: newPackCache(limits.PackCacheBytes)}
 	s.current.Store(&repoSet{repos: map[string]*repo{}})
 	if err := s.Reload(ctx, snap); err != nil {
+		s.Close()
 		return nil, err
 	}
 	return s, nil
 }
+
+// Close removes the server's private directory. Requests still being served fail.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lock == nil {
+		return nil
+	}
+	err := os.RemoveAll(s.workDir)
+	s.lock.Close()
+	s.lock = nil
+	return err
+}
+
+// WorkDir returns the server's private directory.
+func (s *Server) WorkDir() string { return s.workDir }
 
 // Reload serves the Git items of the snapshot's bundle, building the repositories of packs
 // not built before. It replaces the served set at once. A Git item that cannot be served (not in
@@ -64,7 +153,7 @@ func (s *Server) Reload(ctx context.Context, snap *cache.Snapshot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rec := snap.Record()
-	set := &repoSet{repos: map[string]*repo{}}
+	set := &repoSet{repos: map[string]*repo{}, packs: map[digest.Digest]bool{}}
 	if rec != nil {
 		set.sequence = rec.Sequence
 		for _, item := range rec.Items {
@@ -81,9 +170,11 @@ func (s *Server) Reload(ctx context.Context, snap *cache.Snapshot) error {
 				continue
 			}
 			set.repos[item.Name] = r
+			set.packs[r.digest] = true
 		}
 	}
-	s.current.Store(set)
+	old := s.current.Swap(set)
+	s.prune(set.packs, old.packs)
 	names := make([]string, 0, len(set.repos))
 	for n := range set.repos {
 		names = append(names, n)
@@ -91,6 +182,24 @@ func (s *Server) Reload(ctx context.Context, snap *cache.Snapshot) error {
 	sort.Strings(names)
 	s.log.Info("serving git repositories", "bundle", set.sequence, "repositories", names)
 	return nil
+}
+
+// prune removes the repositories of packs neither the set now served nor the one before it
+// holds: the bundle that needed them is no longer served, and requests of the set before may
+// still be reading its own.
+func (s *Server) prune(current, previous map[digest.Digest]bool) {
+	for d, b := range s.built {
+		if current[d] || previous[d] {
+			continue
+		}
+		if err := os.RemoveAll(b.dir); err != nil {
+			s.log.Warn("removing a git repository no longer served", "pack", d, "err", err)
+			continue
+		}
+		delete(s.built, d)
+		s.log.Info("removed git repository no longer served", "pack", d)
+	}
+	s.packs.drop(func(d digest.Digest) bool { return current[d] || previous[d] })
 }
 
 // ServeHTTP answers Git's smart-HTTP upload-pack requests; see the package comment.
@@ -138,6 +247,21 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		plainError(w, http.StatusNotFound, fmt.Sprintf("repository %s.git not found: bundle %d carries no Git item %q", name, set.sequence, name))
 		return
 	}
+	release, ok := s.turn(r.Context(), name)
+	if !ok {
+		w.Header().Set("Retry-After", "5")
+		plainError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s.git: busy, %d requests at once for it or %d over all repositories are served; retry later", name, s.limits.MaxPerRepository, s.limits.MaxConcurrent))
+		return
+	}
+	defer release()
+	// From its turn on, a request has RequestTimeout to be read and answered.
+	deadline := time.Now().Add(s.limits.RequestTimeout)
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(deadline) // errors: a writer without deadlines (a test recorder)
+	rc.SetWriteDeadline(deadline)
+	ctx, cancel := context.WithDeadline(r.Context(), deadline)
+	defer cancel()
+	r = r.WithContext(ctx)
 	switch endpoint {
 	case infoRefs:
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -158,6 +282,38 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		s.uploadPack(w, r, rp)
 	}
+}
+
+// turn waits, up to QueueTimeout, for a request of repository name to be served within the
+// limits; it returns the function that ends the request's turn, or false when it is not its
+// turn in time.
+func (s *Server) turn(ctx context.Context, name string) (func(), bool) {
+	s.repoMu.Lock()
+	sem, ok := s.perRepo[name]
+	if !ok {
+		sem = make(chan struct{}, s.limits.MaxPerRepository)
+		s.perRepo[name] = sem
+	}
+	s.repoMu.Unlock()
+	wait := time.NewTimer(s.limits.QueueTimeout)
+	defer wait.Stop()
+	select {
+	case sem <- struct{}{}:
+	case <-wait.C:
+		return nil, false
+	case <-ctx.Done():
+		return nil, false
+	}
+	select {
+	case s.all <- struct{}{}:
+	case <-wait.C:
+		<-sem
+		return nil, false
+	case <-ctx.Done():
+		<-sem
+		return nil, false
+	}
+	return func() { <-s.all; <-sem }, true
 }
 
 // plainError writes a plain-text error, which git shows its user as "remote: …".

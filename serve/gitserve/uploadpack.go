@@ -78,10 +78,30 @@ func (s *Server) advertise(ctx context.Context, w http.ResponseWriter, rp *repo)
 	w.Write(buf.Bytes())
 }
 
-// internalError answers 500 and logs the error with the repository's name.
+// internalError answers 500 and logs the error with the repository's name. The client is told
+// the step only: the error may name the server's files.
 func (s *Server) internalError(w http.ResponseWriter, rp *repo, what string, err error) {
 	s.log.Error("git request failed", "repository", rp.name, "step", what, "error", err)
-	plainError(w, http.StatusInternalServerError, fmt.Sprintf("%s.git: %s: %v", rp.name, what, err))
+	plainError(w, http.StatusInternalServerError, fmt.Sprintf("%s.git: %s failed: %s", rp.name, what, internalCause))
+}
+
+// internalCause is what a client is told of an error on the server's side.
+const internalCause = "internal error, the cause is in the server's log"
+
+// publicError is an error about what the client sent, whose text may be sent back to it; the
+// text of any other error stays in the server's log (it may name the server's files).
+type publicError struct{ msg string }
+
+func (e *publicError) Error() string { return e.msg }
+
+func public(format string, a ...any) error { return &publicError{fmt.Sprintf(format, a...)} }
+
+// clientMessage is the text of err a client may see.
+func clientMessage(err error) string {
+	if p := (*publicError)(nil); errors.As(err, &p) {
+		return p.msg
+	}
+	return internalCause
 }
 
 // uploadRequest is a parsed POST git-upload-pack body.
@@ -188,6 +208,8 @@ func (s *Server) uploadPack(w http.ResponseWriter, r *http.Request, rp *repo) {
 	}
 	req.Haves = haves
 	shallow := !req.Depth.IsZero() || len(req.Shallows) > 0
+	cost := &budget{ctx: r.Context(), left: s.limits.MaxObjects, limit: s.limits.MaxObjects,
+		bytesLeft: s.limits.MaxPackBytes, bytesLimit: s.limits.MaxPackBytes}
 
 	if !req.done {
 		// A stateless client resends its wants with every round but not the haves of the rounds
@@ -195,7 +217,8 @@ func (s *Server) uploadPack(w http.ResponseWriter, r *http.Request, rp *repo) {
 		// haves up to done.
 		var sh *shallowPlan
 		if !req.Depth.IsZero() {
-			if sh, err = planShallow(st, req); err != nil {
+			if sh, err = planShallow(st, req, nil, cost); err != nil {
+				s.log.Warn("git upload-pack refused", "repository", rp.name, "error", err)
 				w.WriteHeader(http.StatusOK)
 				writeErr(w, err)
 				return
@@ -211,13 +234,23 @@ func (s *Server) uploadPack(w http.ResponseWriter, r *http.Request, rp *repo) {
 		return
 	}
 
+	key, cacheable := packKey(rp.digest, req)
 	switch {
-	case shallow:
-		err = s.sendShallow(w, st, req)
-	case len(req.Haves) == 0 && slices.Contains(req.Wants, rp.commit) && req.Capabilities.Supports(capability.OFSDelta):
+	case !shallow && len(req.Haves) == 0 && slices.Contains(req.Wants, rp.commit) && req.Capabilities.Supports(capability.OFSDelta):
 		err = sendStoredPack(w, rp.pack)
+	case cacheable:
+		if answer, ok := s.packs.get(key); ok {
+			s.log.Info("git upload-pack answered from the pack cache", "repository", rp.name, "bytes", len(answer))
+			w.WriteHeader(http.StatusOK)
+			_, err = w.Write(answer)
+			break
+		}
+		c := &capture{limit: s.packs.max / 8}
+		if err = s.sendPack(w, io.MultiWriter(w, c), st, req, cost); err == nil && !c.over {
+			s.packs.put(key, rp.digest, c.buf.Bytes())
+		}
 	default:
-		err = s.sendFromSession(r.Context(), w, st, rp.name, req)
+		err = s.sendPack(w, w, st, req, cost)
 	}
 	if err != nil {
 		s.log.Error("git upload-pack failed", "repository", rp.name, "error", err)
@@ -227,6 +260,42 @@ func (s *Server) uploadPack(w http.ResponseWriter, r *http.Request, rp *repo) {
 			writeErr(w, before.err)
 		}
 	}
+}
+
+// budget bounds the objects one request may make the server walk or send: each object read
+// to negotiate (the client's haves and their history, the commits within depth) or to pack
+// costs one, and the objects packed may not be larger together than the bytes. The walk also
+// stops when the request's context ends (its deadline).
+type budget struct {
+	ctx                   context.Context
+	left, limit           int
+	bytesLeft, bytesLimit int64
+}
+
+// spendBytes takes an object's size (as stored, before deltas) of the bytes budget.
+func (b *budget) spendBytes(n int64) error {
+	if b.bytesLeft -= n; b.bytesLeft < 0 {
+		return public("this fetch would pack more than %d bytes of objects (the server's limit): clone afresh, a whole clone is sent as it is stored", b.bytesLimit)
+	}
+	return nil
+}
+
+// objectSizer is go-git's filesystem storage: it tells an object's size without reading it.
+type objectSizer interface {
+	EncodedObjectSize(plumbing.Hash) (int64, error)
+}
+
+// spend takes one object of the budget.
+func (b *budget) spend() error {
+	if b.left%1024 == 0 {
+		if err := b.ctx.Err(); err != nil {
+			return err
+		}
+	}
+	if b.left--; b.left < 0 {
+		return public("this fetch needs more than %d objects walked or packed (the server's limit): clone afresh, a whole clone is sent as it is stored", b.limit)
+	}
+	return nil
 }
 
 // beforeWrite marks an error that happened before anything was written, so the client can still
@@ -241,26 +310,27 @@ func (s *Server) checkRequest(st storer.EncodedObjectStorer, req *uploadRequest)
 		switch c {
 		case capability.Agent, capability.OFSDelta, capability.Shallow:
 		default:
-			return fmt.Errorf("capability %s is not supported", c)
+			return public("capability %s is not supported", c)
 		}
 	}
 	if len(req.Wants) == 0 {
-		return errors.New("no want line")
+		return public("no want line")
 	}
 	for _, h := range req.Wants {
 		if err := st.HasEncodedObject(h); err != nil {
-			return fmt.Errorf("not our ref %s", h)
+			return public("not our ref %s", h)
 		}
 	}
 	if _, ok := req.Depth.(packp.DepthCommits); !ok && !req.Depth.IsZero() {
-		return errors.New("only deepen <n> is supported")
+		return public("only deepen <n> is supported")
 	}
 	return nil
 }
 
-// writeErr sends an ERR pkt-line, which git shows as "remote error: …".
+// writeErr sends an ERR pkt-line, which git shows as "remote error: …": err's text if it is
+// about the request, internalCause otherwise.
 func writeErr(w io.Writer, err error) {
-	pktline.NewEncoder(w).Encodef("ERR upload-pack: %s\n", err)
+	pktline.NewEncoder(w).Encodef("ERR upload-pack: %s\n", clientMessage(err))
 }
 
 // sendStoredPack answers a whole clone: the stored pack holds exactly every object reachable
@@ -279,31 +349,6 @@ func sendStoredPack(w http.ResponseWriter, pack string) error {
 	return err
 }
 
-// sendFromSession answers with go-git's upload-pack session: NAK, then a pack of the objects
-// reachable from the wants and not from the haves.
-func (s *Server) sendFromSession(ctx context.Context, w http.ResponseWriter, st storer.Storer, name string, req *uploadRequest) error {
-	sess, err := session(st, name)
-	if err != nil {
-		return &beforeWrite{err}
-	}
-	defer sess.Close()
-	// The session checks capabilities against go-git's own list, which lacks shallow; a request
-	// that is not shallow needs none of it.
-	req.Capabilities.Delete(capability.Shallow)
-	if req.IsEmpty() {
-		w.WriteHeader(http.StatusOK)
-		(&packp.ServerResponse{}).Encode(w, false)
-		_, err := packfile.NewEncoder(w, st, false).Encode(nil, packWindow)
-		return err
-	}
-	resp, err := sess.UploadPack(ctx, req.UploadPackRequest)
-	if err != nil {
-		return &beforeWrite{err}
-	}
-	w.WriteHeader(http.StatusOK)
-	return resp.Encode(w)
-}
-
 // shallowPlan is the answer to a shallow request: the shallow-update section and the objects
 // of the commits within depth.
 type shallowPlan struct {
@@ -318,10 +363,10 @@ type typedObject struct {
 }
 
 // planShallow walks the commits from the wants, breadth first, down to the requested depth (or,
-// without deepen, down to the client's shallow commits). A commit at the depth that has parents
-// is a new shallow boundary; a commit the client had as shallow that now has its parents sent is
-// unshallowed.
-func planShallow(st storer.EncodedObjectStorer, req *uploadRequest) (*shallowPlan, error) {
+// without deepen, down to the client's shallow commits and the commits it has). A commit at the
+// depth that has parents is a new shallow boundary; a commit the client had as shallow that now
+// has its parents sent is unshallowed. Each commit costs one of the budget.
+func planShallow(st storer.EncodedObjectStorer, req *uploadRequest, have map[plumbing.Hash]bool, cost *budget) (*shallowPlan, error) {
 	depth := 0
 	if d, ok := req.Depth.(packp.DepthCommits); ok {
 		depth = int(d)
@@ -346,9 +391,15 @@ func planShallow(st storer.EncodedObjectStorer, req *uploadRequest) (*shallowPla
 	for len(queue) > 0 {
 		e := queue[0]
 		queue = queue[1:]
+		if depth == 0 && have[e.h] {
+			continue // the client has it and its history
+		}
+		if err := cost.spend(); err != nil {
+			return nil, err
+		}
 		o, err := st.EncodedObject(plumbing.AnyObject, e.h)
 		if err != nil {
-			return nil, fmt.Errorf("not our ref %s", e.h)
+			return nil, fmt.Errorf("object %s: %w", e.h, err)
 		}
 		plan.objects = append(plan.objects, typedObject{e.h, o.Type()})
 		if o.Type() != plumbing.CommitObject {
@@ -380,13 +431,13 @@ func planShallow(st storer.EncodedObjectStorer, req *uploadRequest) (*shallowPla
 	return plan, nil
 }
 
-// sendShallow answers a shallow request: the shallow-update section when it deepens, ACK or
-// NAK, then a pack of the commits within depth and their trees, less what the client has.
-func (s *Server) sendShallow(w http.ResponseWriter, st storer.EncodedObjectStorer, req *uploadRequest) error {
-	plan, err := planShallow(st, req)
-	if err != nil {
-		return &beforeWrite{err}
-	}
+// sendPack answers a request with done that is not a whole clone served from the stored pack
+// (a shallow request, one with haves, or one without ofs-delta): the shallow-update section
+// when it deepens, ACK or NAK, then a pack of the commits within depth (all, without deepen)
+// and their trees, less what the client has. Everything it walks and packs is bounded by cost:
+// over it, the request is refused before anything is encoded.
+// The answer is written to out, which is w or writes to w.
+func (s *Server) sendPack(w http.ResponseWriter, out io.Writer, st storer.EncodedObjectStorer, req *uploadRequest, cost *budget) error {
 	client := map[plumbing.Hash]bool{}
 	for _, h := range req.Shallows {
 		client[h] = true
@@ -394,20 +445,24 @@ func (s *Server) sendShallow(w http.ResponseWriter, st storer.EncodedObjectStore
 	// What the client has: the haves and their history, down to its shallow commits.
 	have := map[plumbing.Hash]bool{}
 	for _, h := range req.Haves {
-		if err := walkCommits(st, h, client, have); err != nil {
+		if err := walkCommits(st, h, client, have, cost); err != nil {
 			return &beforeWrite{err}
 		}
+	}
+	plan, err := planShallow(st, req, have, cost)
+	if err != nil {
+		return &beforeWrite{err}
 	}
 	var objs []plumbing.Hash
 	sent := map[plumbing.Hash]bool{}
 	for _, o := range plan.objects {
-		if err := addObject(st, o.h, o.t, have, sent, &objs); err != nil {
+		if err := addObject(st, o.h, o.t, have, sent, &objs, cost); err != nil {
 			return &beforeWrite{err}
 		}
 	}
 	w.WriteHeader(http.StatusOK)
 	if !req.Depth.IsZero() {
-		if err := plan.update.Encode(w); err != nil {
+		if err := plan.update.Encode(out); err != nil {
 			return err
 		}
 	}
@@ -415,15 +470,16 @@ func (s *Server) sendShallow(w http.ResponseWriter, st storer.EncodedObjectStore
 	if len(req.Haves) > 0 {
 		resp.ACKs = req.Haves[:1]
 	}
-	if err := resp.Encode(w, false); err != nil {
+	if err := resp.Encode(out, false); err != nil {
 		return err
 	}
-	_, err = packfile.NewEncoder(w, st, false).Encode(objs, packWindow)
+	// Without ofs-delta, deltas name their base by hash.
+	_, err = packfile.NewEncoder(out, st, !req.Capabilities.Supports(capability.OFSDelta)).Encode(objs, packWindow)
 	return err
 }
 
 // walkCommits marks a commit, its tree and its ancestors' (not beyond stop) as had.
-func walkCommits(st storer.EncodedObjectStorer, h plumbing.Hash, stop, have map[plumbing.Hash]bool) error {
+func walkCommits(st storer.EncodedObjectStorer, h plumbing.Hash, stop, have map[plumbing.Hash]bool, cost *budget) error {
 	queue := []plumbing.Hash{h}
 	for len(queue) > 0 {
 		h := queue[0]
@@ -431,12 +487,15 @@ func walkCommits(st storer.EncodedObjectStorer, h plumbing.Hash, stop, have map[
 		if have[h] {
 			continue
 		}
+		if err := cost.spend(); err != nil {
+			return err
+		}
 		c, err := object.GetCommit(st, h)
 		if err != nil {
 			return fmt.Errorf("have %s: %w", h, err)
 		}
 		have[h] = true
-		if err := markTree(st, c.TreeHash, have); err != nil {
+		if err := markTree(st, c.TreeHash, have, cost); err != nil {
 			return err
 		}
 		if stop[h] {
@@ -448,9 +507,12 @@ func walkCommits(st storer.EncodedObjectStorer, h plumbing.Hash, stop, have map[
 }
 
 // markTree marks a tree and everything under it as had.
-func markTree(st storer.EncodedObjectStorer, h plumbing.Hash, have map[plumbing.Hash]bool) error {
+func markTree(st storer.EncodedObjectStorer, h plumbing.Hash, have map[plumbing.Hash]bool, cost *budget) error {
 	if have[h] {
 		return nil
+	}
+	if err := cost.spend(); err != nil {
+		return err
 	}
 	t, err := object.GetTree(st, h)
 	if err != nil {
@@ -461,7 +523,7 @@ func markTree(st storer.EncodedObjectStorer, h plumbing.Hash, have map[plumbing.
 		switch {
 		case e.Mode == filemode.Submodule:
 		case e.Mode == filemode.Dir:
-			if err := markTree(st, e.Hash, have); err != nil {
+			if err := markTree(st, e.Hash, have, cost); err != nil {
 				return err
 			}
 		default:
@@ -473,9 +535,21 @@ func markTree(st storer.EncodedObjectStorer, h plumbing.Hash, have map[plumbing.
 
 // addObject adds an object of type t to send and, for a commit or a tree, what it holds that
 // the client lacks.
-func addObject(st storer.EncodedObjectStorer, h plumbing.Hash, t plumbing.ObjectType, have, sent map[plumbing.Hash]bool, objs *[]plumbing.Hash) error {
+func addObject(st storer.EncodedObjectStorer, h plumbing.Hash, t plumbing.ObjectType, have, sent map[plumbing.Hash]bool, objs *[]plumbing.Hash, cost *budget) error {
 	if have[h] || sent[h] {
 		return nil
+	}
+	if err := cost.spend(); err != nil {
+		return err
+	}
+	if sz, ok := st.(objectSizer); ok {
+		n, err := sz.EncodedObjectSize(h)
+		if err != nil {
+			return fmt.Errorf("object %s: %w", h, err)
+		}
+		if err := cost.spendBytes(n); err != nil {
+			return err
+		}
 	}
 	sent[h] = true
 	*objs = append(*objs, h)
@@ -485,7 +559,7 @@ func addObject(st storer.EncodedObjectStorer, h plumbing.Hash, t plumbing.Object
 		if err != nil {
 			return fmt.Errorf("commit %s: %w", h, err)
 		}
-		return addObject(st, c.TreeHash, plumbing.TreeObject, have, sent, objs)
+		return addObject(st, c.TreeHash, plumbing.TreeObject, have, sent, objs, cost)
 	case plumbing.TreeObject:
 		tree, err := object.GetTree(st, h)
 		if err != nil {
@@ -495,11 +569,11 @@ func addObject(st storer.EncodedObjectStorer, h plumbing.Hash, t plumbing.Object
 			switch e.Mode {
 			case filemode.Submodule:
 			case filemode.Dir:
-				if err := addObject(st, e.Hash, plumbing.TreeObject, have, sent, objs); err != nil {
+				if err := addObject(st, e.Hash, plumbing.TreeObject, have, sent, objs, cost); err != nil {
 					return err
 				}
 			default:
-				if err := addObject(st, e.Hash, plumbing.BlobObject, have, sent, objs); err != nil {
+				if err := addObject(st, e.Hash, plumbing.BlobObject, have, sent, objs, cost); err != nil {
 					return err
 				}
 			}
