@@ -202,7 +202,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		return result()
 	}
 	srv, err := serve.NewServer(ctx, reader, serve.ServerOptions{Options: a.protect,
-		TLSCert: a.cfg.Serve.TLSCert, TLSKey: a.cfg.Serve.TLSKey, GitWorkDir: a.cfg.Serve.GitWorkDir})
+		TLSCert: a.cfg.Serve.TLSCert, TLSKey: a.cfg.Serve.TLSKey, GitWorkDir: a.cfg.Serve.GitWorkDir,
+		GitLimits: a.cfg.Serve.Git.limits()})
 	if err != nil {
 		a.serveL.Close()
 		fatal(fmt.Errorf("serve: %w", err))

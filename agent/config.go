@@ -184,6 +184,27 @@ type ServeConfig struct {
 	RateLimit float64 `json:"rateLimit"`
 	// Burst is how many requests a client may make at once above the rate (default 100).
 	Burst int `json:"burst"`
+	// ProtectHealth puts the serve listener's /healthz and /readyz behind the same
+	// authentication (the health listener's endpoints are unaffected).
+	ProtectHealth bool `json:"protectHealth,omitzero"`
+	// Git bounds what clients can make the Git remote do; zero fields take its defaults.
+	Git GitLimitsConfig `json:"git,omitzero"`
+}
+
+// GitLimitsConfig bounds the Git remote (see serve.GitLimits): requests served at once overall
+// and per repository, a request's deadline, and what one fetch may cost.
+type GitLimitsConfig struct {
+	MaxConcurrent    int      `json:"maxConcurrent,omitzero"`
+	MaxPerRepository int      `json:"maxPerRepository,omitzero"`
+	RequestTimeout   Duration `json:"requestTimeout,omitzero"`
+	MaxObjects       int      `json:"maxObjects,omitzero"`
+	MaxPackBytes     Size     `json:"maxPackBytes,omitzero"`
+}
+
+// limits returns g as the Git remote's limits.
+func (g GitLimitsConfig) limits() serve.GitLimits {
+	return serve.GitLimits{MaxConcurrent: g.MaxConcurrent, MaxPerRepository: g.MaxPerRepository,
+		RequestTimeout: g.RequestTimeout.Duration, MaxObjects: g.MaxObjects, MaxPackBytes: int64(g.MaxPackBytes)}
 }
 
 // HealthConfig is the listener of /healthz, /readyz and /metrics.
@@ -491,6 +512,9 @@ func (c *Config) validate(source string) error {
 	if c.Serve.Burst < 0 {
 		add("serve.burst: %d is negative", c.Serve.Burst)
 	}
+	if g := c.Serve.Git; g.MaxConcurrent < 0 || g.MaxPerRepository < 0 || g.RequestTimeout.Duration < 0 || g.MaxObjects < 0 || g.MaxPackBytes < 0 {
+		add("serve.git: limits must not be negative (0 or unset: the default)")
+	}
 	if _, port, _ := net.SplitHostPort(c.Health.Listen); c.Serve.Listen == c.Health.Listen && port != "0" { // port 0: any free port
 		add("health.listen: %q is also serve.listen; they need different addresses", c.Health.Listen)
 	}
@@ -548,7 +572,7 @@ func (c *Config) Policy(now func() time.Time) (verify.Policy, error) {
 // cannot be read, does not parse, or holds no entry (which would leave the listener open while
 // it looks protected) is an error naming its field.
 func (c *Config) ServeOptions() (serve.Options, error) {
-	o := serve.Options{RatePerSecond: c.Serve.RateLimit, Burst: c.Serve.Burst}
+	o := serve.Options{RatePerSecond: c.Serve.RateLimit, Burst: c.Serve.Burst, ProtectHealth: c.Serve.ProtectHealth}
 	creds, err := authfile.Load(c.Serve.HTPasswd, c.Serve.BearerTokens)
 	if err != nil {
 		return o, fmt.Errorf("serve.%w", err)

@@ -83,3 +83,50 @@ func TestServeAccessControls(t *testing.T) {
 		}
 	}
 }
+
+// serve.protectHealth puts the serve listener's /healthz and /readyz behind its authentication
+// (the health listener stays open for probes); a negative serve.git limit stops the agent,
+// naming the field.
+func TestServeProtectHealthAndGitLimits(t *testing.T) {
+	h := newHarness(t, "agent-serve-health")
+	dir := t.TempDir()
+	h.cfg.Serve.BearerTokens = filepath.Join(dir, "tokens")
+	if err := os.WriteFile(h.cfg.Serve.BearerTokens, []byte("tok-123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.cfg.Serve.Git.MaxConcurrent = -1
+	if _, err := agent.New(h.cfg, agent.Options{Logger: slog.New(slog.DiscardHandler), Now: now}); err == nil || !strings.Contains(err.Error(), "serve.git") {
+		t.Fatalf("New with a negative Git limit: %v, want an error naming serve.git", err)
+	}
+	h.cfg.Serve.Git.MaxConcurrent = 1
+	h.cfg.Serve.ProtectHealth = true
+	r := h.start(agent.Options{})
+	status := func(url, token string) int {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if c := status(r.serve+p, ""); c != http.StatusUnauthorized {
+			t.Errorf("serve listener %s without credentials: %d, want 401", p, c)
+		}
+		if c := status(r.serve+p, "tok-123"); c == http.StatusUnauthorized {
+			t.Errorf("serve listener %s with a token: 401", p)
+		}
+	}
+	if c := status(r.health+"/healthz", ""); c != http.StatusOK {
+		t.Errorf("health listener /healthz: %d, want 200 (probes need no credentials)", c)
+	}
+}

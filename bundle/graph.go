@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -149,10 +150,14 @@ func readSmall(r io.Reader, max int64) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(b)) > max {
-		return nil, fmt.Errorf("larger than %d bytes", max)
+		return nil, fmt.Errorf("%w: larger than %d bytes", errTooLarge, max)
 	}
 	return b, nil
 }
+
+// errTooLarge marks readSmall's refusal of a file over its limit, to tell it from a read that
+// failed.
+var errTooLarge = errors.New("over the limit")
 
 // acceptLayout checks the oci-layout file.
 func (g *graph) acceptLayout(ctx context.Context, size int64, r io.Reader) error {

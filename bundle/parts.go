@@ -203,8 +203,11 @@ func OpenParts(fsys fs.FS, listName string, lim Limits) (io.Reader, *PartList, e
 	}
 	data, err := readSmall(f, lim.MaxPartListSize)
 	f.Close()
-	if err != nil {
+	switch {
+	case errors.Is(err, errTooLarge):
 		return nil, nil, partErrorf(listName, CheckLimit, fixLimit, "part list: %v", err)
+	case err != nil: // the medium failed, not the list: no verdict on the bundle
+		return nil, nil, fmt.Errorf("read part list %s: %w", listName, err)
 	}
 	list, err := ParsePartList(data, lim)
 	if err != nil {
