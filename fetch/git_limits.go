@@ -33,8 +33,6 @@ const (
 type gitWire struct {
 	max int64
 	n   atomic.Int64
-	// what names the source in the error.
-	what string
 }
 
 type gitWireKey struct{}
@@ -117,14 +115,14 @@ func newGitTreeBudget() *gitTreeBudget { return &gitTreeBudget{sizes: map[[20]by
 
 func (b *gitTreeBudget) addEntry() error {
 	if b.entries++; b.entries > bundle.MaxTreeEntries {
-		return fmt.Errorf("the tree has more than %d entries (limit MaxTreeEntries, which sync applies too); the repository is refused; fix: carry only the folders needed with paths:", bundle.MaxTreeEntries)
+		return fmt.Errorf("the tree has more than %d entries (limit MaxTreeEntries, which sync applies too); the repository is refused; fix: carry only the folders needed, with the source's paths field", bundle.MaxTreeEntries)
 	}
 	return nil
 }
 
 func (b *gitTreeBudget) addBytes(n int64) error {
 	if b.bytes += n; b.bytes > bundle.MaxTreeSize {
-		return fmt.Errorf("the tree's files hold more than %d bytes (limit MaxTreeSize, which sync applies too); the repository is refused; fix: carry only the folders needed with paths:", bundle.MaxTreeSize)
+		return fmt.Errorf("the tree's files hold more than %d bytes (limit MaxTreeSize, which sync applies too); the repository is refused; fix: carry only the folders needed, with the source's paths field", bundle.MaxTreeSize)
 	}
 	return nil
 }
