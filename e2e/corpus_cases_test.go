@@ -626,6 +626,12 @@ func corpus() []corpusCase {
 			k.policy.Limits = bundle.Limits{MaxTotalSize: 8 << 10}
 			return inDir(k.next(t, signedBy(k.a1)))
 		}},
+		// The disk fails: the commit of a genuine bundle finds no room for its journal. The
+		// import is undone through the journal's recovery, nothing changes, and the same cache
+		// accepts the next bundle once space is freed.
+		{"failed commit: the cache's disk full at the journal (real tmpfs)", onAll, "", "", "", func(t *testing.T, k *corpusKit) hostileBundle {
+			return hostileBundle{dir: k.next(t, signedBy(k.a1)).Dir, commitOnFullDisk: true}
+		}},
 		// The medium fails: no verdict on the bundle, and nothing changes.
 		{"registry connection cut mid-layer (truncated stream)", onRegistry, "", "", "", func(t *testing.T, k *corpusKit) hostileBundle {
 			return hostileBundle{dir: k.next(t, signedBy(k.a1)).Dir, fault: throughRegistryFault(6<<10, false), mediumFailure: true}

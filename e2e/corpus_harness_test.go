@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -79,6 +80,10 @@ type hostileBundle struct {
 	// no verdict on the bundle; timeout bounds the import.
 	mediumFailure bool
 	timeout       time.Duration
+	// commitOnFullDisk puts the case's cache on a tmpfs of its own with room (inodes) to stage
+	// the bundle and none to commit it: the import fails at its journal, naming the disk, is
+	// undone, and succeeds once space is freed (a failed commit, issue 15).
+	commitOnFullDisk bool
 }
 
 // corpusKit is what a case builds from: the signers, the last accepted bundle, and the policy
@@ -375,7 +380,12 @@ func runCorpus(t *testing.T, cases []corpusCase, srv *corpusServers) int {
 				defer cancel()
 
 				dir := t.TempDir()
-				copyDir(t, template, dir)
+				var freeDisk func()
+				if h.commitOnFullDisk {
+					dir, freeDisk = cacheOnFullDisk(t, template, h.dir, policy)
+				} else {
+					copyDir(t, template, dir)
+				}
 				c1, err := cache.Open(dir)
 				if err != nil {
 					t.Fatal(err)
@@ -392,7 +402,16 @@ func runCorpus(t *testing.T, cases []corpusCase, srv *corpusServers) int {
 				if err == nil {
 					t.Fatal("accepted")
 				}
-				if h.mediumFailure {
+				if h.commitOnFullDisk {
+					if _, ok := bundle.AsError(err); ok {
+						t.Fatalf("a full disk reported as a rejection: %v", err)
+					}
+					for _, want := range []string{"the disk holding the cache " + dir + " is full", "no space left on device", "the import was undone"} {
+						if !strings.Contains(err.Error(), want) {
+							t.Fatalf("the error does not say %q: %v", want, err)
+						}
+					}
+				} else if h.mediumFailure {
 					var me *medium.Error
 					if !errors.As(err, &me) && !errors.Is(err, context.DeadlineExceeded) {
 						t.Fatalf("not the medium's failure: %v", err)
@@ -421,6 +440,9 @@ func runCorpus(t *testing.T, cases []corpusCase, srv *corpusServers) int {
 				}
 				if after := cacheTreeHash(t, dir); after != before {
 					t.Fatalf("a rejected bundle changed the cache:\nbefore:\n%s\nafter:\n%s", before, after)
+				}
+				if freeDisk != nil {
+					freeDisk()
 				}
 				// The next genuine bundle is accepted after it.
 				if _, err := c1.Import(ctx, func(opts ...bundle.ReadOption) (*bundle.Result, error) {
@@ -553,4 +575,51 @@ func throughS3Fault(pass int64, stall bool) func(*testing.T, *corpusServers, med
 		}
 		return loc, []medium.Option{medium.WithS3Client(c)}
 	}
+}
+
+// cacheOnFullDisk copies the template cache onto a tmpfs of its own and fills the tmpfs's inodes
+// but for those staging bundle dir needs (its staging folder, its blobs folder and one file per
+// blob the template lacks, counted by a probe import): the commit's first file, the journal,
+// finds the disk full. It returns the cache's folder and a function that frees the space.
+func cacheOnFullDisk(t *testing.T, template, dir string, policy verify.Policy) (string, func()) {
+	t.Helper()
+	probe := t.TempDir()
+	copyDir(t, template, probe)
+	pc, err := cache.Open(probe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := pc.Import(context.Background(), func(opts ...bundle.ReadOption) (*bundle.Result, error) {
+		return medium.Read(context.Background(), medium.Layout(dir), medium.WithReadOptions(opts...))
+	}, policy)
+	pc.Close()
+	if err != nil {
+		t.Fatalf("probe import of the bundle whose commit is to fail: %v", err)
+	}
+	disk := filepath.Join(t.TempDir(), "disk")
+	mountTmpfs(t, disk, "size=16m,nr_inodes=1000")
+	work := filepath.Join(disk, "cache")
+	os.Mkdir(work, 0o755)
+	copyDir(t, template, work)
+	fill := filepath.Join(disk, "fill")
+	os.Mkdir(fill, 0o755)
+	n := 0
+	for ; ; n++ {
+		f, err := os.Create(filepath.Join(fill, fmt.Sprint(n)))
+		if err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			break
+		}
+		f.Close()
+	}
+	free := 2 + res.New
+	if n < free {
+		t.Fatalf("only %d inodes were free; staging the bundle needs %d", n, free)
+	}
+	for i := range free {
+		os.Remove(filepath.Join(fill, fmt.Sprint(i)))
+	}
+	return work, func() { os.RemoveAll(fill) }
 }
