@@ -1,6 +1,7 @@
 package medium
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -174,7 +175,7 @@ func listS3Prefix(ctx context.Context, loc Location, o *options) ([]Candidate, e
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", loc, err)
 	}
-	names, err := listS3(ctx, client, loc.bucket, loc.prefix)
+	names, err := listS3(ctx, client, loc.bucket, loc.prefix, cmp.Or(o.maxListed, MaxListedObjects))
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ type options struct {
 	plainHTTP  []string
 	read       []bundle.ReadOption
 	limits     bundle.Limits
+	maxListed  int
 }
 
 func makeOptions(opts []Option) *options {
@@ -33,6 +34,9 @@ func makeOptions(opts []Option) *options {
 func WithS3Endpoint(endpoint string, insecure bool) Option {
 	return func(o *options) { o.s3Endpoint, o.s3Insecure = endpoint, insecure }
 }
+
+// WithMaxListed bounds the objects a bucket's listing may return (default MaxListedObjects).
+func WithMaxListed(n int) Option { return func(o *options) { o.maxListed = n } }
 
 // WithS3Client uses client for s3:// locations instead of one made from WithS3Endpoint.
 func WithS3Client(client *minio.Client) Option { return func(o *options) { o.s3Client = client } }

@@ -366,6 +366,10 @@ func TestListS3Bundles(t *testing.T) {
 			}
 		})
 	}
+	// A listing longer than its bound is refused, naming the bucket and the bound.
+	if _, err := medium.List(ctx, medium.S3Prefix(bucket, "sites"), medium.WithS3Client(c), medium.WithMaxListed(3)); err == nil || !strings.Contains(err.Error(), "more than 3 objects") || !strings.Contains(err.Error(), "s3://"+bucket) {
+		t.Fatalf("List of 5 objects bounded at 3: %v, want an error naming the bucket and the bound", err)
+	}
 	if _, err := listS3(ctx, c, bucket, "a/../b"); err == nil || !strings.Contains(err.Error(), "s3://"+bucket) {
 		t.Fatalf("List with prefix a/../b: %v, want an error naming the bucket", err)
 	}
