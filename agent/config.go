@@ -38,6 +38,7 @@ const (
 	DefaultReconcile        = time.Minute
 	DefaultRetryMin         = 5 * time.Second
 	DefaultRetryMax         = 5 * time.Minute
+	DefaultStall            = 2 * time.Minute
 	DefaultServeListen      = ":5000"
 	DefaultServeBurst       = 100
 	DefaultHealthListen     = ":8080"
@@ -165,6 +166,10 @@ type IntervalsConfig struct {
 	// RetryMin and RetryMax bound the exponential backoff after a transient error (5s, 5m).
 	RetryMin Duration `json:"retryMin,omitzero"`
 	RetryMax Duration `json:"retryMax,omitzero"`
+	// Stall stops a read from a source once it sent no byte of the bundle for this long
+	// (default 2m): a medium failure, retried with backoff, so a source that trickles bytes
+	// holds nothing back for ever.
+	Stall Duration `json:"stall,omitzero"`
 }
 
 // ServeConfig is the registry and Git remote the cache is served on, and what protects them
@@ -370,7 +375,7 @@ func (c *Config) setDefaults() {
 	for _, d := range []struct {
 		v   *Duration
 		def time.Duration
-	}{{&c.Intervals.Poll, DefaultPoll}, {&c.Intervals.Reconcile, DefaultReconcile}, {&c.Intervals.RetryMin, DefaultRetryMin}, {&c.Intervals.RetryMax, DefaultRetryMax}} {
+	}{{&c.Intervals.Poll, DefaultPoll}, {&c.Intervals.Reconcile, DefaultReconcile}, {&c.Intervals.RetryMin, DefaultRetryMin}, {&c.Intervals.RetryMax, DefaultRetryMax}, {&c.Intervals.Stall, DefaultStall}} {
 		if d.v.Duration == 0 {
 			d.v.Duration = d.def
 		}
@@ -495,7 +500,7 @@ func (c *Config) validate(source string) error {
 	for _, d := range []struct {
 		field string
 		v     time.Duration
-	}{{"intervals.poll", c.Intervals.Poll.Duration}, {"intervals.reconcile", c.Intervals.Reconcile.Duration}, {"intervals.retryMin", c.Intervals.RetryMin.Duration}, {"intervals.retryMax", c.Intervals.RetryMax.Duration}} {
+	}{{"intervals.poll", c.Intervals.Poll.Duration}, {"intervals.reconcile", c.Intervals.Reconcile.Duration}, {"intervals.retryMin", c.Intervals.RetryMin.Duration}, {"intervals.retryMax", c.Intervals.RetryMax.Duration}, {"intervals.stall", c.Intervals.Stall.Duration}} {
 		if d.v <= 0 {
 			add("%s: %s, want a positive duration", d.field, d.v)
 		}

@@ -29,11 +29,14 @@ type failingRegistry struct {
 	host string
 	mu   sync.Mutex
 	fail map[digest.Digest]bool
-	hits map[digest.Digest]int
+	// stall: those roots' referrers get the start of a response, then nothing until the
+	// client gives up (a trickle that never ends, or a hung server).
+	stall map[digest.Digest]bool
+	hits  map[digest.Digest]int
 }
 
 func newFailingRegistry(t *testing.T, upstream string) *failingRegistry {
-	f := &failingRegistry{fail: map[digest.Digest]bool{}, hits: map[digest.Digest]int{}}
+	f := &failingRegistry{fail: map[digest.Digest]bool{}, stall: map[digest.Digest]bool{}, hits: map[digest.Digest]int{}}
 	target, _ := url.Parse("http://" + upstream)
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	proxy.ErrorLog = log.New(io.Discard, "", 0)
@@ -41,11 +44,19 @@ func newFailingRegistry(t *testing.T, upstream string) *failingRegistry {
 		if i := strings.Index(r.URL.Path, "/referrers/"); i >= 0 {
 			d := digest.Digest(r.URL.Path[i+len("/referrers/"):])
 			f.mu.Lock()
-			broken := f.fail[d]
-			if broken {
+			broken, stalled := f.fail[d], f.stall[d]
+			if broken || stalled {
 				f.hits[d]++
 			}
 			f.mu.Unlock()
+			if stalled {
+				w.Header().Set("Content-Type", "application/vnd.oci.image.index.v1+json")
+				w.Header().Set("Content-Length", "4096")
+				io.WriteString(w, `{"schemaVersion":2,"manifests":[`)
+				w.(http.Flusher).Flush()
+				<-r.Context().Done() // nothing more, until the client hangs up
+				return
+			}
 			if broken {
 				w.Header().Set("Content-Type", "application/vnd.oci.image.index.v1+json")
 				w.Header().Set("Content-Length", "4096")
@@ -70,6 +81,12 @@ func (f *failingRegistry) breakRoot(d digest.Digest) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.fail[d] = true
+}
+
+func (f *failingRegistry) stallRoot(d digest.Digest) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stall[d] = true
 }
 
 func (f *failingRegistry) broken(d digest.Digest) int {
@@ -222,4 +239,46 @@ func hasCheck(st agent.Status, check string) bool {
 		}
 	}
 	return false
+}
+
+// A registry source that starts to answer and then sends nothing, for ever, cannot freeze the
+// agent either: each read of it stops after intervals.stall without a byte, as the medium's
+// failure; after its retries the candidate is reported stuck with the stall, and the valid
+// newer bundle of the same source is imported.
+func TestStallingSourceFreezesNothing(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, "agent-stall")
+	h.cfg.Intervals.RetryMin.Duration = 200 * time.Millisecond
+	h.cfg.Intervals.Stall.Duration = 400 * time.Millisecond
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	reg := testenv.NewRegistry(t)
+	proxy := newFailingRegistry(t, reg.Host)
+	repo := "/ferry/bundles"
+	h.cfg.AllowGaps = true // the first bundle accepted is bundle 2
+	b2 := h.bundle(2, "")
+	evil := h.other(1, "") // sorts first: its root claims sequence 1
+	proxy.stallRoot(evil.Root.Digest)
+	for tag, f := range map[string]*testbundle.Fixture{"evil": evil, "b2": b2} {
+		if _, err := medium.Write(ctx, medium.Registry(reg.Host+repo, tag), f.Dir, medium.WithPlainHTTP(reg.Host)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.cfg.Sources = []agent.SourceConfig{{Registry: &agent.RegistrySource{Repository: proxy.host + repo, PlainHTTP: true}}}
+	h.start(agent.Options{})
+
+	waitFor(t, 30*time.Second, "bundle 2 accepted past the stalling candidate", func() bool { return h.state().Sequence == 2 })
+	if h.state().Root != b2.Root.Digest {
+		t.Fatalf("current %+v, want bundle 2's root %s", h.state(), b2.Root.Digest)
+	}
+	if n := proxy.broken(evil.Root.Digest); n < 5 {
+		t.Fatalf("the stalling candidate was read %d times, want its 5 attempts", n)
+	}
+	waitFor(t, 10*time.Second, "the stalling candidate recorded as stuck, with the stall", func() bool {
+		for _, rj := range h.rejections() {
+			if rj.Candidate == "evil" && rj.Check == agent.CheckStuck && strings.Contains(rj.Message, "stall timeout") {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -284,7 +284,7 @@ func (l *leaderRun) poll(ctx context.Context) {
 			if !l.backoff.ready(cand.ID) {
 				continue
 			}
-			ri, err := medium.ReadRoot(ctx, cand.Location, append(src.opts, medium.WithLimits(lim))...)
+			ri, err := medium.ReadRoot(ctx, cand.Location, append(src.opts, medium.WithLimits(lim), medium.WithStallTimeout(l.a.cfg.Intervals.Stall.Duration))...)
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -455,7 +455,7 @@ func (l *leaderRun) importOne(ctx context.Context, p pending) bool {
 	// cache.Import commits a bundle only once all of it verified; until that atomic commit the
 	// cache's current bundle (what serve and reconcile read) stays the previous one.
 	res, err := l.c.Import(ctx, func(opts ...bundle.ReadOption) (*bundle.Result, error) {
-		return medium.Read(ctx, p.c.Location, append(src.opts, medium.WithReadOptions(append(opts, observe)...))...)
+		return medium.Read(ctx, p.c.Location, append(src.opts, medium.WithStallTimeout(a.cfg.Intervals.Stall.Duration), medium.WithReadOptions(append(opts, observe)...))...)
 	}, policy)
 	took := time.Since(start)
 	a.metrics.importBytes.Add(float64(read))

@@ -57,6 +57,8 @@ type node struct {
 
 // graph checks a bundle's files as they arrive, in stream order or any order a reader drives.
 type graph struct {
+	// progress, when set, is told of every blob byte read (WithProgress).
+	progress  func(n int64)
 	lim       Limits
 	have      HaveFunc
 	visit     Visitor
@@ -296,6 +298,7 @@ func (g *graph) blob(ctx context.Context, d digest.Digest, size int64, r io.Read
 	g.blobs++
 	g.bytesRead += size
 	v := newVerifier(r, n.desc, n.item)
+	v.progress = g.progress
 	e := Entry{Path: sha256Dir + "/" + d.Encoded(), Descriptor: n.desc, Item: n.item}
 	if !isManifestType(n.desc.MediaType) {
 		if err := g.visit(ctx, e, v); err != nil {

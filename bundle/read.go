@@ -18,10 +18,11 @@ import (
 type ReadOption func(*readOptions)
 
 type readOptions struct {
-	limits  Limits
-	have    HaveFunc
-	visit   Visitor
-	observe func(Entry)
+	limits   Limits
+	have     HaveFunc
+	visit    Visitor
+	observe  func(Entry)
+	progress func(n int64)
 }
 
 // WithLimits sets the limits a reader enforces (zero fields keep their defaults).
@@ -37,6 +38,12 @@ func WithVisitor(v Visitor) ReadOption { return func(o *readOptions) { o.visit =
 // reports. It sees no bytes and cannot refuse anything.
 func WithObserver(observe func(Entry)) ReadOption {
 	return func(o *readOptions) { o.observe = observe }
+}
+
+// WithProgress calls progress with the count of every run of blob bytes read, as they are read
+// (from the reading goroutine): for byte counts and for telling a stalled medium from a slow one.
+func WithProgress(progress func(n int64)) ReadOption {
+	return func(o *readOptions) { o.progress = progress }
 }
 
 func newReadGraph(opts []ReadOption) *graph {
@@ -55,7 +62,9 @@ func newReadGraph(opts []ReadOption) *graph {
 			return next(ctx, e, r)
 		}
 	}
-	return newGraph(o.limits, o.have, visit)
+	g := newGraph(o.limits, o.have, visit)
+	g.progress = o.progress
+	return g
 }
 
 // Files is the folder a layout reader reads: the layout's files by slash path ("oci-layout",

@@ -42,6 +42,8 @@ type verifier struct {
 	n    int64
 	err  error
 	done bool
+	// progress, when set, is told of every byte read.
+	progress func(n int64)
 }
 
 func newVerifier(r io.Reader, desc ocispec.Descriptor, item string) *verifier {
@@ -60,6 +62,9 @@ func (v *verifier) Read(p []byte) (int, error) {
 		p = p[:remaining+1]
 	}
 	n, err := v.r.Read(p)
+	if n > 0 && v.progress != nil {
+		v.progress(int64(n))
+	}
 	if v.n+int64(n) > v.desc.Size {
 		n = int(v.desc.Size - v.n)
 		v.h.Write(p[:n])

@@ -246,3 +246,94 @@ func TestRegistryReferrersSelfLinkIsBounded(t *testing.T) {
 		t.Fatalf("the read fetched %d pages of referrers, more than the limit %d", n, medium.MaxListPages)
 	}
 }
+
+// WithStallTimeout stops a read once the medium sent nothing for the timeout, as the medium's
+// failure (no verdict, nothing imported), and lets a slow medium that keeps sending finish even
+// when the whole read takes longer than the timeout.
+func TestReadStopsOnStall(t *testing.T) {
+	pinned := testbundle.NewSigner(t)
+	f := testbundle.New(t, 1, "", pinned.Sign)
+	data := f.Tar(t)
+	const stallAfter = 400 * time.Millisecond
+	for _, tc := range []struct {
+		name  string
+		write func(w *os.File, stop <-chan struct{})
+		stall bool
+	}{
+		{"stalls halfway", func(w *os.File, stop <-chan struct{}) {
+			w.Write(data[:len(data)/2])
+			<-stop
+		}, true},
+		{"slow but steady", func(w *os.File, stop <-chan struct{}) {
+			for off := 0; off < len(data); off += 2 << 10 {
+				w.Write(data[off:min(off+2<<10, len(data))])
+				select {
+				case <-stop:
+					return
+				case <-time.After(stallAfter / 8):
+				}
+			}
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fifo := filepath.Join(t.TempDir(), "b1.tar")
+			if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			stop := make(chan struct{})
+			defer close(stop)
+			go func() {
+				w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+				if err != nil {
+					return
+				}
+				defer w.Close()
+				tc.write(w, stop)
+			}()
+			c, err := cache.Open(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			start := time.Now()
+			done := make(chan error, 1)
+			go func() {
+				_, err := c.Import(context.Background(), func(opts ...bundle.ReadOption) (*bundle.Result, error) {
+					return medium.Read(context.Background(), medium.TarFile(fifo), medium.WithStallTimeout(stallAfter), medium.WithReadOptions(opts...))
+				}, policyOf(pinned))
+				done <- err
+			}()
+			var got error
+			select {
+			case got = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the read did not end within 10s")
+			}
+			took := time.Since(start)
+			st, err := c.State()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.stall {
+				if got != nil || st.Sequence != 1 {
+					t.Fatalf("a slow medium that kept sending (%s in all, stall timeout %s): %v, state %d", took, stallAfter, got, st.Sequence)
+				}
+				if took <= stallAfter {
+					t.Fatalf("the slow read took %s, not longer than the stall timeout: it proves nothing", took)
+				}
+				return
+			}
+			var me *medium.Error
+			if !errors.As(got, &me) || !errors.Is(got, medium.ErrStalled) {
+				t.Fatalf("a stalled medium: %v, want a *medium.Error wrapping ErrStalled", got)
+			}
+			if _, ok := bundle.AsError(got); ok && me == nil {
+				t.Fatalf("a stall was taken for a rejection: %v", got)
+			}
+			if st.Sequence != 0 {
+				t.Fatalf("state after the stall: %+v", st)
+			}
+			t.Logf("stopped after %s: %v", took.Truncate(time.Millisecond), got)
+		})
+	}
+}

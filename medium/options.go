@@ -2,6 +2,7 @@ package medium
 
 import (
 	"slices"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -19,6 +20,9 @@ type options struct {
 	read       []bundle.ReadOption
 	limits     bundle.Limits
 	maxListed  int
+	stall      time.Duration
+	// progress feeds a stall watch (ReadRoot's own reader options).
+	progress []bundle.ReadOption
 }
 
 func makeOptions(opts []Option) *options {
@@ -34,6 +38,11 @@ func makeOptions(opts []Option) *options {
 func WithS3Endpoint(endpoint string, insecure bool) Option {
 	return func(o *options) { o.s3Endpoint, o.s3Insecure = endpoint, insecure }
 }
+
+// WithStallTimeout stops a read (Read, ReadRoot) once the medium sent no byte of the bundle for
+// d: the read fails with an *Error wrapping ErrStalled, the medium's failure, not a verdict.
+// 0 (the default): no such bound, only ctx's.
+func WithStallTimeout(d time.Duration) Option { return func(o *options) { o.stall = d } }
 
 // WithMaxListed bounds the objects a bucket's listing may return (default MaxListedObjects).
 func WithMaxListed(n int) Option { return func(o *options) { o.maxListed = n } }

@@ -15,10 +15,15 @@ import (
 func Read(ctx context.Context, loc Location, opts ...Option) (*bundle.Result, error) {
 	o := makeOptions(opts)
 	t := &ioErrors{}
-	res, err := read(ctx, loc, o, t, o.read)
+	rctx, watch, stop := watchStall(ctx, o.stall)
+	defer stop()
+	res, err := read(rctx, loc, o, t, append(o.read, watch...))
 	if err != nil && ctx.Err() != nil {
 		// Stopped (Ctrl-C, the agent stopping): whatever the reader made of the cut stream.
 		return nil, fmt.Errorf("%s: read stopped: %w", loc, context.Cause(ctx))
+	}
+	if cause := stalled(rctx); err != nil && cause != nil {
+		return nil, &Error{Location: loc.String(), Err: cause, Verdict: err}
 	}
 	return res, t.outcome(loc, err)
 }

@@ -30,7 +30,13 @@ type RootInfo struct {
 func ReadRoot(ctx context.Context, loc Location, opts ...Option) (*RootInfo, error) {
 	o := makeOptions(opts)
 	t := &ioErrors{}
-	info, err := readRoot(ctx, loc, o, t)
+	rctx, watch, stop := watchStall(ctx, o.stall)
+	defer stop()
+	o.progress = watch
+	info, err := readRoot(rctx, loc, o, t)
+	if cause := stalled(rctx); err != nil && ctx.Err() == nil && cause != nil {
+		return nil, &Error{Location: loc.String(), Err: cause, Verdict: err}
+	}
 	if err != nil && ctx.Err() == nil {
 		return nil, fmt.Errorf("%s: %w", loc, err)
 	}
@@ -43,7 +49,7 @@ func readRoot(ctx context.Context, loc Location, o *options, t *ioErrors) (*Root
 	switch loc.kind {
 	case KindLayout, KindTar:
 		// The same read as Read's, stopped by rootOptions' visitor once the root arrived.
-		_, err := read(ctx, loc, o, t, rootOptions(lim, &out))
+		_, err := read(ctx, loc, o, t, append(rootOptions(lim, &out), o.progress...))
 		return rootOutcome(ctx, &out, err, t)
 	case KindParts:
 		root, err := os.OpenRoot(loc.path)
@@ -51,7 +57,7 @@ func readRoot(ctx context.Context, loc Location, o *options, t *ioErrors) (*Root
 			return nil, err
 		}
 		defer root.Close()
-		return rootOfParts(ctx, &trackedFS{ctx: ctx, fsys: root.FS(), t: t}, bundle.PartListName(loc.name), t, lim)
+		return rootOfParts(ctx, &trackedFS{ctx: ctx, fsys: root.FS(), t: t}, bundle.PartListName(loc.name), t, lim, o.progress)
 	case KindS3:
 		client, err := o.s3()
 		if err != nil {
@@ -59,7 +65,7 @@ func readRoot(ctx context.Context, loc Location, o *options, t *ioErrors) (*Root
 		}
 		ctx, cancel := context.WithCancel(ctx) // ends the request of the part being read
 		defer cancel()
-		return rootOfParts(ctx, &trackedFS{ctx: ctx, fsys: S3FS(ctx, client, loc.bucket, loc.prefix), t: t}, bundle.PartListName(loc.name), t, lim)
+		return rootOfParts(ctx, &trackedFS{ctx: ctx, fsys: S3FS(ctx, client, loc.bucket, loc.prefix), t: t}, bundle.PartListName(loc.name), t, lim, o.progress)
 	case KindRegistry:
 		return registryRoot(ctx, loc, o, t)
 	}
@@ -105,14 +111,14 @@ func registryRoot(ctx context.Context, loc Location, o *options, t *ioErrors) (*
 // rootOfParts reads a split tar up to its root. bundle.ReadParts would read on to the end of
 // the tar after the stop (to name a damaged part), so the parts are opened here and the tar
 // read directly; the part being read is closed afterwards.
-func rootOfParts(ctx context.Context, fsys *trackedFS, name string, t *ioErrors, lim bundle.Limits) (*RootInfo, error) {
+func rootOfParts(ctx context.Context, fsys *trackedFS, name string, t *ioErrors, lim bundle.Limits, extra []bundle.ReadOption) (*RootInfo, error) {
 	defer fsys.closeAll()
 	var out RootInfo
 	r, _, err := bundle.OpenParts(fsys, name, lim)
 	if err != nil {
 		return rootOutcome(ctx, &out, err, t)
 	}
-	_, err = bundle.ReadTar(ctx, r, rootOptions(lim, &out)...)
+	_, err = bundle.ReadTar(ctx, r, append(rootOptions(lim, &out), extra...)...)
 	return rootOutcome(ctx, &out, err, t)
 }
 
