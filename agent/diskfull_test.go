@@ -2,13 +2,8 @@ package agent_test
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +11,7 @@ import (
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/internal/testbundle"
+	"github.com/ferry-gitops/ferry/internal/testenv"
 	"github.com/ferry-gitops/ferry/medium"
 	"github.com/ferry-gitops/ferry/verify"
 )
@@ -27,18 +23,9 @@ import (
 // (a record without its state once made the agent skip the bundle as accepted and refuse the
 // next on its chain).
 func TestAgentRecoversFromAFullDiskDuringCommit(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("mounting a small tmpfs needs root (CI runs the tests as root)")
-	}
 	h := newHarness(t, "agent-disk-full")
 	disk := filepath.Join(t.TempDir(), "disk")
-	if err := os.MkdirAll(disk, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=32m,nr_inodes=2000", "tmpfs", disk).CombinedOutput(); err != nil {
-		t.Fatalf("mount a tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", disk).Run() })
+	testenv.MountTmpfs(t, disk, "size=32m,nr_inodes=2000")
 	h.cfg.Cache = filepath.Join(disk, "cache")
 	h.cache = h.cfg.Cache
 	b1 := h.bundle(1, "")
@@ -67,28 +54,7 @@ func TestAgentRecoversFromAFullDiskDuringCommit(t *testing.T) {
 
 	// Leave the inodes staging bundle 2 takes (its staging folder, its blobs folder, a file per
 	// new blob), its journal and its record: none for the state.
-	fill := filepath.Join(disk, "fill")
-	if err := os.Mkdir(fill, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for ; ; n++ {
-		f, err := os.Create(filepath.Join(fill, fmt.Sprint(n)))
-		if err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			break
-		}
-		f.Close()
-	}
-	free := 2 + res.New + 2
-	if n < free {
-		t.Fatalf("only %d inodes were free; the test needs %d", n, free)
-	}
-	for i := range free {
-		os.Remove(filepath.Join(fill, fmt.Sprint(i)))
-	}
+	freeDisk := testenv.FillInodes(t, disk, 2+res.New+2)
 	dropTar(t, h.drop, "b2.tar", b2)
 	waitFor(t, 15*time.Second, "the import of bundle 2 failing on the full disk", func() bool {
 		return strings.Contains(r.logs.String(), "is full") && strings.Contains(r.logs.String(), "no space left on device")
@@ -107,9 +73,7 @@ func TestAgentRecoversFromAFullDiskDuringCommit(t *testing.T) {
 		}
 	}
 
-	if err := os.RemoveAll(fill); err != nil {
-		t.Fatal(err)
-	}
+	freeDisk()
 	waitFor(t, 30*time.Second, "bundle 2 accepted once space is freed", func() bool { return h.state().Sequence == 2 })
 	if h.state().Root != b2.Root.Digest {
 		t.Fatalf("current %+v, want bundle 2", h.state())

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ferry-gitops/ferry/cache"
+	"github.com/ferry-gitops/ferry/internal/testenv"
 )
 
 // faultCaches imports b1 into a cache ("before") and b2 on top of a copy of it ("after"), and
@@ -231,23 +232,6 @@ func TestImportSurvivesRandomKillUnderCPULoad(t *testing.T) {
 	t.Logf("killed sync import at %d random instants within %v under CPU load: fsck passed each time; as before %d, as after %d", kills, span, asBefore, asAfter)
 }
 
-// mountTmpfs mounts a small tmpfs at dir for the test, unmounted when it ends.
-func mountTmpfs(t *testing.T, dir, opts string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("mounting a small tmpfs needs root (CI runs the tests as root)")
-	}
-	os.MkdirAll(dir, 0o755)
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount a tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v %s", dir, err, out)
-		}
-	})
-}
-
 // A real disk that fills up during the commit itself: the tmpfs runs out of inodes just after
 // the blobs are staged, so the journal, the record or the state cannot be created (ENOSPC) once
 // blobs may already be renamed into place. Each time the import fails naming the disk, the cache
@@ -270,29 +254,10 @@ func TestImportCommitOnFullDisk(t *testing.T) {
 	for extra, fails := range []string{"the journal", "the record", "the state"} {
 		t.Run(strings.ReplaceAll(fails, " ", "-"), func(t *testing.T) {
 			disk := filepath.Join(dir, fmt.Sprintf("disk-%d", extra))
-			mountTmpfs(t, disk, "size=8m,nr_inodes=400")
+			testenv.MountTmpfs(t, disk, "size=8m,nr_inodes=400")
 			work := filepath.Join(disk, "cache")
 			must(t, dir, nil, "sync", "import", "--cache", work, "--key", "ops.pub", b1.Dir)
-			fill := filepath.Join(disk, "fill")
-			os.Mkdir(fill, 0o755)
-			n := 0
-			for ; ; n++ {
-				f, err := os.Create(filepath.Join(fill, fmt.Sprint(n)))
-				if err != nil {
-					if !errors.Is(err, syscall.ENOSPC) {
-						t.Fatal(err)
-					}
-					break
-				}
-				f.Close()
-			}
-			free := 2 + res.New + extra
-			if n < free {
-				t.Fatalf("only %d inodes were free; the bundle needs %d", n, free)
-			}
-			for i := range free {
-				os.Remove(filepath.Join(fill, fmt.Sprint(i)))
-			}
+			freeDisk := testenv.FillInodes(t, disk, 2+res.New+extra)
 			want := cacheView(t, work)
 			r := run(t, dir, nil, "sync", "import", "--cache", work, "--key", "ops.pub", b2.Dir)
 			if r.Err == nil {
@@ -307,7 +272,7 @@ func TestImportCommitOnFullDisk(t *testing.T) {
 				t.Fatalf("the failed commit changed the cache:\n%s\nwas:\n%s\nerror: %s", got, want, r.Stderr)
 			}
 			must(t, dir, nil, "sync", "fsck", "--cache", work)
-			os.RemoveAll(fill)
+			freeDisk()
 			must(t, dir, nil, "sync", "import", "--cache", work, "--key", "ops.pub", b2.Dir)
 			if got := cacheView(t, work); got != wantAfter {
 				t.Fatalf("after freeing space the import did not leave the cache as after it:\n%s", got)

@@ -21,7 +21,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -597,29 +596,9 @@ func cacheOnFullDisk(t *testing.T, template, dir string, policy verify.Policy) (
 		t.Fatalf("probe import of the bundle whose commit is to fail: %v", err)
 	}
 	disk := filepath.Join(t.TempDir(), "disk")
-	mountTmpfs(t, disk, "size=16m,nr_inodes=1000")
+	testenv.MountTmpfs(t, disk, "size=16m,nr_inodes=1000")
 	work := filepath.Join(disk, "cache")
 	os.Mkdir(work, 0o755)
 	copyDir(t, template, work)
-	fill := filepath.Join(disk, "fill")
-	os.Mkdir(fill, 0o755)
-	n := 0
-	for ; ; n++ {
-		f, err := os.Create(filepath.Join(fill, fmt.Sprint(n)))
-		if err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			break
-		}
-		f.Close()
-	}
-	free := 2 + res.New
-	if n < free {
-		t.Fatalf("only %d inodes were free; staging the bundle needs %d", n, free)
-	}
-	for i := range free {
-		os.Remove(filepath.Join(fill, fmt.Sprint(i)))
-	}
-	return work, func() { os.RemoveAll(fill) }
+	return work, testenv.FillInodes(t, disk, 2+res.New)
 }
