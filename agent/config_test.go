@@ -311,3 +311,24 @@ type protections struct {
 	rate   float64
 	burst  int
 }
+
+// The example configuration in docs/agent.md parses, every field of it known, and its values
+// are the defaults the page says.
+func TestDocsExampleConfigParses(t *testing.T) {
+	page, err := os.ReadFile("../docs/agent.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(page), "```yaml\n")
+	example, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/agent.md has no yaml example")
+	}
+	cfg, err := agent.ParseConfig("docs/agent.md", []byte(example))
+	if err != nil {
+		t.Fatalf("the example in docs/agent.md does not parse: %v", err)
+	}
+	if cfg.Intervals.Stall.Duration != agent.DefaultStall || cfg.Serve.Git.MaxPerRepository != 2 || cfg.OnExpiry != agent.OnExpiryKeep {
+		t.Fatalf("the example's values are not the defaults it shows: %+v", cfg)
+	}
+}
