@@ -37,9 +37,16 @@ $(eval $(call tool,minio,$(MINIO_MODULE),$(MINIO_VERSION)))
 $(eval $(call tool,etcd,$(ETCD_MODULE),$(ETCD_VERSION)))
 $(eval $(call tool,kube-apiserver,$(KUBERNETES_MODULE),$(KUBERNETES_VERSION),$(KUBERNETES_STAGING)))
 $(eval $(call tool,kubectl,$(KUBERNETES_MODULE),$(KUBERNETES_VERSION),$(KUBERNETES_STAGING)))
-# kubectl and kube-apiserver compile the same k8s.io packages: kubectl waits for the build cache
-# kube-apiserver fills instead of compiling them a second time beside it.
+$(eval $(call tool,kubelet,$(KUBERNETES_MODULE),$(KUBERNETES_VERSION),$(KUBERNETES_STAGING)))
+$(eval $(call tool,kube-controller-manager,$(KUBERNETES_MODULE),$(KUBERNETES_VERSION),$(KUBERNETES_STAGING)))
+$(eval $(call tool,kube-scheduler,$(KUBERNETES_MODULE),$(KUBERNETES_VERSION),$(KUBERNETES_STAGING)))
+# kubectl, kubelet, kube-controller-manager and kube-scheduler compile the same k8s.io packages
+# as kube-apiserver: each waits for the build cache kube-apiserver fills instead of compiling
+# them a second time beside it.
 $(STAMPS)/kubectl@$(KUBERNETES_VERSION): | $(STAMPS)/kube-apiserver@$(KUBERNETES_VERSION)
+$(STAMPS)/kubelet@$(KUBERNETES_VERSION): | $(STAMPS)/kube-apiserver@$(KUBERNETES_VERSION)
+$(STAMPS)/kube-controller-manager@$(KUBERNETES_VERSION): | $(STAMPS)/kube-apiserver@$(KUBERNETES_VERSION)
+$(STAMPS)/kube-scheduler@$(KUBERNETES_VERSION): | $(STAMPS)/kube-apiserver@$(KUBERNETES_VERSION)
 $(eval $(call tool,crane,$(CRANE_MODULE),$(CRANE_VERSION)))
 $(eval $(call tool,oras,$(ORAS_MODULE),$(ORAS_VERSION)))
 $(eval $(call tool,cosign,$(COSIGN_MODULE),$(COSIGN_VERSION)))
@@ -48,6 +55,7 @@ $(eval $(call tool,staticcheck,$(STATICCHECK_MODULE),$(STATICCHECK_VERSION)))
 $(eval $(call tool,conformance,$(CONFORMANCE_MODULE),$(CONFORMANCE_VERSION)))
 $(eval $(call tool,skopeo,debian,$(SKOPEO_VERSION)))
 $(eval $(call tool,nft,debian,$(NFT_VERSION)))
+$(eval $(call tool,containerd,debian,$(CONTAINERD_VERSION)))
 
 .PHONY: tools
 tools: ## build every server and CLI the tests use into .tools/bin (in parallel)

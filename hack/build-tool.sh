@@ -40,12 +40,22 @@ case $name in
     fi
     ln -sf "$(command -v nft)" "$bin/nft"
     ;;
+  containerd)
+    # Debian's containerd, runc and CNI plugins: the single node of internal/testenv runs Pods
+    # with them. ctr is containerd's own client (images are imported with it).
+    if ! command -v containerd >/dev/null || ! command -v runc >/dev/null || [ ! -x /usr/lib/cni/bridge ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        containerd runc containernetworking-plugins >/dev/null
+    fi
+    for b in containerd containerd-shim-runc-v2 ctr runc; do ln -sf "$(command -v $b)" "$bin/$b"; done
+    mkdir -p "$bin/cni" && for p in bridge host-local loopback; do ln -sf "/usr/lib/cni/$p" "$bin/cni/$p"; done
+    ;;
   etcd)
     scratch
     go get "$module@$version"
     go build -o "$bin/etcd" "$module"
     ;;
-  kube-apiserver|kubectl)
+  kube-apiserver|kubectl|kubelet|kube-controller-manager|kube-scheduler)
     # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with local
     # paths; a consumer replaces each with the published module at the matching v0.x version.
     staging=$extra

@@ -27,3 +27,6 @@ CONFORMANCE_VERSION   := v0.0.0-20260831232431-97274622c111
 SKOPEO_VERSION        := debian
 # nft (nftables), for the network-namespace fence of the offline agent tests, likewise.
 NFT_VERSION           := debian
+# containerd, runc and containernetworking-plugins (the node of internal/testenv's StartNode)
+# come from Debian's packages likewise: containerd 1.6, runc 1.1, CNI plugins 1.1.
+CONTAINERD_VERSION    := debian
