@@ -31,10 +31,16 @@ type Cluster struct {
 	Host      string
 	etcd      *process
 	apiserver *process
+	ca, saKey string // the serving certificate and the service account signing key
 }
 
 // StartCluster starts etcd and kube-apiserver keeping their data under dir.
 func StartCluster(ctx context.Context, dir string) (*Cluster, error) {
+	return startCluster(ctx, dir, "10.0.0.0/24")
+}
+
+// startCluster is StartCluster with the API server's service (ClusterIP) range.
+func startCluster(ctx context.Context, dir, serviceRange string) (*Cluster, error) {
 	etcdBin, err := ToolPath("etcd")
 	if err != nil {
 		return nil, err
@@ -47,7 +53,7 @@ func StartCluster(ctx context.Context, dir string) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := retryStart(func() (*Cluster, error) { return startAPIServer(ctx, apiBin, dir, etcd.url) })
+	c, err := retryStart(func() (*Cluster, error) { return startAPIServer(ctx, apiBin, dir, etcd.url, serviceRange) })
 	if err != nil {
 		etcd.proc.stop()
 		return nil, err
@@ -108,7 +114,7 @@ func startEtcd(ctx context.Context, bin, dir string) (*etcdServer, error) {
 	return &etcdServer{proc: p, url: clientURL}, nil
 }
 
-func startAPIServer(ctx context.Context, bin, dir, etcdURL string) (*Cluster, error) {
+func startAPIServer(ctx context.Context, bin, dir, etcdURL, serviceRange string) (*Cluster, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -141,7 +147,7 @@ func startAPIServer(ctx context.Context, bin, dir, etcdURL string) (*Cluster, er
 		"--service-account-signing-key-file", saKey,
 		"--token-auth-file", tokens,
 		"--authorization-mode", "RBAC",
-		"--service-cluster-ip-range", "10.0.0.0/24",
+		"--service-cluster-ip-range", serviceRange,
 		// The kubernetes Service cannot point at a loopback address; nothing here needs it.
 		"--endpoint-reconciler-type", "none",
 	}
@@ -175,7 +181,7 @@ func startAPIServer(ctx context.Context, bin, dir, etcdURL string) (*Cluster, er
 		p.stop()
 		return nil, err
 	}
-	return &Cluster{Config: cfg, Kubeconfig: kubeconfig, Host: host, apiserver: p}, nil
+	return &Cluster{Config: cfg, Kubeconfig: kubeconfig, Host: host, apiserver: p, ca: filepath.Join(certDir, "apiserver.crt"), saKey: saKey}, nil
 }
 
 func writeKubeconfig(path string, cfg *rest.Config) error {
