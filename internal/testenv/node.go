@@ -56,6 +56,8 @@ type Node struct {
 	procs   []*process // kube-controller-manager, kube-scheduler, containerd, kubelet: stopped in reverse
 	undo    []func()   // network changes, undone in reverse
 	kubelet *process
+	bridge  string
+	stopped bool
 }
 
 // NewNode starts a cluster with one node for the test; t.Cleanup stops every process and undoes
@@ -146,6 +148,7 @@ func (n *Node) network() error {
 		n.IP = fmt.Sprintf("10.245.%d.1", x)
 		n.Name = "ferry-node-" + id
 		bridge := "fyb" + id
+		n.bridge = bridge
 		gateway := fmt.Sprintf("10.244.%d.1", x)
 		steps := []struct{ do, undo []string }{
 			// The pod range is unreachable beyond the bridge: the bridge's own route (metric 0)
@@ -420,6 +423,11 @@ evictionHard:
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 `, n.Socket, port, healthz)
+	cgroupRoot, err := n.makeCgroupRoot()
+	if err != nil {
+		return err
+	}
+	cfg += fmt.Sprintf("# Pods of this node only: another node's kubelet would remove them as orphans.\ncgroupRoot: %s\n", cgroupRoot)
 	cfgPath := filepath.Join(root, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return err
@@ -462,10 +470,64 @@ imageGCLowThresholdPercent: 99
 	})
 }
 
+// cgroupFS holds one folder per cgroup v1 hierarchy.
+const cgroupFS = "/sys/fs/cgroup"
+
+// makeCgroupRoot makes /ferry-<node> in every cgroup v1 hierarchy (cpuset with its parent's CPUs
+// and memory nodes, as a child needs them) and undoes it at Stop, children first.
+func (n *Node) makeCgroupRoot() (string, error) {
+	root := "/" + n.Name
+	hier, err := os.ReadDir(cgroupFS)
+	if err != nil {
+		return "", fmt.Errorf("cgroups: %w", err)
+	}
+	for _, h := range hier {
+		if !h.IsDir() {
+			continue
+		}
+		d := filepath.Join(cgroupFS, h.Name(), root)
+		if h.Name() == "unified" { // the cgroup v2 tree of a hybrid host: runc makes the folder itself
+			n.undo = append(n.undo, func() { removeCgroup(d) })
+			continue
+		}
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return "", fmt.Errorf("cgroups: %w", err)
+		}
+		n.undo = append(n.undo, func() { removeCgroup(d) })
+		if h.Name() == "cpuset" {
+			for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+				v, err := os.ReadFile(filepath.Join(cgroupFS, "cpuset", f))
+				if err != nil {
+					return "", fmt.Errorf("cgroups: %w", err)
+				}
+				if err := os.WriteFile(filepath.Join(d, f), v, 0o644); err != nil {
+					return "", fmt.Errorf("cgroups: %s: %w", filepath.Join(d, f), err)
+				}
+			}
+		}
+	}
+	return root, nil
+}
+
+// removeCgroup removes the cgroup d and every cgroup under it, deepest first.
+func removeCgroup(d string) {
+	entries, _ := os.ReadDir(d)
+	for _, e := range entries {
+		if e.IsDir() {
+			removeCgroup(filepath.Join(d, e.Name()))
+		}
+	}
+	_ = os.Remove(d)
+}
+
 // Stop deletes every Pod (so the kubelet tears down their sandboxes and networks), stops the
 // kubelet, kills what containerd still runs, stops containerd, the controllers and the cluster,
 // unmounts whatever is left mounted under the node's folder and undoes its network changes.
 func (n *Node) Stop() error {
+	if n.stopped {
+		return nil
+	}
+	n.stopped = true
 	ctr, _ := ToolPath("ctr")
 	if n.kubelet != nil && n.Cluster != nil {
 		n.drain(ctr)

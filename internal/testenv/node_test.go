@@ -7,6 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -66,7 +69,7 @@ func TestNodeRunsPods(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("pod echo not Ready after a minute: phase %s, conditions %+v, containers %+v; events: %s", p.Status.Phase, p.Status.Conditions, p.Status.ContainerStatuses, podEvents(t, cs, p))
+				t.Fatalf("pod echo not Ready after a minute: phase %s, conditions %+v, containers %+v; events: %s", p.Status.Phase, p.Status.Conditions, p.Status.ContainerStatuses, podEvents(cs, p))
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
@@ -112,10 +115,33 @@ func TestNodeRunsPods(t *testing.T) {
 			t.Fatalf("dial ClusterIP %s took %s; an unreachable route fails at once", ip, d)
 		}
 	})
+
+	t.Run("StopUndoesEverything", func(t *testing.T) {
+		dir := n.dir
+		n.Stop()
+		if out, _ := exec.Command("ip", "route", "show", "table", "main").Output(); strings.Contains(string(out), n.ServiceRange) || strings.Contains(string(out), n.PodRange) {
+			t.Errorf("routes of the node are left after Stop:\n%s", out)
+		}
+		if out, _ := exec.Command("ip", "-o", "addr", "show", "dev", "lo").Output(); strings.Contains(string(out), n.IP+"/") {
+			t.Errorf("the node address %s is left on lo after Stop:\n%s", n.IP, out)
+		}
+		if err := exec.Command("ip", "link", "show", n.bridge).Run(); err == nil {
+			t.Errorf("bridge %s is left after Stop", n.bridge)
+		}
+		if left, _ := filepath.Glob(filepath.Join(cgroupFS, "*", n.Name)); len(left) > 0 {
+			t.Errorf("cgroups left after Stop: %v", left)
+		}
+		if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), " "+dir+"/") {
+			t.Errorf("mounts under %s left after Stop", dir)
+		}
+		if out, _ := exec.Command("pgrep", "-f", n.Socket).Output(); len(out) > 0 {
+			t.Errorf("processes of the node's containerd left after Stop: %s", out)
+		}
+	})
 }
 
 // podEvents lists the events of p (why a sandbox or container failed), for failure messages.
-func podEvents(t *testing.T, cs kubernetes.Interface, p *corev1.Pod) string {
+func podEvents(cs kubernetes.Interface, p *corev1.Pod) string {
 	evs, err := cs.CoreV1().Events(p.Namespace).List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=" + p.Name})
 	if err != nil {
 		return err.Error()
