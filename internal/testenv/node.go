@@ -295,7 +295,7 @@ func (n *Node) importImages(ctx context.Context, ctr string) error {
 		return err
 	}
 	for ref, pkg := range map[string]string{PauseImage: "pause", EchoImage: "echo"} {
-		if err := n.ImportGoImage(ctx, ctr, ref, filepath.Join(root, "internal", "testenv", "nodeimages", pkg)); err != nil {
+		if err := n.ImportGoImage(ctx, ctr, ref, filepath.Join(root, "internal", "testenv", "testdata", "nodeimages", pkg)); err != nil {
 			return err
 		}
 	}
