@@ -57,6 +57,7 @@ type Node struct {
 	undo    []func()   // network changes, undone in reverse
 	kubelet *process
 	bridge  string
+	ctr     string // containerd's client
 	stopped bool
 }
 
@@ -78,7 +79,7 @@ func NewNode(t testing.TB) *Node {
 // StartNode starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd and
 // a kubelet keeping everything under dir, imports PauseImage and EchoImage into containerd, and
 // returns once the node is Ready.
-func StartNode(ctx context.Context, dir string) (n *Node, err error) {
+func StartNode(ctx context.Context, dir string) (*Node, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("needs root: containerd, runc and the kubelet run Pods, and the node's routes need CAP_NET_ADMIN")
 	}
@@ -93,34 +94,33 @@ func StartNode(ctx context.Context, dir string) (n *Node, err error) {
 		}
 		bins[b] = p
 	}
-	n = &Node{dir: dir}
-	defer func() {
-		if err != nil {
-			n.Stop()
-			n = nil
-		}
-	}()
-	if err := n.network(); err != nil {
-		return nil, err
-	}
-	c, err := startCluster(ctx, dir, n.ServiceRange)
-	if err != nil {
-		return nil, err
-	}
-	n.Cluster = c
-	if err := n.startControllers(bins); err != nil {
-		return nil, err
-	}
-	if err := n.startContainerd(ctx, bins); err != nil {
-		return nil, err
-	}
-	if err := n.importImages(ctx, bins["ctr"]); err != nil {
-		return nil, err
-	}
-	if err := n.startKubelet(ctx, bins["kubelet"]); err != nil {
+	n := &Node{dir: dir, ctr: bins["ctr"]}
+	if err := n.start(ctx, bins); err != nil {
+		n.Stop() // undoes whatever part was made
 		return nil, err
 	}
 	return n, nil
+}
+
+func (n *Node) start(ctx context.Context, bins map[string]string) error {
+	if err := n.network(); err != nil {
+		return err
+	}
+	c, err := startCluster(ctx, n.dir, n.ServiceRange)
+	if err != nil {
+		return err
+	}
+	n.Cluster = c
+	if err := n.startControllers(bins); err != nil {
+		return err
+	}
+	if err := n.startContainerd(ctx, bins); err != nil {
+		return err
+	}
+	if err := n.importImages(ctx); err != nil {
+		return err
+	}
+	return n.startKubelet(ctx, bins["kubelet"])
 }
 
 // network picks a free set of private ranges and makes the node's address, bridge and
@@ -289,13 +289,13 @@ state = %q
 
 // importImages builds PauseImage and EchoImage (static Go binaries on an empty base) and
 // imports them into containerd's k8s.io namespace, where the CRI finds them.
-func (n *Node) importImages(ctx context.Context, ctr string) error {
+func (n *Node) importImages(ctx context.Context) error {
 	root, err := repoRoot()
 	if err != nil {
 		return err
 	}
 	for ref, pkg := range map[string]string{PauseImage: "pause", EchoImage: "echo"} {
-		if err := n.ImportGoImage(ctx, ctr, ref, filepath.Join(root, "internal", "testenv", "testdata", "nodeimages", pkg)); err != nil {
+		if err := n.ImportGoImage(ctx, ref, filepath.Join(root, "internal", "testenv", "testdata", "nodeimages", pkg)); err != nil {
 			return err
 		}
 	}
@@ -305,13 +305,7 @@ func (n *Node) importImages(ctx context.Context, ctr string) error {
 // ImportGoImage builds the Go main package in pkgDir into a static binary, wraps it as the only
 // file (/app, the entrypoint) of an image named ref for this machine's platform, and imports it
 // into the node's containerd. Pods run it with imagePullPolicy Never.
-func (n *Node) ImportGoImage(ctx context.Context, ctr, ref, pkgDir string) error {
-	if ctr == "" {
-		var err error
-		if ctr, err = ToolPath("ctr"); err != nil {
-			return err
-		}
-	}
+func (n *Node) ImportGoImage(ctx context.Context, ref, pkgDir string) error {
 	work := filepath.Join(n.dir, "images")
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return err
@@ -335,7 +329,7 @@ func (n *Node) ImportGoImage(ctx context.Context, ctr, ref, pkgDir string) error
 	if err := tarball.WriteToFile(archive, tag, img); err != nil {
 		return fmt.Errorf("image %s: write archive: %w", ref, err)
 	}
-	out, err := exec.CommandContext(ctx, ctr, "-a", n.Socket, "-n", "k8s.io", "images", "import", archive).CombinedOutput()
+	out, err := exec.CommandContext(ctx, n.ctr, "-a", n.Socket, "-n", "k8s.io", "images", "import", archive).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("image %s: ctr images import: %v\n%s", ref, err, out)
 	}
@@ -528,7 +522,7 @@ func (n *Node) Stop() error {
 		return nil
 	}
 	n.stopped = true
-	ctr, _ := ToolPath("ctr")
+	ctr := n.ctr
 	if n.kubelet != nil && n.Cluster != nil {
 		n.drain(ctr)
 	}
