@@ -213,6 +213,7 @@ func (n *Node) startControllers(bins map[string]string) error {
 		"--use-service-account-credentials=false",
 		"--service-cluster-ip-range", n.ServiceRange,
 		"--controllers", "*,-nodeipam",
+		"--flex-volume-plugin-dir", filepath.Join(n.dir, "kube-controller-manager-volume-plugins"),
 	}, nil, n.dir)
 	if err != nil {
 		return err
@@ -264,6 +265,7 @@ state = %q
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         BinaryName = %q
+        Root = %q
         SystemdCgroup = false
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = %q
@@ -271,7 +273,7 @@ state = %q
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = %q
 `, filepath.Join(base, "root"), filepath.Join(base, "state"), n.Socket, n.Socket+".ttrpc",
-		filepath.Join(base, "opt"), PauseImage, bins["runc"], filepath.Dir(bins["cni/bridge"]),
+		filepath.Join(base, "opt"), PauseImage, bins["runc"], filepath.Join(base, "runc"), filepath.Dir(bins["cni/bridge"]),
 		filepath.Join(n.dir, "cni-conf"), n.HostsDir)
 	cfgPath := filepath.Join(base, "config.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
@@ -416,7 +418,10 @@ evictionHard:
   imagefs.available: "0%%"
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-`, n.Socket, port, healthz)
+# Under the test's folder, not the machine's /var/log/pods and /usr/libexec/kubernetes.
+podLogsDir: %s
+volumePluginDir: %s
+`, n.Socket, port, healthz, filepath.Join(root, "pod-logs"), filepath.Join(root, "volume-plugins"))
 	cgroupRoot, err := n.makeCgroupRoot()
 	if err != nil {
 		return err
@@ -430,6 +435,7 @@ imageGCLowThresholdPercent: 99
 		"--config", cfgPath,
 		"--kubeconfig", n.Kubeconfig,
 		"--root-dir", root,
+		"--cert-dir", filepath.Join(root, "pki"),
 		"--hostname-override", n.Name,
 		"--node-ip", n.IP,
 		"--v", "1",
@@ -542,6 +548,7 @@ func (n *Node) Stop() error {
 		_ = os.Remove(ns)
 	}
 	unmountUnder(n.dir)
+	removeLogLinks(n.dir)
 	for i := len(n.undo) - 1; i >= 0; i-- {
 		n.undo[i]()
 	}
@@ -603,6 +610,17 @@ func (n *Node) killContainers(ctr string) []string {
 		run("containers", "delete", id)
 	}
 	return netns
+}
+
+// removeLogLinks removes the links the kubelet makes in /var/log/containers (a path it does
+// not let be changed) to the logs of its containers under dir.
+func removeLogLinks(dir string) {
+	links, _ := filepath.Glob("/var/log/containers/*.log")
+	for _, l := range links {
+		if target, err := os.Readlink(l); err == nil && strings.HasPrefix(target, dir+"/") {
+			_ = os.Remove(l)
+		}
+	}
 }
 
 // unmountUnder lazily unmounts every mount point under dir, deepest first.

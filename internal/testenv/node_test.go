@@ -134,6 +134,12 @@ func TestNodeRunsPods(t *testing.T) {
 		if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), " "+dir+"/") {
 			t.Errorf("mounts under %s left after Stop", dir)
 		}
+		links, _ := filepath.Glob("/var/log/containers/*.log")
+		for _, l := range links {
+			if target, _ := os.Readlink(l); strings.HasPrefix(target, dir+"/") {
+				t.Errorf("kubelet's log link %s -> %s left after Stop", l, target)
+			}
+		}
 		if out, _ := exec.Command("pgrep", "-f", n.Socket).Output(); len(out) > 0 {
 			t.Errorf("processes of the node's containerd left after Stop: %s", out)
 		}
