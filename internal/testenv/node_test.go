@@ -76,7 +76,8 @@ func TestNodeRunsPods(t *testing.T) {
 		if _, r, _ := net.ParseCIDR(n.PodRange); !r.Contains(net.ParseIP(ip)) {
 			t.Fatalf("pod IP %q is not in the node's pod range %s", ip, n.PodRange)
 		}
-		resp, err := http.Get("http://" + net.JoinHostPort(ip, "8080") + "/")
+		client := &http.Client{Timeout: 10 * time.Second}
+		resp, err := client.Get("http://" + net.JoinHostPort(ip, "8080") + "/")
 		if err != nil {
 			t.Fatalf("GET the pod on its IP %s: %v", ip, err)
 		}
