@@ -21,9 +21,9 @@ import (
 
 // Limits on what a source may hold once extracted.
 const (
-	maxManifestSize = 4 << 20   // an index, manifest or config read whole
-	maxTreeSize     = 512 << 20 // the extracted tree's files together
-	maxTreeEntries  = 100000
+	maxManifestSize = 4 << 20               // an index, manifest or config read whole
+	maxTreeSize     = bundle.MaxTreeSize    // the extracted tree's files together, as the mirror bounds them
+	maxTreeEntries  = bundle.MaxTreeEntries // the same bound the mirror's tree walk applies
 	maxLinkHops     = 40
 	// maxLinkWork bounds the entries looked at while copying linked folders (each folder link
 	// looks at every entry), so many links over a large tree cannot take minutes either.
