@@ -61,12 +61,8 @@ func chartSource(src spec.Chart) string {
 		u.User, u.RawQuery, u.ForceQuery = nil, "", false
 		return strings.TrimSuffix(u.String(), "/") + "/" + src.ChartName()
 	}
-	return strings.TrimSuffix(chartRedactURL(src.Repository), "/") + "/" + src.ChartName()
+	return strings.TrimSuffix(RedactURL(src.Repository), "/") + "/" + src.ChartName()
 }
-
-// chartRedactURL drops any user information and query values from a URL, even one url.Parse
-// rejects.
-func chartRedactURL(raw string) string { return RedactURL(raw) }
 
 // chartLoad validates a chart archive with Helm's loader, checks that it is the chart and
 // version the repository said it was, and that every dependency it lists is vendored.

@@ -99,15 +99,15 @@ func chartFromHTTP(ctx context.Context, dst Store, src spec.Chart) (chartResult,
 	if err := chartCheckHost(repoURL, chartURL, src.AllowedHosts); err != nil {
 		return chartResult{}, fmt.Errorf("version %s: %w", version, err)
 	}
-	archive, err := chartGet(ctx, client, chartURL, repoURL, user, pass, bundle.MaxChartSize, "chart archive "+chartRedactURL(chartURL), "bundle.MaxChartSize, which sync applies too")
+	archive, err := chartGet(ctx, client, chartURL, repoURL, user, pass, bundle.MaxChartSize, "chart archive "+RedactURL(chartURL), "bundle.MaxChartSize, which sync applies too")
 	if err != nil {
-		return chartResult{}, fmt.Errorf("version %s: download %s: %w", version, chartRedactURL(chartURL), err)
+		return chartResult{}, fmt.Errorf("version %s: download %s: %w", version, RedactURL(chartURL), err)
 	}
 	sum := sha256.Sum256(archive)
 	got := hex.EncodeToString(sum[:])
 	if cv.Digest != "" {
 		if want := strings.TrimPrefix(strings.ToLower(cv.Digest), "sha256:"); want != got {
-			return chartResult{}, fmt.Errorf("version %s: %s hashes to sha256:%s, index.yaml says sha256:%s; fix: the repository's index and archive disagree, ask its owner to re-index it", version, chartRedactURL(chartURL), got, want)
+			return chartResult{}, fmt.Errorf("version %s: %s hashes to sha256:%s, index.yaml says sha256:%s; fix: the repository's index and archive disagree, ask its owner to re-index it", version, RedactURL(chartURL), got, want)
 		}
 	}
 	ch, err := chartLoad(archive, name, version)
@@ -131,7 +131,7 @@ func chartFromHTTP(ctx context.Context, dst Store, src spec.Chart) (chartResult,
 func chartGet(ctx context.Context, client *http.Client, rawURL, repoURL, user, pass string, max int64, what, limit string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, http.NoBody)
 	if err != nil {
-		return nil, scrubError(err, rawURL, chartRedactURL(rawURL))
+		return nil, scrubError(err, rawURL, RedactURL(rawURL))
 	}
 	if base, err := url.Parse(repoURL); err == nil && user != "" && base.Scheme == req.URL.Scheme && base.Host == req.URL.Host {
 		req.SetBasicAuth(user, pass)
@@ -139,11 +139,11 @@ func chartGet(ctx context.Context, client *http.Client, rawURL, repoURL, user, p
 	req.Header.Set("User-Agent", "ferry-mirror")
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, chartCtxErr(ctx, scrubError(err, rawURL, chartRedactURL(rawURL)))
+		return nil, chartCtxErr(ctx, scrubError(err, rawURL, RedactURL(rawURL)))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", chartRedactURL(rawURL), resp.Status)
+		return nil, fmt.Errorf("%s: %s", RedactURL(rawURL), resp.Status)
 	}
 	b, err := readBounded(resp, max, what, limit)
 	if err != nil {
@@ -171,7 +171,7 @@ func chartCheckHost(repoURL, chartURL string, allowed []string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("index.yaml sends the download to %s, which is not the repository's host %s; refused; fix: if that host is the repository's own download host, list it in the chart's allowedHosts", chartRedactURL(chartURL), base.Host)
+	return fmt.Errorf("index.yaml sends the download to %s, which is not the repository's host %s; refused; fix: if that host is the repository's own download host, list it in the chart's allowedHosts", RedactURL(chartURL), base.Host)
 }
 
 // chartSplitCredentials returns a repository URL without its user information, and that user
@@ -202,7 +202,7 @@ func chartFetchProvenance(ctx context.Context, tr *http.Transport, chartURL, rep
 	if u.RawPath != "" {
 		u.RawPath += ".prov"
 	}
-	shown := chartRedactURL(u.String())
+	shown := RedactURL(u.String())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), http.NoBody)
 	if err != nil {
 		return nil, err
