@@ -12,6 +12,7 @@ import (
 
 	"helm.sh/helm/v4/pkg/chart/common"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
 	repo "helm.sh/helm/v4/pkg/repo/v1"
 )
@@ -78,6 +79,26 @@ func (h *HelmRepo) AddChart(name, version string, templates map[string]string, v
 	path, err := chartutil.Save(c, h.Dir)
 	if err != nil {
 		return "", fmt.Errorf("helm repo: package %s-%s: %w", name, version, err)
+	}
+	return path, h.reindexLocked()
+}
+
+// AddChartDir packages the chart in dir (a folder as `helm package` takes it), with version in
+// place of its Chart.yaml's when version is not empty, adds it to the index, and returns the
+// archive's path.
+func (h *HelmRepo) AddChartDir(dir, version string) (string, error) {
+	c, err := loader.LoadDir(dir)
+	if err != nil {
+		return "", fmt.Errorf("helm repo: load %s: %w", dir, err)
+	}
+	if version != "" {
+		c.Metadata.Version = version
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	path, err := chartutil.Save(c, h.Dir)
+	if err != nil {
+		return "", fmt.Errorf("helm repo: package %s: %w", dir, err)
 	}
 	return path, h.reindexLocked()
 }

@@ -1,0 +1,118 @@
+package testenv
+
+import (
+	"archive/tar"
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// ImportLayout imports the OCI layout folder dir into the node's containerd (k8s.io namespace),
+// as an operator loads the agent's first image onto a node: the folder is archived as it is and
+// given to `ctr images import`, which names each image of index.json by its
+// io.containerd.image.name annotation (hack/image writes it), and also by digest
+// (`--digests`), so that a Pod naming the image by digest finds it too.
+func (n *Node) ImportLayout(ctx context.Context, dir string) error {
+	archive := filepath.Join(n.dir, "images", filepath.Base(dir)+".oci.tar")
+	if err := os.MkdirAll(filepath.Dir(archive), 0o755); err != nil {
+		return err
+	}
+	if err := tarFolder(dir, archive); err != nil {
+		return fmt.Errorf("import %s: %w", dir, err)
+	}
+	out, err := exec.CommandContext(ctx, n.ctr, "-a", n.Socket, "-n", "k8s.io", "images", "import", "--digests", "--all-platforms", archive).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("import %s: ctr images import: %v\n%s", dir, err, out)
+	}
+	return nil
+}
+
+// Images lists the image names the node's containerd holds for the CRI.
+func (n *Node) Images(ctx context.Context) ([]string, error) {
+	out, err := exec.CommandContext(ctx, n.ctr, "-a", n.Socket, "-n", "k8s.io", "images", "list", "-q").CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("ctr images list: %v\n%s", err, out)
+	}
+	return strings.Fields(string(out)), nil
+}
+
+// ContainerLog returns what the container of a Pod printed, every run of it in order, from the
+// kubelet's pod log folder (the API server cannot reach this node's kubelet for `kubectl logs`).
+func (n *Node) ContainerLog(namespace, pod, container string) (string, error) {
+	dirs, err := filepath.Glob(filepath.Join(n.dir, "kubelet", "pod-logs", namespace+"_"+pod+"_*", container))
+	if err != nil || len(dirs) == 0 {
+		return "", fmt.Errorf("no log folder for container %s of pod %s/%s", container, namespace, pod)
+	}
+	files, err := filepath.Glob(filepath.Join(dirs[0], "*.log"))
+	if err != nil {
+		return "", err
+	}
+	sort.Strings(files)
+	var b strings.Builder
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		b.Write(data)
+	}
+	return b.String(), nil
+}
+
+// tarFolder writes the files under dir into a tar file at dst, paths relative to dir.
+func tarFolder(dir, dst string) error {
+	f, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(f)
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		h, err := tar.FileInfoHeader(info, "")
+		if err != nil {
+			return err
+		}
+		h.Name = filepath.ToSlash(rel)
+		if d.IsDir() {
+			h.Name += "/"
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		src, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		_, err = io.Copy(tw, src)
+		return err
+	})
+	if err != nil {
+		f.Close()
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
