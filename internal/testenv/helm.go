@@ -74,13 +74,7 @@ func (h *HelmRepo) AddChart(name, version string, templates map[string]string, v
 	for file, content := range templates {
 		c.Templates = append(c.Templates, &common.File{Name: "templates/" + file, Data: []byte(content), ModTime: chartTime})
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	path, err := chartutil.Save(c, h.Dir)
-	if err != nil {
-		return "", fmt.Errorf("helm repo: package %s-%s: %w", name, version, err)
-	}
-	return path, h.reindexLocked()
+	return h.add(c, name+"-"+version)
 }
 
 // AddChartDir packages the chart in dir (a folder as `helm package` takes it), with version in
@@ -94,11 +88,16 @@ func (h *HelmRepo) AddChartDir(dir, version string) (string, error) {
 	if version != "" {
 		c.Metadata.Version = version
 	}
+	return h.add(c, dir)
+}
+
+// add packages c into the repository (what names it in errors) and reindexes.
+func (h *HelmRepo) add(c *chart.Chart, what string) (string, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	path, err := chartutil.Save(c, h.Dir)
 	if err != nil {
-		return "", fmt.Errorf("helm repo: package %s: %w", dir, err)
+		return "", fmt.Errorf("helm repo: package %s: %w", what, err)
 	}
 	return path, h.reindexLocked()
 }

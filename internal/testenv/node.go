@@ -331,9 +331,18 @@ func (n *Node) ImportGoImage(ctx context.Context, ref, pkgDir string) error {
 	if err := tarball.WriteToFile(archive, tag, img); err != nil {
 		return fmt.Errorf("image %s: write archive: %w", ref, err)
 	}
-	out, err := exec.CommandContext(ctx, n.ctr, "-a", n.Socket, "-n", "k8s.io", "images", "import", archive).CombinedOutput()
+	if err := n.ctrImport(ctx, archive); err != nil {
+		return fmt.Errorf("image %s: %w", ref, err)
+	}
+	return nil
+}
+
+// ctrImport imports an image archive into containerd's k8s.io namespace, where the CRI finds it.
+func (n *Node) ctrImport(ctx context.Context, archive string, flags ...string) error {
+	args := append([]string{"-a", n.Socket, "-n", "k8s.io", "images", "import"}, flags...)
+	out, err := exec.CommandContext(ctx, n.ctr, append(args, archive)...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("image %s: ctr images import: %v\n%s", ref, err, out)
+		return fmt.Errorf("ctr images import: %v\n%s", err, out)
 	}
 	return nil
 }

@@ -26,9 +26,8 @@ func (n *Node) ImportLayout(ctx context.Context, dir string) error {
 	if err := tarFolder(dir, archive); err != nil {
 		return fmt.Errorf("import %s: %w", dir, err)
 	}
-	out, err := exec.CommandContext(ctx, n.ctr, "-a", n.Socket, "-n", "k8s.io", "images", "import", "--digests", "--all-platforms", archive).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("import %s: ctr images import: %v\n%s", dir, err, out)
+	if err := n.ctrImport(ctx, archive, "--digests", "--all-platforms"); err != nil {
+		return fmt.Errorf("import %s: %w", dir, err)
 	}
 	return nil
 }
