@@ -17,6 +17,13 @@ scratch() {
   go mod init "ferry.local/tools/$name" >/dev/null 2>&1
 }
 
+# apt_install PKG...: Debian packages, one apt at a time. make tools builds in parallel and
+# several tools come from Debian; dpkg's lock refuses a second apt-get instead of waiting.
+apt_install() {
+  flock "$src/.apt.lock" sh -c 'apt-get -o DPkg::Lock::Timeout=600 update -qq &&
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$@" >/dev/null' apt "$@"
+}
+
 case $name in
   registry)    GOBIN=$bin go install "$module/cmd/registry@$version" ;;
   minio)       GOBIN=$bin go install "$module@$version" ;;
@@ -29,14 +36,14 @@ case $name in
   skopeo)
     # Debian's skopeo (the machine is Debian and the tools run as root); nothing else installs it.
     if ! command -v skopeo >/dev/null; then
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo >/dev/null
+      apt_install skopeo
     fi
     ln -sf "$(command -v skopeo)" "$bin/skopeo"
     ;;
   nft)
     # Debian's nftables: the offline tests fence their network namespace with it.
     if ! command -v nft >/dev/null; then
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null
+      apt_install nftables
     fi
     ln -sf "$(command -v nft)" "$bin/nft"
     ;;
@@ -44,8 +51,7 @@ case $name in
     # Debian's containerd, runc and CNI plugins: the single node of internal/testenv runs Pods
     # with them. ctr is containerd's own client (images are imported with it).
     if ! command -v containerd >/dev/null || ! command -v runc >/dev/null || [ ! -x /usr/lib/cni/bridge ]; then
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        containerd runc containernetworking-plugins >/dev/null
+      apt_install containerd runc containernetworking-plugins
     fi
     for b in containerd containerd-shim-runc-v2 ctr runc; do ln -sf "$(command -v $b)" "$bin/$b"; done
     mkdir -p "$bin/cni" && for p in bridge host-local loopback; do ln -sf "/usr/lib/cni/$p" "$bin/cni/$p"; done
