@@ -90,7 +90,7 @@ func NewNode(t testing.TB) *Node {
 	}
 	lockCtx, cancelLock := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancelLock()
-	lock, err := lockNode(lockCtx, t.Logf)
+	lock, err := lockNode(lockCtx, NodeLockPath, t.Logf)
 	if err != nil {
 		t.Fatalf("test node: %v", err)
 	}
@@ -116,7 +116,7 @@ func StartNode(ctx context.Context, dir string) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	lock, err := lockNode(ctx, log.Printf)
+	lock, err := lockNode(ctx, NodeLockPath, log.Printf)
 	if err != nil {
 		return nil, err
 	}
@@ -152,13 +152,14 @@ func startNode(ctx context.Context, dir string, bins map[string]string, lock *os
 	return n, nil
 }
 
-// lockNode takes NodeLockPath (flock, exclusive), polling while another process holds it and
-// logging once that it waits, until ctx ends. The holder's pid is written in the file for that
-// message. The kernel releases the lock when its holder exits, however it exits.
-func lockNode(ctx context.Context, logf func(format string, args ...any)) (*os.File, error) {
-	f, err := os.OpenFile(NodeLockPath, os.O_CREATE|os.O_RDWR, 0o644)
+// lockNode takes the lock at path (NodeLockPath; flock, exclusive), polling while another
+// holder has it and logging once that it waits, until ctx ends. The holder's pid is written in
+// the file for that message. The kernel releases the lock when its holder exits, however it
+// exits, or closes the file.
+func lockNode(ctx context.Context, path string, logf func(format string, args ...any)) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("node lock %s: %w", NodeLockPath, err)
+		return nil, fmt.Errorf("node lock %s: %w", path, err)
 	}
 	start := time.Now()
 	waiting := false
@@ -169,22 +170,22 @@ func lockNode(ctx context.Context, logf func(format string, args ...any)) (*os.F
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
 			f.Close()
-			return nil, fmt.Errorf("node lock %s: flock: %w", NodeLockPath, err)
+			return nil, fmt.Errorf("node lock %s: flock: %w", path, err)
 		}
-		holder, _ := os.ReadFile(NodeLockPath)
+		holder, _ := os.ReadFile(path)
 		if !waiting {
 			waiting = true
-			logf("test node: waiting for %s, held by another test node (pid %s): kube-proxy's nftables rules are machine-wide, so one node runs at a time", NodeLockPath, bytes.TrimSpace(holder))
+			logf("test node: waiting for %s, held by another test node (pid %s): kube-proxy's nftables rules are machine-wide, so one node runs at a time", path, bytes.TrimSpace(holder))
 		}
 		select {
 		case <-ctx.Done():
 			f.Close()
-			return nil, fmt.Errorf("node lock %s: still held by another test node (pid %s) after %s: %w; wait for that test to end, or find it with 'fuser %s'", NodeLockPath, bytes.TrimSpace(holder), time.Since(start).Round(time.Second), ctx.Err(), NodeLockPath)
+			return nil, fmt.Errorf("node lock %s: still held by another test node (pid %s) after %s: %w; wait for that test to end, or find it with 'fuser %s'", path, bytes.TrimSpace(holder), time.Since(start).Round(time.Second), ctx.Err(), path)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
 	if waiting {
-		logf("test node: took %s after %s", NodeLockPath, time.Since(start).Round(100*time.Millisecond))
+		logf("test node: took %s after %s", path, time.Since(start).Round(100*time.Millisecond))
 	}
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
@@ -713,10 +714,9 @@ func (n *Node) Stop() error {
 		return nil
 	}
 	n.stopped = true
-	var err error
 	defer func() {
 		if n.lock != nil {
-			n.lock.Close() // releases the flock
+			n.lock.Close() // releases the flock, last: the machine's rules are this node's until here
 		}
 	}()
 	ctr := n.ctr
@@ -744,9 +744,9 @@ func (n *Node) Stop() error {
 		n.undo[i]()
 	}
 	if n.kubeProxy != nil {
-		err = n.removeKubeProxyTables()
+		return n.removeKubeProxyTables()
 	}
-	return err
+	return nil
 }
 
 // drain deletes every Pod at once and waits (up to 30 s) for containerd to run no task.

@@ -359,3 +359,43 @@ func podReady(p *corev1.Pod) bool {
 	}
 	return false
 }
+
+// TestNodeLock: a second holder of the node lock waits, says once that it waits and who holds
+// it, gives up with the reason when its context ends, and takes the lock as soon as the first
+// holder lets go.
+func TestNodeLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node.lock")
+	first, err := lockNode(context.Background(), path, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs []string
+	logf := func(format string, args ...any) { logs = append(logs, fmt.Sprintf(format, args...)) }
+
+	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+	defer cancel()
+	if f, err := lockNode(ctx, path, logf); err == nil {
+		f.Close()
+		t.Fatal("took the lock while another holder had it")
+	} else if want := fmt.Sprintf("still held by another test node (pid %d)", os.Getpid()); !strings.Contains(err.Error(), want) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("error %q does not say %q with the context's error", err, want)
+	}
+	if len(logs) != 1 || !strings.Contains(logs[0], "waiting for "+path) {
+		t.Fatalf("logged %q, want one line saying it waits for %s", logs, path)
+	}
+
+	logs = nil
+	time.AfterFunc(300*time.Millisecond, func() { first.Close() })
+	start := time.Now()
+	second, err := lockNode(context.Background(), path, logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if d := time.Since(start); d < 250*time.Millisecond || d > 5*time.Second {
+		t.Fatalf("took the lock after %s; the first holder let go after 300ms", d)
+	}
+	if len(logs) != 2 || !strings.Contains(logs[1], "took "+path) {
+		t.Fatalf("logged %q, want the wait and the take", logs)
+	}
+}
