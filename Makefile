@@ -40,13 +40,15 @@ $(eval $(call tool,kubectl,$(KUBERNETES_MODULE),$(KUBERNETES_VERSION),$(KUBERNET
 $(eval $(call tool,kubelet,$(KUBERNETES_MODULE),$(KUBERNETES_VERSION),$(KUBERNETES_STAGING)))
 $(eval $(call tool,kube-controller-manager,$(KUBERNETES_MODULE),$(KUBERNETES_VERSION),$(KUBERNETES_STAGING)))
 $(eval $(call tool,kube-scheduler,$(KUBERNETES_MODULE),$(KUBERNETES_VERSION),$(KUBERNETES_STAGING)))
-# kubectl, kubelet, kube-controller-manager and kube-scheduler compile the same k8s.io packages
-# as kube-apiserver: each waits for the build cache kube-apiserver fills instead of compiling
-# them a second time beside it.
+$(eval $(call tool,kube-proxy,$(KUBERNETES_MODULE),$(KUBERNETES_VERSION),$(KUBERNETES_STAGING)))
+# kubectl, kubelet, kube-controller-manager, kube-scheduler and kube-proxy compile the same
+# k8s.io packages as kube-apiserver: each waits for the build cache kube-apiserver fills
+# instead of compiling them a second time beside it.
 $(STAMPS)/kubectl@$(KUBERNETES_VERSION): | $(STAMPS)/kube-apiserver@$(KUBERNETES_VERSION)
 $(STAMPS)/kubelet@$(KUBERNETES_VERSION): | $(STAMPS)/kube-apiserver@$(KUBERNETES_VERSION)
 $(STAMPS)/kube-controller-manager@$(KUBERNETES_VERSION): | $(STAMPS)/kube-apiserver@$(KUBERNETES_VERSION)
 $(STAMPS)/kube-scheduler@$(KUBERNETES_VERSION): | $(STAMPS)/kube-apiserver@$(KUBERNETES_VERSION)
+$(STAMPS)/kube-proxy@$(KUBERNETES_VERSION): | $(STAMPS)/kube-apiserver@$(KUBERNETES_VERSION)
 $(eval $(call tool,crane,$(CRANE_MODULE),$(CRANE_VERSION)))
 $(eval $(call tool,oras,$(ORAS_MODULE),$(ORAS_VERSION)))
 $(eval $(call tool,cosign,$(COSIGN_MODULE),$(COSIGN_VERSION)))

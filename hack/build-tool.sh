@@ -61,7 +61,7 @@ case $name in
     go get "$module@$version"
     go build -o "$bin/etcd" "$module"
     ;;
-  kube-apiserver|kubectl|kubelet|kube-controller-manager|kube-scheduler)
+  kube-apiserver|kubectl|kubelet|kube-controller-manager|kube-scheduler|kube-proxy)
     # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with local
     # paths; a consumer replaces each with the published module at the matching v0.x version.
     staging=$extra

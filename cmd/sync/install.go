@@ -37,6 +37,9 @@ type installOptions struct {
 	cacheSize string
 	namespace string
 	crds      bool
+	// nodePort, when not 0, makes the ferry Service a NodePort Service with the registry port on
+	// this nodePort: the nodes' container runtimes reach Ferry at http://<node address>:nodePort.
+	nodePort int
 }
 
 // The defaults of `sync install`, and what the base's Deployment and Service expose.
@@ -48,6 +51,10 @@ const (
 	installConfigDigest  = "ferry.dev/config-digest"
 	installSyncConfigAPI = ferryv1.Group + "/" + ferryv1.Version
 )
+
+// The range kube-apiserver allots NodePorts from unless its --service-node-port-range says
+// otherwise: --registry-node-port must be in it.
+const installNodePortMin, installNodePortMax = 30000, 32767
 
 func installCommand() *cobra.Command {
 	var o installOptions
@@ -81,6 +88,7 @@ output to 'kubectl apply --server-side -f -', or keep it in Git. See docs/instal
 	cmd.Flags().StringVar(&o.cacheSize, "cache-size", installCacheSize, "the size the cache's PersistentVolumeClaim requests")
 	cmd.Flags().StringVar(&o.namespace, "namespace", installNamespace, "the namespace the agent runs in")
 	cmd.Flags().BoolVar(&o.crds, "crds", false, "print Ferry's CustomResourceDefinitions first")
+	cmd.Flags().IntVar(&o.nodePort, "registry-node-port", 0, fmt.Sprintf("make the ferry Service a NodePort Service whose registry port is this nodePort (%d-%d), so nodes' container runtimes pull from http://<node address>:PORT; 0 keeps it ClusterIP", installNodePortMin, installNodePortMax))
 	return cmd
 }
 
@@ -92,6 +100,9 @@ func renderInstall(o installOptions) ([]byte, error) {
 	size, err := resource.ParseQuantity(o.cacheSize)
 	if err != nil || size.Sign() <= 0 {
 		return nil, fmt.Errorf("--cache-size %q: want a positive quantity such as 50Gi", o.cacheSize)
+	}
+	if o.nodePort != 0 && (o.nodePort < installNodePortMin || o.nodePort > installNodePortMax) {
+		return nil, fmt.Errorf("--registry-node-port %d: a nodePort is in %d-%d (the API server's default --service-node-port-range); give one of those, or 0 to keep the Service ClusterIP", o.nodePort, installNodePortMin, installNodePortMax)
 	}
 	image := o.image
 	if image == "" {
@@ -152,6 +163,26 @@ func renderInstall(o installOptions) ([]byte, error) {
 		files["/install/keys/"+base] = keys[base]
 		keySources = append(keySources, base+"=keys/"+base)
 	}
+	patches := []map[string]any{
+		{
+			"target": map[string]string{"kind": "PersistentVolumeClaim", "name": "ferry-cache"},
+			"patch":  fmt.Sprintf(`[{"op": "replace", "path": "/spec/resources/requests/storage", "value": %q}]`, size.String()),
+		},
+		{
+			"target": map[string]string{"kind": "Deployment", "name": "ferry-sync"},
+			"patch": fmt.Sprintf("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: ferry-sync\nspec:\n  template:\n    metadata:\n      annotations:\n        %s: %q\n",
+				installConfigDigest, installDigest(config, keys)),
+		},
+	}
+	if o.nodePort != 0 {
+		// The registry port is the Service's first port (deploy/service.yaml); the patch's
+		// "test" op makes the render fail, rather than expose another port, if that changes.
+		patches = append(patches, map[string]any{
+			"target": map[string]string{"kind": "Service", "name": "ferry"},
+			"patch": fmt.Sprintf(`[{"op": "replace", "path": "/spec/type", "value": "NodePort"}, {"op": "test", "path": "/spec/ports/0/name", "value": "registry"}, {"op": "add", "path": "/spec/ports/0/nodePort", "value": %d}]`,
+				o.nodePort),
+		})
+	}
 	kust := map[string]any{
 		"apiVersion":   kustypes.KustomizationVersion,
 		"kind":         kustypes.KustomizationKind,
@@ -167,18 +198,8 @@ func renderInstall(o installOptions) ([]byte, error) {
 			{"name": deploy.ConfigMapName, "files": []string{deploy.ConfigFileName}},
 			{"name": deploy.KeysConfigMapName, "files": keySources},
 		},
-		"images": []map[string]string{img},
-		"patches": []map[string]any{
-			{
-				"target": map[string]string{"kind": "PersistentVolumeClaim", "name": "ferry-cache"},
-				"patch":  fmt.Sprintf(`[{"op": "replace", "path": "/spec/resources/requests/storage", "value": %q}]`, size.String()),
-			},
-			{
-				"target": map[string]string{"kind": "Deployment", "name": "ferry-sync"},
-				"patch": fmt.Sprintf("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: ferry-sync\nspec:\n  template:\n    metadata:\n      annotations:\n        %s: %q\n",
-					installConfigDigest, installDigest(config, keys)),
-			},
-		},
+		"images":  []map[string]string{img},
+		"patches": patches,
 	}
 	// The namespace transformer, with the ServiceAccount subjects of the bindings moved too
 	// (the `namespace:` field moves only subjects named "default").

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -25,6 +26,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
@@ -479,6 +482,9 @@ func TestInstallRejectsBadInput(t *testing.T) {
 		{"bad size", []string{"--config", config, "--key", key, "--cache-size", "lots"}, `--cache-size "lots"`},
 		{"zero size", []string{"--config", config, "--key", key, "--cache-size", "0"}, `--cache-size "0"`},
 		{"bad namespace", []string{"--config", config, "--key", key, "--namespace", "Ferry_System"}, `--namespace "Ferry_System"`},
+		{"node port below the range", []string{"--config", config, "--key", key, "--registry-node-port", "29999"}, "--registry-node-port 29999: a nodePort is in 30000-32767"},
+		{"node port above the range", []string{"--config", config, "--key", key, "--registry-node-port", "32768"}, "--registry-node-port 32768: a nodePort is in 30000-32767"},
+		{"negative node port", []string{"--config", config, "--key", key, "--registry-node-port", "-1"}, "--registry-node-port -1: a nodePort is in 30000-32767"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := runInstall(tc.args...)
@@ -492,6 +498,60 @@ func TestInstallRejectsBadInput(t *testing.T) {
 				t.Fatalf("printed manifests with an error:\n%s", out)
 			}
 			t.Logf("%s", err)
+		})
+	}
+}
+
+// --registry-node-port makes the ferry Service a NodePort Service whose registry port has that
+// nodePort (the ends of the range included); without it the Service stays ClusterIP and names
+// no nodePort. Nothing else of the Service changes.
+func TestInstallRegistryNodePort(t *testing.T) {
+	dir := t.TempDir()
+	config := installTestFile(t, dir, "config.yaml", "apiVersion: ferry.dev/v1alpha1\nkind: SyncConfig\nkeys: [{path: /etc/ferry/keys/cosign.pub}]\n")
+	key := installTestKey(t, dir, "cosign.pub")
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		wantType corev1.ServiceType
+		wantPort int32 // the registry port's nodePort; 0 for none
+	}{
+		{"default", nil, corev1.ServiceTypeClusterIP, 0},
+		{"zero", []string{"--registry-node-port", "0"}, corev1.ServiceTypeClusterIP, 0},
+		{"in range", []string{"--registry-node-port", "30500"}, corev1.ServiceTypeNodePort, 30500},
+		{"lowest", []string{"--registry-node-port", "30000"}, corev1.ServiceTypeNodePort, 30000},
+		{"highest", []string{"--registry-node-port", "32767"}, corev1.ServiceTypeNodePort, 32767},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := runInstall(append([]string{"--config", config, "--key", key}, tc.args...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var svc *corev1.Service
+			for _, o := range installParseDocs(t, out) {
+				if o.GetKind() != "Service" {
+					continue
+				}
+				if svc != nil {
+					t.Fatalf("two Services rendered: %s and %s", svc.Name, o.GetName())
+				}
+				svc = &corev1.Service{}
+				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, svc); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if svc == nil || svc.Name != "ferry" {
+				t.Fatalf("no Service ferry rendered:\n%s", out)
+			}
+			if svc.Spec.Type != tc.wantType {
+				t.Errorf("Service ferry is type %q, want %q", svc.Spec.Type, tc.wantType)
+			}
+			want := []corev1.ServicePort{
+				{Name: "registry", Port: 5000, TargetPort: intstr.FromString("registry"), Protocol: corev1.ProtocolTCP, NodePort: tc.wantPort},
+				{Name: "http-metrics", Port: 8080, TargetPort: intstr.FromString("http-metrics"), Protocol: corev1.ProtocolTCP},
+			}
+			if !reflect.DeepEqual(svc.Spec.Ports, want) {
+				t.Errorf("Service ferry ports\n%+v\nwant\n%+v", svc.Spec.Ports, want)
+			}
 		})
 	}
 }

@@ -9,9 +9,11 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -20,8 +22,9 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
-// Cluster is etcd plus kube-apiserver on loopback: a Kubernetes control plane with no kubelet,
-// so objects are stored and served but pods never run.
+// Cluster is etcd plus kube-apiserver on loopback (a Node's API server is on the node's address
+// instead): a Kubernetes control plane with no kubelet, so objects are stored and served but
+// pods never run.
 type Cluster struct {
 	// Config reaches the API server as a member of system:masters.
 	Config *rest.Config
@@ -36,11 +39,14 @@ type Cluster struct {
 
 // StartCluster starts etcd and kube-apiserver keeping their data under dir.
 func StartCluster(ctx context.Context, dir string) (*Cluster, error) {
-	return startCluster(ctx, dir, "10.0.0.0/24")
+	return startCluster(ctx, dir, "10.0.0.0/24", "")
 }
 
-// startCluster is StartCluster with the API server's service (ClusterIP) range.
-func startCluster(ctx context.Context, dir, serviceRange string) (*Cluster, error) {
+// startCluster is StartCluster with the API server's service (ClusterIP) range and the address
+// it binds and advertises. With no address it is 127.0.0.1 and the kubernetes Service has no
+// endpoint (a Service cannot point at loopback); the node passes its own address, which the
+// Service's endpoint then names, so Pods reach the API server through its ClusterIP.
+func startCluster(ctx context.Context, dir, serviceRange, address string) (*Cluster, error) {
 	etcdBin, err := ToolPath("etcd")
 	if err != nil {
 		return nil, err
@@ -53,7 +59,9 @@ func startCluster(ctx context.Context, dir, serviceRange string) (*Cluster, erro
 	if err != nil {
 		return nil, err
 	}
-	c, err := retryStart(func() (*Cluster, error) { return startAPIServer(ctx, apiBin, dir, etcd.url, serviceRange) })
+	c, err := retryStart(func() (*Cluster, error) {
+		return startAPIServer(ctx, apiBin, dir, etcd.url, serviceRange, address)
+	})
 	if err != nil {
 		etcd.proc.stop()
 		return nil, err
@@ -114,8 +122,11 @@ func startEtcd(ctx context.Context, bin, dir string) (*etcdServer, error) {
 	return &etcdServer{proc: p, url: clientURL}, nil
 }
 
-func startAPIServer(ctx context.Context, bin, dir, etcdURL, serviceRange string) (*Cluster, error) {
-	port, err := freePort()
+func startAPIServer(ctx context.Context, bin, dir, etcdURL, serviceRange, address string) (*Cluster, error) {
+	if address == "" {
+		address = "127.0.0.1"
+	}
+	port, err := freePortOn(address)
 	if err != nil {
 		return nil, err
 	}
@@ -135,11 +146,14 @@ func startAPIServer(ctx context.Context, bin, dir, etcdURL, serviceRange string)
 	if err := os.WriteFile(tokens, []byte(token+",ferry-admin,ferry-admin,system:masters\n"), 0o600); err != nil {
 		return nil, err
 	}
-	host := loopback(port)
+	host := net.JoinHostPort(address, strconv.Itoa(port))
+	// The serving certificate, made by kube-apiserver itself in certDir, names the advertised
+	// address and the first address of the service range (the kubernetes Service's ClusterIP)
+	// besides kubernetes.default.svc and its shorter names.
 	args := []string{
 		"--etcd-servers", etcdURL,
-		"--bind-address", "127.0.0.1",
-		"--advertise-address", "127.0.0.1",
+		"--bind-address", address,
+		"--advertise-address", address,
 		"--secure-port", fmt.Sprint(port),
 		"--cert-dir", certDir,
 		"--service-account-issuer", "https://kubernetes.default.svc",
@@ -148,8 +162,11 @@ func startAPIServer(ctx context.Context, bin, dir, etcdURL, serviceRange string)
 		"--token-auth-file", tokens,
 		"--authorization-mode", "RBAC",
 		"--service-cluster-ip-range", serviceRange,
-		// The kubernetes Service cannot point at a loopback address; nothing here needs it.
-		"--endpoint-reconciler-type", "none",
+	}
+	if net.ParseIP(address).IsLoopback() {
+		// The kubernetes Service cannot point at a loopback address; a cluster without a node
+		// needs no endpoint for it.
+		args = append(args, "--endpoint-reconciler-type", "none")
 	}
 	p, err := startProcess("kube-apiserver", bin, args, nil, dir)
 	if err != nil {

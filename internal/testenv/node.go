@@ -10,11 +10,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,11 +39,13 @@ const PauseImage = "ferry.test/pause:1"
 // answering "ferry-echo <hostname>".
 const EchoImage = "ferry.test/echo:1"
 
-// Node is a Cluster with one real node: kube-controller-manager, kube-scheduler, containerd and
-// a kubelet, so Pods run. Every address it uses stays on this machine: the node's address is an
-// alias on lo, Pods sit on a bridge of their own, and the service range and pod range have
-// unreachable routes, so a ClusterIP (there is no kube-proxy) fails at once instead of leaving
-// through the default route.
+// Node is a Cluster with one real node: kube-controller-manager, kube-scheduler, containerd, a
+// kubelet and kube-proxy, so Pods run, reach the API server through the kubernetes Service, and
+// NodePorts answer on the node's address. Every address it uses stays on this machine: the
+// node's address is an alias on lo (the API server binds it), Pods sit on a bridge of their own,
+// and the service range and pod range have unreachable routes, so a ClusterIP dialled from the
+// host fails at once instead of leaving through the default route. kube-proxy's nftables tables
+// are machine-wide: one Node runs on a machine at a time (NodeLockPath).
 type Node struct {
 	*Cluster
 	// Name is the Node object's name.
@@ -52,49 +58,93 @@ type Node struct {
 	// registry host, each with a hosts.toml).
 	Socket, HostsDir string
 
-	dir     string
-	procs   []*process // kube-controller-manager, kube-scheduler, containerd, kubelet: stopped in reverse
-	undo    []func()   // network changes, undone in reverse
-	kubelet *process
-	bridge  string
-	ctr     string // containerd's client
-	stopped bool
+	dir       string
+	procs     []*process // kube-controller-manager, kube-scheduler, containerd, kubelet, kube-proxy: stopped in reverse
+	undo      []func()   // network changes, undone in reverse
+	kubelet   *process
+	kubeProxy *process
+	bridge    string
+	ctr       string   // containerd's client
+	nft       string   // nft, which removes kube-proxy's tables at Stop
+	lock      *os.File // NodeLockPath, held until Stop
+	stopped   bool
 }
 
+// NodeLockPath is the machine-wide lock a running Node holds from StartNode until Stop:
+// kube-proxy's nftables tables (ip and ip6 "kube-proxy") are one per machine, and the
+// kube-proxies of two nodes (two test binaries of `go test ./...`) would each rewrite them.
+const NodeLockPath = "/run/ferry-test-node.lock"
+
+// Tables of kube-proxy's nftables mode, removed at Stop.
+var kubeProxyTables = [][2]string{{"ip", "kube-proxy"}, {"ip6", "kube-proxy"}}
+
 // NewNode starts a cluster with one node for the test; t.Cleanup stops every process and undoes
-// every route, address, bridge and mount it made. It needs root and the tools of `make tools`;
-// without them the test fails with the reason.
+// every route, address, bridge, mount and nftables table it made. It needs root and the tools
+// of `make tools`; without them the test fails with the reason. While another Node runs on the
+// machine it waits (up to 20 minutes, saying so in the test's log) for NodeLockPath.
 func NewNode(t testing.TB) *Node {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	n, err := StartNode(ctx, t.TempDir())
+	bins, err := nodeTools()
 	if err != nil {
 		t.Fatalf("test node: %v", err)
 	}
+	lockCtx, cancelLock := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancelLock()
+	lock, err := lockNode(lockCtx, NodeLockPath, t.Logf)
+	if err != nil {
+		t.Fatalf("test node: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	start := time.Now()
+	n, err := startNode(ctx, t.TempDir(), bins, lock)
+	if err != nil {
+		t.Fatalf("test node: %v", err)
+	}
+	t.Logf("test node %s Ready in %s", n.Name, time.Since(start).Round(100*time.Millisecond))
 	t.Cleanup(func() { n.Stop() })
 	return n
 }
 
-// StartNode starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd and
-// a kubelet keeping everything under dir, imports PauseImage and EchoImage into containerd, and
-// returns once the node is Ready.
+// StartNode starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd, a
+// kubelet and kube-proxy keeping everything under dir, imports PauseImage and EchoImage into
+// containerd, and returns once the node is Ready and kube-proxy has written its rules. It first
+// takes NodeLockPath, waiting (and logging that it waits) while another Node holds it, until ctx
+// ends; Stop releases it.
 func StartNode(ctx context.Context, dir string) (*Node, error) {
+	bins, err := nodeTools()
+	if err != nil {
+		return nil, err
+	}
+	lock, err := lockNode(ctx, NodeLockPath, log.Printf)
+	if err != nil {
+		return nil, err
+	}
+	return startNode(ctx, dir, bins, lock)
+}
+
+// nodeTools checks that the node can run here and returns the paths of its programs.
+func nodeTools() (map[string]string, error) {
 	if os.Geteuid() != 0 {
-		return nil, errors.New("needs root: containerd, runc and the kubelet run Pods, and the node's routes need CAP_NET_ADMIN")
+		return nil, errors.New("needs root: containerd, runc and the kubelet run Pods, and the node's routes and kube-proxy's nftables rules need CAP_NET_ADMIN")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
 		return nil, fmt.Errorf("ip (iproute2) not found: %w", err)
 	}
 	bins := map[string]string{}
-	for _, b := range []string{"kube-controller-manager", "kube-scheduler", "kubelet", "containerd", "ctr", "runc", "cni/bridge", "cni/host-local", "cni/loopback"} {
+	for _, b := range []string{"kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "nft", "containerd", "ctr", "runc", "cni/bridge", "cni/host-local", "cni/loopback"} {
 		p, err := ToolPath(b)
 		if err != nil {
 			return nil, err
 		}
 		bins[b] = p
 	}
-	n := &Node{dir: dir, ctr: bins["ctr"]}
+	return bins, nil
+}
+
+// startNode starts the node holding lock (NodeLockPath), which Stop releases.
+func startNode(ctx context.Context, dir string, bins map[string]string, lock *os.File) (*Node, error) {
+	n := &Node{dir: dir, ctr: bins["ctr"], nft: bins["nft"], lock: lock}
 	if err := n.start(ctx, bins); err != nil {
 		n.Stop() // undoes whatever part was made
 		return nil, err
@@ -102,11 +152,55 @@ func StartNode(ctx context.Context, dir string) (*Node, error) {
 	return n, nil
 }
 
+// lockNode takes the lock at path (NodeLockPath; flock, exclusive), polling while another
+// holder has it and logging once that it waits, until ctx ends. The holder's pid is written in
+// the file for that message. The kernel releases the lock when its holder exits, however it
+// exits, or closes the file.
+func lockNode(ctx context.Context, path string, logf func(format string, args ...any)) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("node lock %s: %w", path, err)
+	}
+	start := time.Now()
+	waiting := false
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("node lock %s: flock: %w", path, err)
+		}
+		holder, _ := os.ReadFile(path)
+		if !waiting {
+			waiting = true
+			logf("test node: waiting for %s, held by another test node (pid %s): kube-proxy's nftables rules are machine-wide, so one node runs at a time", path, bytes.TrimSpace(holder))
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("node lock %s: still held by another test node (pid %s) after %s: %w; wait for that test to end, or find it with 'fuser %s'", path, bytes.TrimSpace(holder), time.Since(start).Round(time.Second), ctx.Err(), path)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	if waiting {
+		logf("test node: took %s after %s", path, time.Since(start).Round(100*time.Millisecond))
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return f, nil
+}
+
 func (n *Node) start(ctx context.Context, bins map[string]string) error {
 	if err := n.network(); err != nil {
 		return err
 	}
-	c, err := startCluster(ctx, n.dir, n.ServiceRange)
+	// kube-apiserver binds and advertises the node's address: the kubernetes Service's endpoint
+	// is then an address that Pods' packets, DNATed by kube-proxy, are delivered to on this
+	// machine (127.0.0.1 would be a martian destination for a packet from the bridge).
+	c, err := startCluster(ctx, n.dir, n.ServiceRange, n.IP)
 	if err != nil {
 		return err
 	}
@@ -120,7 +214,10 @@ func (n *Node) start(ctx context.Context, bins map[string]string) error {
 	if err := n.importImages(ctx); err != nil {
 		return err
 	}
-	return n.startKubelet(ctx, bins["kubelet"])
+	if err := n.startKubelet(ctx, bins["kubelet"]); err != nil {
+		return err
+	}
+	return n.startKubeProxy(ctx, bins)
 }
 
 // network picks a free set of private ranges and makes the node's address, bridge and
@@ -171,12 +268,14 @@ func (n *Node) network() error {
 				n.undo = append(n.undo, func() { _ = exec.Command(u[0], u[1:]...).Run() })
 			}
 		}
-		return n.writeCNI(bridge)
+		return n.writeCNI(bridge, gateway)
 	}
 	return fmt.Errorf("node network: no free service range: %w", errors.Join(errs...))
 }
 
-func (n *Node) writeCNI(bridge string) error {
+// writeCNI writes the bridge network: Pods get an address of the pod range and one route, the
+// service range through the gateway on the bridge, where kube-proxy's rules DNAT it.
+func (n *Node) writeCNI(bridge, gateway string) error {
 	conf := map[string]any{
 		"cniVersion": "0.4.0",
 		"name":       "ferry",
@@ -188,6 +287,7 @@ func (n *Node) writeCNI(bridge string) error {
 			"ipam": map[string]any{
 				"type":    "host-local",
 				"ranges":  [][]map[string]string{{{"subnet": n.PodRange}}},
+				"routes":  []map[string]string{{"dst": n.ServiceRange, "gw": gateway}},
 				"dataDir": filepath.Join(n.dir, "cni-ipam"),
 			},
 		}},
@@ -479,6 +579,91 @@ volumePluginDir: %s
 	})
 }
 
+// startKubeProxy runs kube-proxy in nftables mode for this node and waits until its healthz
+// says it has written the rules of every Service. What it is told, and why:
+//   - nodePortAddresses: the node's address only, so NodePorts answer there and nowhere else;
+//   - clusterCIDR: the pod range, so traffic from Pods is not masqueraded and from elsewhere is;
+//   - conntrack: every field 0 (maxPerCore, min, the timeouts), which kube-proxy reads as "leave
+//     the machine's nf_conntrack sysctls as they are";
+//   - healthz and metrics on free ports of 127.0.0.1;
+//   - PATH holding only nft: at start kube-proxy removes what its iptables and ipvs modes may
+//     have left, machine-wide, by running iptables-save/iptables-restore and `modprobe ip_vs`
+//     and then flushing every IPVS rule; with no such programs to run it skips all of that.
+func (n *Node) startKubeProxy(ctx context.Context, bins map[string]string) error {
+	dir := filepath.Join(n.dir, "kube-proxy")
+	path := filepath.Join(dir, "bin")
+	if err := os.MkdirAll(path, 0o755); err != nil {
+		return err
+	}
+	if err := os.Symlink(bins["nft"], filepath.Join(path, "nft")); err != nil {
+		return fmt.Errorf("kube-proxy: %w", err)
+	}
+	healthz, err := freePort()
+	if err != nil {
+		return err
+	}
+	metrics, err := freePort()
+	if err != nil {
+		return err
+	}
+	cfg := fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: nftables
+clientConnection:
+  kubeconfig: %s
+hostnameOverride: %s
+bindAddress: %s
+clusterCIDR: %s
+nodePortAddresses: [%s/32]
+healthzBindAddress: 127.0.0.1:%d
+metricsBindAddress: 127.0.0.1:%d
+# kube-proxy's own process only; lowering it needs CAP_SYS_RESOURCE, which this machine lacks.
+oomScoreAdj: 0
+# 0 everywhere: leave the machine's nf_conntrack sysctls as they are.
+conntrack:
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+  tcpBeLiberal: false
+  udpTimeout: 0s
+  udpStreamTimeout: 0s
+`, n.Kubeconfig, n.Name, n.IP, n.PodRange, n.IP, healthz, metrics)
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	// Tables present now are a dead node's (this node holds NodeLockPath): start clean.
+	if err := n.removeKubeProxyTables(); err != nil {
+		return fmt.Errorf("kube-proxy: tables left by an earlier test node: %w", err)
+	}
+	p, err := startProcess("kube-proxy", bins["kube-proxy"], []string{"--config", cfgPath, "--v", "1"}, []string{"PATH=" + path}, n.dir)
+	if err != nil {
+		return err
+	}
+	n.procs = append(n.procs, p)
+	n.kubeProxy = p
+	// 200 once the first sync of Services and EndpointSlices has been written.
+	return p.waitReady(ctx, 60*time.Second, func(ctx context.Context) error {
+		return httpStatus(ctx, "http://"+loopback(healthz)+"/healthz", http.StatusOK, nil)
+	})
+}
+
+// removeKubeProxyTables deletes kube-proxy's nftables tables (kube-proxy leaves them when it
+// stops) and returns the ones it could not delete, with nft's answer.
+func (n *Node) removeKubeProxyTables() error {
+	var errs []error
+	for _, t := range kubeProxyTables {
+		if exec.Command(n.nft, "list", "table", t[0], t[1]).Run() != nil {
+			continue // absent
+		}
+		if out, err := exec.Command(n.nft, "delete", "table", t[0], t[1]).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("nft delete table %s %s: %v: %s", t[0], t[1], err, bytes.TrimSpace(out)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // cgroupFS holds one folder per cgroup v1 hierarchy.
 const cgroupFS = "/sys/fs/cgroup"
 
@@ -529,14 +714,20 @@ func removeCgroup(d string) {
 	_ = os.Remove(d)
 }
 
-// Stop deletes every Pod (so the kubelet tears down their sandboxes and networks), stops the
-// kubelet, kills what containerd still runs, stops containerd, the controllers and the cluster,
-// unmounts whatever is left mounted under the node's folder and undoes its network changes.
+// Stop deletes every Pod (so the kubelet tears down their sandboxes and networks), stops
+// kube-proxy and the kubelet, kills what containerd still runs, stops containerd, the
+// controllers and the cluster, unmounts whatever is left mounted under the node's folder, undoes
+// its network changes, deletes kube-proxy's nftables tables and releases NodeLockPath.
 func (n *Node) Stop() error {
 	if n.stopped {
 		return nil
 	}
 	n.stopped = true
+	defer func() {
+		if n.lock != nil {
+			n.lock.Close() // releases the flock, last: the machine's rules are this node's until here
+		}
+	}()
 	ctr := n.ctr
 	if n.kubelet != nil && n.Cluster != nil {
 		n.drain(ctr)
@@ -560,6 +751,9 @@ func (n *Node) Stop() error {
 	removeLogLinks(n.dir)
 	for i := len(n.undo) - 1; i >= 0; i-- {
 		n.undo[i]()
+	}
+	if n.kubeProxy != nil {
+		return n.removeKubeProxyTables()
 	}
 	return nil
 }
