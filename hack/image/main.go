@@ -37,8 +37,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/mod/semver"
 
 	"github.com/ferry-gitops/ferry/deploy"
+	"github.com/ferry-gitops/ferry/verify"
 )
 
 // What the image holds and how it runs.
@@ -51,10 +53,10 @@ const (
 // OCI annotation and label keys.
 const (
 	labelSource   = "org.opencontainers.image.source"
-	labelVersion  = "org.opencontainers.image.version"
+	labelVersion  = verify.LabelVersion
 	labelRevision = "org.opencontainers.image.revision"
 	labelCreated  = "org.opencontainers.image.created"
-	labelTitle    = "org.opencontainers.image.title"
+	labelTitle    = verify.LabelTitle
 	refName       = "org.opencontainers.image.ref.name"
 	containerdRef = "io.containerd.image.name"
 )
@@ -126,6 +128,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer img.Close()
+	if !semver.IsValid(img.Version) {
+		fmt.Fprintf(stderr, "warning: version %q is not semver: sync refuses a bundle carrying this image (check agent-rollback); pass --version vX.Y.Z to ship it in a bundle\n", img.Version)
+	}
 	d, err := img.Digest()
 	if err != nil {
 		return err
@@ -294,7 +299,7 @@ func labels(o Options) map[string]string {
 		labelSource:  o.Source,
 		labelVersion: o.Version,
 		labelCreated: o.Created.Format(time.RFC3339),
-		labelTitle:   "ferry sync",
+		labelTitle:   verify.AgentTitle, // what makes the sync side check the version (agent-rollback)
 	}
 	if o.Revision != "" {
 		l[labelRevision] = o.Revision
