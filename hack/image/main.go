@@ -1,7 +1,10 @@
 // Command image builds the sync agent's OCI image without a container engine: one layer on an
 // empty base holding a static sync binary at /usr/local/bin/sync (and an empty /tmp), run as
 // the non-root user 65532 with no /etc/passwd, entrypoint ["/usr/local/bin/sync"], labelled
-// with org.opencontainers.image.source, .version and .revision.
+// with org.opencontainers.image.source, .version and .revision, and titled "ferry sync"
+// (org.opencontainers.image.title): the title marks the image as the agent's, and sync refuses a
+// bundle carrying an agent image older than the newest it accepted (check agent-rollback), so
+// give --version a semver version.
 //
 // Each --binary is a static Linux executable (CGO_ENABLED=0); its platform is read from its ELF
 // header. One binary makes an image, several make an image index. Every timestamp is fixed
