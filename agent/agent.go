@@ -39,6 +39,10 @@ type Options struct {
 	RestConfig *rest.Config
 	// LeaseDuration, RenewDeadline and RetryPeriod time leader election (default 15s, 10s, 2s).
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// Version is the running agent's own version (sync run passes its build's): a bundle
+	// carrying an older Ferry agent image is refused (check agent-rollback). Ignored unless it
+	// is valid semver.
+	Version string
 }
 
 // Agent is `sync run`: it watches its sources, imports new bundles in sequence order, serves the
@@ -86,6 +90,7 @@ func New(cfg Config, o Options) (*Agent, error) {
 	if a.policy, err = cfg.Policy(o.Now); err != nil {
 		return nil, err
 	}
+	a.policy.AgentFloor = o.Version
 	if a.protect, err = cfg.ServeOptions(); err != nil {
 		return nil, err
 	}

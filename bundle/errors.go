@@ -48,6 +48,10 @@ const (
 	// CheckKeyStatement: a key statement the bundle carries is not signed by a threshold of
 	// the trusted keys, or cannot be applied.
 	CheckKeyStatement Check = "key-statement"
+	// CheckAgentRollback: the bundle carries a Ferry agent image older than the newest one
+	// accepted (or than the running agent), or one whose version labels are missing, invalid
+	// or disagree.
+	CheckAgentRollback Check = "agent-rollback"
 )
 
 // Pseudo-items: what an Error (and an Entry) names when the thing concerned is not an item.

@@ -220,7 +220,7 @@ func OpenParts(fsys fs.FS, listName string, lim Limits) (io.Reader, *PartList, e
 // transit makes one (damage shows as a structural check first).
 func trustCheck(check Check) bool {
 	switch check {
-	case CheckSignature, CheckKeyWindow, CheckExpired, CheckRollback, CheckReplay, CheckChain, CheckBase:
+	case CheckSignature, CheckKeyWindow, CheckExpired, CheckRollback, CheckReplay, CheckChain, CheckBase, CheckAgentRollback:
 		return true
 	}
 	return false

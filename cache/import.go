@@ -117,9 +117,23 @@ func (c *Cache) Import(ctx context.Context, read ReadFunc, policy verify.Policy)
 	if err != nil {
 		return nil, err
 	}
+	// The agent's own anti-rollback: decided on the verified blobs (staged or held), before
+	// anything becomes current.
+	images, err := c.agentImages(stage, res, policy.Limits)
+	if err != nil {
+		if e, ok := bundle.AsError(err); ok {
+			e.Sequence, e.Root = res.Bundle.Sequence, res.Root.Digest
+			return nil, fmt.Errorf("bundle %d rejected: %w", res.Bundle.Sequence, err)
+		}
+		return nil, fmt.Errorf("bundle %d not imported: %w", res.Bundle.Sequence, err)
+	}
+	agentVersion, err := run.AgentVersions(images, st.AgentVersion)
+	if err != nil {
+		return nil, err
+	}
 	rec := newRecord(res)
 	staging = false // from here the journal decides, as after a crash
-	if cerr := c.commit(stage, fresh, rec, State{Sequence: rec.Sequence, Root: rec.Root}); cerr != nil {
+	if cerr := c.commit(stage, fresh, rec, State{Sequence: rec.Sequence, Root: rec.Root, AgentVersion: agentVersion}); cerr != nil {
 		err := diskError(c.dir, cerr)
 		rerr := c.recoverStage(stage)
 		// Committed or not is the state's to say (the staging folder may already be gone).

@@ -79,6 +79,13 @@ images:
 
 	cacheDir := filepath.Join(dir, "cache")
 	must(t, dir, nil, "sync", "import", "--cache", cacheDir, "--key", "cosign.pub", bundleDir)
+	// sync recognised hack/image's labels: the cache recorded the agent's version (agent-rollback).
+	var st struct {
+		AgentVersion string `json:"agentVersion"`
+	}
+	if raw, err := os.ReadFile(filepath.Join(cacheDir, "state.json")); err != nil || json.Unmarshal(raw, &st) != nil || st.AgentVersion != version {
+		t.Fatalf("state.json after the import: %s (%v), want agentVersion %s", raw, err, version)
+	}
 	host := startServe(t, dir, cacheDir)
 	repo, tag := registry.RepositoryName(*item)
 	ref := host + "/" + repo

@@ -57,7 +57,7 @@ var allowedImports = map[string][]string{
 	"bench":               {"internal/cli", "internal/testenv"},
 	"hack/demo":           {"internal/testenv"},
 	"hack/fuzzseeds":      {"bundle"},
-	"hack/image":          {"deploy"},
+	"hack/image":          {"deploy", "verify"},
 }
 
 // testOnly are the packages no shipped binary may contain.

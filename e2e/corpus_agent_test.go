@@ -152,7 +152,7 @@ func TestHostileCorpusThroughAgent(t *testing.T) {
 			}
 			want := map[string]corpusCase{}
 			basePolicy := func() bool {
-				return k.policy.Threshold == policy.Threshold && k.policy.Limits == policy.Limits && len(k.policy.Keys) == len(policy.Keys) &&
+				return k.policy.Threshold == policy.Threshold && k.policy.Limits == policy.Limits && k.policy.AgentFloor == policy.AgentFloor && len(k.policy.Keys) == len(policy.Keys) &&
 					k.policy.Keys[0].NotAfter.IsZero() && k.policy.Keys[0].NotBefore.IsZero() &&
 					reflect.ValueOf(k.policy.Now).Pointer() == reflect.ValueOf(policy.Now).Pointer()
 			}

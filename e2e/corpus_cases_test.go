@@ -203,6 +203,18 @@ func corpus() []corpusCase {
 			return inDir(f)
 		}},
 		{"rollback: the first bundle again", onAll, bundle.CheckRollback, "", bundle.ItemRoot, func(t *testing.T, k *corpusKit) hostileBundle { return inDir(k.first) }},
+		// The agent's own image: a newer bundle may not carry an older agent (design/agent-rollback.md).
+		{"agent image older than the running agent", onAll, bundle.CheckAgentRollback, "", "ferry-sync", func(t *testing.T, k *corpusKit) hostileBundle {
+			k.policy.AgentFloor = "v2.0.0"
+			f := testbundle.New(t, 3, k.last.Root.Digest, nil)
+			f.AddImage(t, "ferry-sync", signedBy(k.a1), testbundle.Platform{Platform: "linux/amd64", Labels: testbundle.AgentLabels("v1.9.9")})
+			return inDir(f)
+		}},
+		{"agent image titled but without a version", onAll, bundle.CheckAgentRollback, "", "ferry-sync", func(t *testing.T, k *corpusKit) hostileBundle {
+			f := testbundle.New(t, 3, k.last.Root.Digest, nil)
+			f.AddImage(t, "ferry-sync", signedBy(k.a1), testbundle.Platform{Platform: "linux/amd64", Labels: map[string]string{verify.LabelTitle: verify.AgentTitle}})
+			return inDir(f)
+		}},
 		{"replay: an accepted sequence with other items", onAll, bundle.CheckReplay, "", bundle.ItemRoot, func(t *testing.T, k *corpusKit) hostileBundle {
 			f := testbundle.New(t, 2, k.first.Root.Digest, nil)
 			f.Bundle.Items = f.Bundle.Items[:1]

@@ -42,6 +42,10 @@ type Policy struct {
 	// MinSequence is the operator's rollback floor: bundles at or below it are refused,
 	// whatever the cache's state says (it survives losing the cache volume).
 	MinSequence uint64
+	// AgentFloor is the running agent's own version: a bundle carrying an older agent image is
+	// refused (AgentVersions), so the first bundle after an install cannot downgrade the agent.
+	// Ignored unless it is valid semver ("dev" builds have no floor).
+	AgentFloor string
 	// LastCreated is the creation time of the last accepted bundle: a clock that reads earlier
 	// moved backwards, and nothing is decided against it (ClockError).
 	LastCreated time.Time

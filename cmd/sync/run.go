@@ -12,6 +12,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/ferry-gitops/ferry/agent"
+	"github.com/ferry-gitops/ferry/internal/buildinfo"
 )
 
 // runFlags are the flags of `sync run`: cfg holds the values of the flags that set one field
@@ -132,7 +133,7 @@ without it flags alone configure the agent.`,
 			klog.SetSlogLogger(log) // client-go's own lines (leader election) as JSON too
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			a, err := agent.New(*cfg, agent.Options{Logger: log})
+			a, err := agent.New(*cfg, agent.Options{Logger: log, Version: buildinfo.Get().Version})
 			if err != nil {
 				return err
 			}

@@ -1,7 +1,10 @@
 // Command image builds the sync agent's OCI image without a container engine: one layer on an
 // empty base holding a static sync binary at /usr/local/bin/sync (and an empty /tmp), run as
 // the non-root user 65532 with no /etc/passwd, entrypoint ["/usr/local/bin/sync"], labelled
-// with org.opencontainers.image.source, .version and .revision.
+// with org.opencontainers.image.source, .version and .revision, and titled "ferry sync"
+// (org.opencontainers.image.title): the title marks the image as the agent's, and sync refuses a
+// bundle carrying an agent image older than the newest it accepted (check agent-rollback), so
+// give --version a semver version.
 //
 // Each --binary is a static Linux executable (CGO_ENABLED=0); its platform is read from its ELF
 // header. One binary makes an image, several make an image index. Every timestamp is fixed
@@ -37,8 +40,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/mod/semver"
 
 	"github.com/ferry-gitops/ferry/deploy"
+	"github.com/ferry-gitops/ferry/verify"
 )
 
 // What the image holds and how it runs.
@@ -51,10 +56,10 @@ const (
 // OCI annotation and label keys.
 const (
 	labelSource   = "org.opencontainers.image.source"
-	labelVersion  = "org.opencontainers.image.version"
+	labelVersion  = verify.LabelVersion
 	labelRevision = "org.opencontainers.image.revision"
 	labelCreated  = "org.opencontainers.image.created"
-	labelTitle    = "org.opencontainers.image.title"
+	labelTitle    = verify.LabelTitle
 	refName       = "org.opencontainers.image.ref.name"
 	containerdRef = "io.containerd.image.name"
 )
@@ -126,6 +131,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer img.Close()
+	if !semver.IsValid(img.Version) {
+		fmt.Fprintf(stderr, "warning: version %q is not semver: sync refuses a bundle carrying this image (check agent-rollback); pass --version vX.Y.Z to ship it in a bundle\n", img.Version)
+	}
 	d, err := img.Digest()
 	if err != nil {
 		return err
@@ -294,7 +302,7 @@ func labels(o Options) map[string]string {
 		labelSource:  o.Source,
 		labelVersion: o.Version,
 		labelCreated: o.Created.Format(time.RFC3339),
-		labelTitle:   "ferry sync",
+		labelTitle:   verify.AgentTitle, // what makes the sync side check the version (agent-rollback)
 	}
 	if o.Revision != "" {
 		l[labelRevision] = o.Revision
