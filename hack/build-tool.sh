@@ -33,6 +33,16 @@ case $name in
   helm)        GOBIN=$bin go install "$module/cmd/helm@$version" ;;
   staticcheck) GOBIN=$bin go install "$module/cmd/staticcheck@$version" ;;
   conformance) GOBIN=$bin go install "$module@$version" ;;
+  podinfo)
+    # Static podinfo and podcli, and the module's chart, kustomize folder and UI, into
+    # $TOOLS_BIN/../share/podinfo: internal/testenv builds podinfo's image from them.
+    share=$(dirname "$bin")/share/podinfo
+    rm -rf "$share" && mkdir -p "$share/bin"
+    CGO_ENABLED=0 GOBIN=$share/bin go install -ldflags "-s -w" "$module/cmd/podinfo@$version" "$module/cmd/podcli@$version"
+    dir=$(go mod download -json "$module@$version" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')
+    cp -r "$dir/charts/podinfo" "$share/chart" && cp -r "$dir/kustomize" "$dir/ui" "$share/"
+    chmod -R u+w "$share"
+    ;;
   skopeo)
     # Debian's skopeo (the machine is Debian and the tools run as root); nothing else installs it.
     if ! command -v skopeo >/dev/null; then

@@ -23,6 +23,10 @@ STATICCHECK_MODULE    := honnef.co/go/tools
 STATICCHECK_VERSION   := v0.8.2
 CONFORMANCE_MODULE    := github.com/opencontainers/distribution-spec/conformance
 CONFORMANCE_VERSION   := v0.0.0-20260831232431-97274622c111
+# podinfo (server and podcli, static), its Helm chart, kustomize folder and UI: the workload the
+# node tests and the demo run through Ferry's registry. The module holds all of them.
+PODINFO_MODULE        := github.com/stefanprodan/podinfo
+PODINFO_VERSION       := v1.8.1-0.20250910200901-e86405a8674e
 # skopeo comes from Debian's packages (apt-get), as the machine provides it.
 SKOPEO_VERSION        := debian
 # nft (nftables), for the network-namespace fence of the offline agent tests, likewise.
