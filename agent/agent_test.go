@@ -215,16 +215,16 @@ func TestRejectedBundlesAreReportedAndLeft(t *testing.T) {
 	waitFor(t, 15*time.Second, "bundle 3 accepted once re-signed", func() bool { return h.state().Sequence == 3 })
 }
 
-// /healthz answers at once; /readyz explains why the agent is not ready (no bundle yet, so no
-// reconciliation) and is ready once the first reconciliation was attempted; /metrics lists the
-// agent's metrics.
+// /healthz answers at once; /readyz is ready once the registry serves, warning while the leader
+// has no bundle to reconcile, and plain "ok" once the first reconciliation finished; /metrics
+// lists the agent's metrics.
 func TestHealthEndpoints(t *testing.T) {
 	h := newHarness(t, "agent-health")
 	r := h.start(agent.Options{})
 	waitFor(t, 10*time.Second, "/healthz", func() bool { code, body := get(t, r.health+"/healthz"); return code == 200 && body == "ok\n" })
-	waitFor(t, 10*time.Second, "/readyz explains", func() bool {
+	waitFor(t, 10*time.Second, "/readyz warns", func() bool {
 		code, body := get(t, r.health+"/readyz")
-		return code == 503 && strings.Contains(body, "no bundle accepted yet: waiting for one from dir "+h.drop)
+		return code == 200 && strings.HasPrefix(body, "ok\nwarnings:\n") && strings.Contains(body, "reconcile: no bundle accepted yet: waiting for one from dir "+h.drop)
 	})
 	if v, ok := r.metric("ferry_leader"); !ok || v != 1 {
 		t.Fatalf("ferry_leader = %v (%v), want 1 (no election: always leading)", v, ok)
@@ -237,7 +237,7 @@ func TestHealthEndpoints(t *testing.T) {
 		}
 	}
 	dropTar(t, h.drop, "b1.tar", h.bundle(1, ""))
-	waitFor(t, 15*time.Second, "/readyz ready after the first reconciliation", func() bool {
+	waitFor(t, 15*time.Second, "/readyz without warnings after the first reconciliation", func() bool {
 		code, body := get(t, r.health+"/readyz")
 		return code == 200 && body == "ok\n"
 	})

@@ -9,8 +9,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// readiness is what /readyz reports: ready once the cache is open and served, and, on the
-// leader, once the first reconciliation was attempted.
+// readiness is what /readyz reports: ready once the cache is open and served. What the leader's
+// reconciliation waits for is a warning, not a reason: the agent's registry is what its own
+// rollout pulls the next agent image from (through the Service, which routes to Ready Pods
+// only), so a leader that gated readiness on a reconciliation waiting for that rollout would
+// never become Ready. See docs/design/agent-readiness.md.
 type readiness struct {
 	mu         sync.Mutex
 	cache      string // why the cache is not open yet; "" once it is
@@ -42,24 +45,26 @@ func (r *readiness) reasons() []string {
 	if !r.serving {
 		out = append(out, "serve: the registry and Git remote are not serving yet")
 	}
-	if r.leading && !r.reconciled {
-		w := r.waiting
-		if w == "" {
-			w = "the first reconciliation has not been attempted yet"
-		}
-		out = append(out, "reconcile: "+w)
-	}
 	return out
 }
 
-// warnings are what /readyz shows beside its verdict: the current bundle expired.
+// warnings are what /readyz shows beside its verdict: why the leader has not finished a
+// reconciliation yet, and that the current bundle expired.
 func (r *readiness) warnings() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.expired != "" {
-		return []string{"expired: " + r.expired}
+	var out []string
+	if r.leading && !r.reconciled {
+		w := r.waiting
+		if w == "" {
+			w = "the first reconciliation has not finished yet"
+		}
+		out = append(out, "reconcile: "+w)
 	}
-	return nil
+	if r.expired != "" {
+		out = append(out, "expired: "+r.expired)
+	}
+	return out
 }
 
 // healthHandler serves /healthz (the process answers), /readyz (see readiness) and /metrics.
@@ -76,7 +81,7 @@ func (a *Agent) healthHandler() http.Handler {
 		}
 		fmt.Fprintln(w, "ok")
 		if len(warnings) > 0 {
-			// Still ready: the registry and Git remote go on serving the expired bundle.
+			// Still ready: the registry and Git remote go on serving what the cache holds.
 			fmt.Fprintf(w, "warnings:\n  %s\n", strings.Join(warnings, "\n  "))
 		}
 	})
