@@ -55,7 +55,11 @@ func Handler(next http.Handler, o Options) http.Handler {
 		client, _, _ := net.SplitHostPort(r.RemoteAddr)
 		user := "-"
 		defer func() {
-			log.Info("request", "method", r.Method, "path", r.URL.Path, "status", sw.status, "bytes", sw.bytes,
+			status := sw.status
+			if status == 0 { // the handler wrote nothing (a HEAD answered with headers only): net/http sent 200
+				status = http.StatusOK
+			}
+			log.Info("request", "method", r.Method, "path", r.URL.Path, "status", status, "bytes", sw.bytes,
 				"duration", time.Since(start).String(), "client", client, "user", user)
 		}()
 		if !o.ProtectHealth && (r.URL.Path == "/healthz" || r.URL.Path == "/readyz") {

@@ -1,7 +1,10 @@
 package serve_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -141,6 +144,41 @@ func TestProtectHealth(t *testing.T) {
 			if h.ServeHTTP(w, r); w.Code != http.StatusOK {
 				t.Errorf("ProtectHealth %v: %s with a token: %d", protect, p, w.Code)
 			}
+		}
+	}
+}
+
+// The access log records the status the client got: 200 for a handler that only set headers
+// (a registry's HEAD), and the handler's own status otherwise.
+func TestAccessLogStatus(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/head":
+			w.Header().Set("Docker-Content-Digest", "sha256:0")
+		case "/missing":
+			http.NotFound(w, r)
+		default:
+			w.Write([]byte("body"))
+		}
+	})
+	h := serve.Handler(next, serve.Options{Logger: log})
+	for _, tc := range []struct {
+		method, path string
+		status       int
+	}{{http.MethodHead, "/head", 200}, {http.MethodGet, "/missing", 404}, {http.MethodGet, "/get", 200}} {
+		buf.Reset()
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(tc.method, tc.path, nil))
+		var rec struct {
+			Msg, Method, Path string
+			Status            int
+		}
+		if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+			t.Fatalf("%s %s: access log %q: %v", tc.method, tc.path, buf.String(), err)
+		}
+		if rec.Msg != "request" || rec.Method != tc.method || rec.Path != tc.path || rec.Status != tc.status {
+			t.Fatalf("%s %s: access log %+v, want status %d", tc.method, tc.path, rec, tc.status)
 		}
 	}
 }
