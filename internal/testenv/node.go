@@ -447,27 +447,24 @@ func (n *Node) ctrImport(ctx context.Context, archive string, flags ...string) e
 	return nil
 }
 
-// goImage is an image holding only bin as /app, its entrypoint, with os/arch in its config (the
-// CRI refuses an image without them).
+// goImage is an image holding only bin as /app, its entrypoint.
 func goImage(bin string) (v1.Image, error) {
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		return nil, err
-	}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	if err := tw.WriteHeader(&tar.Header{Name: "app", Mode: 0o755, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
-		return nil, err
-	}
-	if _, err := tw.Write(data); err != nil {
+	if err := tarFile(tw, bin, "app", 0o755); err != nil {
 		return nil, err
 	}
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
-	layerBytes := buf.Bytes()
+	return singleLayerImage(buf.Bytes(), func(c *v1.Config) { c.Entrypoint = []string{"/app"} })
+}
+
+// singleLayerImage is an OCI image of one layer (an uncompressed tar) on an empty base, with
+// os/arch in its config (the CRI refuses an image without them) and configure's settings.
+func singleLayerImage(layerTar []byte, configure func(*v1.Config)) (v1.Image, error) {
 	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(layerBytes)), nil
+		return io.NopCloser(bytes.NewReader(layerTar)), nil
 	}, tarball.WithMediaType(types.OCILayer))
 	if err != nil {
 		return nil, err
@@ -482,7 +479,7 @@ func goImage(bin string) (v1.Image, error) {
 	}
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", runtime.GOARCH
-	cf.Config.Entrypoint = []string{"/app"}
+	configure(&cf.Config)
 	return mutate.ConfigFile(img, cf)
 }
 

@@ -64,6 +64,20 @@ func (n *Node) ContainerLog(namespace, pod, container string) (string, error) {
 	return b.String(), nil
 }
 
+// LoggedPods names the Pods of namespace whose logs the kubelet holds now. The kubelet removes a
+// Pod's logs with the Pod, so a test that needs a replaced Pod's log reads it while it lasts.
+func (n *Node) LoggedPods(namespace string) []string {
+	dirs, _ := filepath.Glob(filepath.Join(n.dir, "kubelet", "pod-logs", namespace+"_*_*"))
+	var pods []string
+	for _, d := range dirs {
+		rest := strings.TrimPrefix(filepath.Base(d), namespace+"_")
+		if i := strings.LastIndex(rest, "_"); i > 0 {
+			pods = append(pods, rest[:i])
+		}
+	}
+	return pods
+}
+
 // tarFolder writes the files under dir into a tar file at dst, paths relative to dir.
 func tarFolder(dir, dst string) error {
 	f, err := os.Create(dst)

@@ -5,19 +5,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // podinfoDir is the folder `make tools` fills from the podinfo module: bin/{podinfo,podcli},
@@ -89,27 +83,11 @@ func PodinfoImage(broken bool) (v1.Image, error) {
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
-	layerBytes := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(layerBytes)), nil
-	}, tarball.WithMediaType(types.OCILayer))
-	if err != nil {
-		return nil, err
-	}
-	img, err := mutate.AppendLayers(mutate.MediaType(mutate.ConfigMediaType(empty.Image, types.OCIConfigJSON), types.OCIManifestSchema1), layer)
-	if err != nil {
-		return nil, err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", runtime.GOARCH
-	cf.Config.WorkingDir = "/home/app"
-	cf.Config.Cmd = []string{"./podinfo"}
-	cf.Config.User = "65532:65532"
-	return mutate.ConfigFile(img, cf)
+	return singleLayerImage(buf.Bytes(), func(c *v1.Config) {
+		c.WorkingDir = "/home/app"
+		c.Cmd = []string{"./podinfo"}
+		c.User = "65532:65532"
+	})
 }
 
 // PushPodinfo pushes PodinfoImage(broken) to ref ("host/repo:tag" on a plain-HTTP registry)
