@@ -370,41 +370,15 @@ images:
 
 // writeHostsTOML imports bundle b into a scratch cache and writes exactly what `sync
 // registry-config` prints for the node's registry endpoint into the node's containerd hosts
-// folder, one file per "# /etc/containerd/certs.d/<host>/hosts.toml" header.
+// folder.
 func (w *nodeWorld) writeHostsTOML(b string) {
 	t := w.t
 	scratch := filepath.Join(w.dir, "scratch-cache")
 	must(t, w.dir, nil, "sync", "import", "--cache", scratch, "--key", "mirror.pub", b)
 	out := must(t, w.dir, nil, "sync", "registry-config", "--cache", scratch, "--endpoint", "http://"+w.node.IP+":"+nodeRegistryPort)
-	const prefix = "# /etc/containerd/certs.d/"
-	var host string
-	var body strings.Builder
-	flush := func() {
-		if host == "" {
-			return
-		}
-		d := filepath.Join(w.node.HostsDir, host)
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(d, "hosts.toml"), []byte(body.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		body.Reset()
-		host = ""
+	if _, err := w.node.WriteRegistryConfig(out); err != nil {
+		t.Fatal(err)
 	}
-	for _, line := range strings.SplitAfter(out, "\n") {
-		switch {
-		case strings.HasPrefix(line, prefix):
-			flush()
-			host = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(line), prefix), "/hosts.toml")
-		case strings.HasPrefix(line, "# CRI-O"):
-			flush()
-		case host != "":
-			body.WriteString(line)
-		}
-	}
-	flush()
 	if _, err := os.Stat(filepath.Join(w.node.HostsDir, w.regHost, "hosts.toml")); err != nil {
 		t.Fatalf("sync registry-config printed no hosts.toml for %s:\n%s", w.regHost, out)
 	}
@@ -507,16 +481,17 @@ func (w *nodeWorld) agentPod() agentPodState {
 // accessLog is what the agent Pod printed (its JSON log lines, the registry's access log among
 // them), as keepAgentLogs last read it.
 func (w *nodeWorld) accessLog(pod string) string {
-	if log, err := w.node.ContainerLog("ferry-system", pod, "sync"); err == nil {
-		return log
-	}
+	now, err := w.node.ContainerLog("ferry-system", pod, "sync")
 	w.logMu.Lock()
 	defer w.logMu.Unlock()
-	log, ok := w.logs[pod]
-	if !ok {
-		w.t.Fatalf("no log of agent Pod %s was ever read", pod)
+	kept, ok := w.logs[pod]
+	if err != nil && !ok {
+		w.t.Fatalf("no log of agent Pod %s was ever read: %v", pod, err)
 	}
-	return log
+	if len(now) > len(kept) { // a Pod being removed may have lost its log file already
+		return now
+	}
+	return kept
 }
 
 // allLogs is every agent Pod's log as keepAgentLogs last read it, one after another.

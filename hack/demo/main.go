@@ -3,9 +3,12 @@
 // image, a Git repository of manifests, a Helm repository), packs them with `mirror pack` into a
 // signed bundle split into parts as if for a USB stick, together with the cluster's desired
 // state (a Kustomization and a HelmRelease), and stops the upstreams. On the far side it starts
-// a cluster (etcd + kube-apiserver) and the agent, `sync run`, watching a drop directory: a
-// damaged copy of the parts is rejected and reported, the good part is copied again, and the
-// agent verifies, imports, serves and reconciles on its own. It stops everything it started.
+// a cluster and the agent, `sync run`, watching a drop directory: a damaged copy of the parts is
+// rejected and reported, the good part is copied again, and the agent verifies, imports, serves
+// and reconciles on its own. Run as root after `make tools`, the cluster is one real node and
+// the repository also runs podinfo, whose image the node's containerd pulls through the agent's
+// registry; podinfo answering on its Pod address ends the flow. Otherwise the cluster is etcd +
+// kube-apiserver alone and the demo says why. It stops everything it started.
 package main
 
 import (
@@ -59,6 +62,13 @@ func run(ctx context.Context) error {
 	}
 	defer os.RemoveAll(dir)
 
+	// With root and the node's tools (`make tools`), the far side is a real node and podinfo
+	// runs on it, pulled through Ferry's registry; otherwise an API server alone, no Pods.
+	nodeErr := testenv.NodeAvailable()
+	if nodeErr != nil {
+		fmt.Printf("no node for this demo (%v):\n    the cluster is etcd + kube-apiserver and no Pod runs; as root, 'make tools' then 'make demo' runs podinfo on a real node\n", nodeErr)
+	}
+
 	step("starting upstreams on loopback (the connected side)")
 	reg, err := testenv.StartRegistry(ctx, filepath.Join(dir, "upstream"))
 	if err != nil {
@@ -70,15 +80,27 @@ func run(ctx context.Context) error {
 		return err
 	}
 	fmt.Printf("    registry  %s/demo/app:1.0.0 = %s (linux/amd64, linux/arm64)\n", reg.Host, image)
+	repo := map[string]string{
+		"apps/kustomization.yaml": "resources:\n- configmap.yaml\n",
+		"apps/configmap.yaml":     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\n  namespace: default\ndata:\n  image: " + reg.Host + "/demo/app@" + image + "\n",
+	}
+	podinfoImages := ""
+	if nodeErr == nil {
+		podinfo, err := testenv.PushPodinfo(ctx, reg.Host+"/stefanprodan/podinfo:6.9.2", false)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("    registry  %s/stefanprodan/podinfo:6.9.2 = %s\n", reg.Host, podinfo)
+		repo["apps/kustomization.yaml"] = "resources:\n- configmap.yaml\n- podinfo.yaml\n"
+		repo["apps/podinfo.yaml"] = fmt.Sprintf(podinfoDeployment, reg.Host)
+		podinfoImages = fmt.Sprintf("  - name: podinfo\n    image: %s/stefanprodan/podinfo\n    tag: \"6.9.2\"\n", reg.Host)
+	}
 	git, err := testenv.StartGitServer(ctx, filepath.Join(dir, "upstream"))
 	if err != nil {
 		return err
 	}
 	defer git.Stop()
-	commit, err := git.CreateRepo(ctx, "platform", map[string]string{
-		"apps/kustomization.yaml": "resources:\n- configmap.yaml\n",
-		"apps/configmap.yaml":     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\n  namespace: default\ndata:\n  image: " + reg.Host + "/demo/app@" + image + "\n",
-	})
+	commit, err := git.CreateRepo(ctx, "platform", repo)
 	if err != nil {
 		return err
 	}
@@ -122,9 +144,9 @@ images:
     image: %s/demo/app
     semver: ">=1.0.0"
     platforms: [linux/amd64]
-cluster:
+%scluster:
   path: cluster                  # the cluster's desired state, signed with the rest
-`, git.RepoURL("platform"), helm.URL, reg.Host)
+`, git.RepoURL("platform"), helm.URL, reg.Host, podinfoImages)
 	for name, content := range map[string][]byte{"cosign.key": keys.PrivateBytes, "cosign.pub": keys.PublicBytes, "ferry.yaml": []byte(spec)} {
 		if err := os.WriteFile(filepath.Join(work, name), content, 0o600); err != nil {
 			return err
@@ -180,12 +202,23 @@ cluster:
 	}
 	fmt.Printf("    copied %d parts and the part list into drop/, %s damaged\n", len(parts), filepath.Base(damaged))
 
-	step("starting the disconnected cluster (etcd + kube-apiserver)")
-	cluster, err := testenv.StartCluster(ctx, filepath.Join(dir, "cluster"))
-	if err != nil {
-		return err
+	var cluster *testenv.Cluster
+	var node *testenv.Node
+	if nodeErr == nil {
+		step("starting the disconnected cluster: one node (etcd, kube-apiserver, controllers, containerd, kubelet, kube-proxy)")
+		if node, err = testenv.StartNode(ctx, filepath.Join(dir, "cluster")); err != nil {
+			return err
+		}
+		defer node.Stop()
+		cluster = node.Cluster
+		fmt.Printf("    node %s Ready at %s, pods on %s\n", node.Name, node.IP, node.PodRange)
+	} else {
+		step("starting the disconnected cluster (etcd + kube-apiserver)")
+		if cluster, err = testenv.StartCluster(ctx, filepath.Join(dir, "cluster")); err != nil {
+			return err
+		}
+		defer cluster.Stop()
 	}
-	defer cluster.Stop()
 	cs, err := cluster.Clientset()
 	if err != nil {
 		return err
@@ -196,8 +229,24 @@ cluster:
 	}
 	fmt.Printf("    api server https://%s (%s), kubeconfig %s\n", cluster.Host, v.GitVersion, cluster.Kubeconfig)
 
-	step("sync run: the unattended agent, watching drop/; nothing upstream is reachable")
 	serveAddr, healthAddr := freeAddr(), freeAddr()
+	if node != nil {
+		step("pointing the node's containerd at the agent's registry (what 'sync registry-config' prints for this bundle)")
+		if _, err := ferry(work, nil, "sync", "import", "--cache", "node-setup", "--key", "cosign.pub", "usb/bundle.tar.parts.json"); err != nil {
+			return err
+		}
+		out, err := ferry(work, nil, "sync", "registry-config", "--cache", "node-setup", "--endpoint", "http://"+serveAddr)
+		if err != nil {
+			return err
+		}
+		hosts, err := node.WriteRegistryConfig(out)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("    wrote %s for %s\n", filepath.Join(node.HostsDir, "<host>", "hosts.toml"), strings.Join(hosts, ", "))
+	}
+
+	step("sync run: the unattended agent, watching drop/; nothing upstream is reachable")
 	config := fmt.Sprintf(`apiVersion: ferry.dev/v1alpha1
 kind: SyncConfig
 cache: cache
@@ -280,6 +329,17 @@ installCRDs: true
 		return err
 	}
 
+	if node != nil {
+		step("podinfo runs on the node, its image pulled through the agent's registry")
+		if err := show(work, kubectl, append(kube, "rollout", "status", "deployment/podinfo", "--timeout=120s")...); err != nil {
+			return err
+		}
+		if err := demoPodinfo(kubectl, kube); err != nil {
+			return err
+		}
+		agent.printLog("/stefanprodan/podinfo/manifests/")
+	}
+
 	step("the agent's metrics (/metrics on %s)", healthAddr)
 	if err := agent.printMetrics(health, "ferry_bundles_", "ferry_current_bundle_sequence", "ferry_drift_corrections_total", "ferry_reconcile_total"); err != nil {
 		return err
@@ -301,6 +361,48 @@ kind: HelmRelease
 metadata: {name: demo, namespace: default}
 spec: {interval: 1m, chart: {name: demo}, targetNamespace: default, dependsOn: [{name: platform, kind: Kustomization}]}
 `
+
+// podinfoDeployment runs podinfo from the upstream registry's name (%[1]s); the node's
+// containerd pulls it through the agent's registry.
+const podinfoDeployment = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: podinfo, namespace: default}
+spec:
+  selector: {matchLabels: {app: podinfo}}
+  template:
+    metadata: {labels: {app: podinfo}}
+    spec:
+      containers:
+        - name: podinfo
+          image: %[1]s/stefanprodan/podinfo:6.9.2
+          command: [./podinfo, --port=9898]
+          ports: [{containerPort: 9898}]
+          readinessProbe: {httpGet: {path: /readyz, port: 9898}, periodSeconds: 2}
+`
+
+// demoPodinfo asks the podinfo Pod for its greeting on its Pod address.
+func demoPodinfo(kubectl string, kube []string) error {
+	out, err := exec.Command(kubectl, append(kube, "get", "pods", "-l", "app=podinfo", "-o", "jsonpath={.items[0].status.podIP}")...).Output()
+	if err != nil {
+		return fmt.Errorf("podinfo's Pod address: %w", err)
+	}
+	url := "http://" + strings.TrimSpace(string(out)) + ":9898/"
+	fmt.Printf("    GET %s\n", url)
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return fmt.Errorf("podinfo: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("podinfo answered %s: %v", resp.Status, err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(body)), "\n") {
+		fmt.Println("      " + line)
+	}
+	return nil
+}
 
 // demoServe lists what the agent serves at addr, clones the Git source from it and prints the
 // containerd configuration that points nodes at it.
@@ -400,8 +502,8 @@ func (a *agentProcess) waitMetric(health, sample string, timeout time.Duration) 
 	}
 }
 
-// printLog prints the agent's new log lines (only those whose message contains filter, when
-// set) as "agent: message key=value …".
+// printLog prints the agent's new log lines (only those whose message or request path contains
+// filter, when set) as "agent: message key=value …".
 func (a *agentProcess) printLog(filter string) {
 	b, err := os.ReadFile(a.logPath)
 	if err != nil {
@@ -416,7 +518,8 @@ func (a *agentProcess) printLog(filter string) {
 			continue
 		}
 		msg, _ := rec["msg"].(string)
-		if filter != "" && !strings.Contains(msg, filter) {
+		path, _ := rec["path"].(string) // an access-log line's request path
+		if filter != "" && !strings.Contains(msg, filter) && !strings.Contains(path, filter) {
 			continue
 		}
 		var kv []string

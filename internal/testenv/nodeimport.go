@@ -129,3 +129,61 @@ func tarFolder(dir, dst string) error {
 	}
 	return f.Close()
 }
+
+// NodeAvailable says why a Node cannot start on this machine (not root, or a tool or podinfo
+// missing from `make tools`), or nil when it can.
+func NodeAvailable() error {
+	if _, err := nodeTools(); err != nil {
+		return err
+	}
+	_, err := podinfoDir()
+	return err
+}
+
+// WriteRegistryConfig writes what `sync registry-config` printed (out) into the node's
+// containerd hosts folder, one hosts.toml per "# /etc/containerd/certs.d/<host>/hosts.toml"
+// header, and returns the registry hosts it wrote. containerd reads these files at each pull.
+func (n *Node) WriteRegistryConfig(out string) ([]string, error) {
+	const prefix = "# /etc/containerd/certs.d/"
+	var hosts []string
+	var host string
+	var body strings.Builder
+	flush := func() error {
+		if host == "" {
+			return nil
+		}
+		d := filepath.Join(n.HostsDir, host)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(d, "hosts.toml"), []byte(body.String()), 0o644); err != nil {
+			return err
+		}
+		hosts = append(hosts, host)
+		body.Reset()
+		host = ""
+		return nil
+	}
+	for _, line := range strings.SplitAfter(out, "\n") {
+		switch {
+		case strings.HasPrefix(line, prefix):
+			if err := flush(); err != nil {
+				return nil, err
+			}
+			host = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(line), prefix), "/hosts.toml")
+		case strings.HasPrefix(line, "# CRI-O"):
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		case host != "":
+			body.WriteString(line)
+		}
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	if len(hosts) == 0 {
+		return nil, fmt.Errorf("no containerd hosts.toml in the registry configuration:\n%s", out)
+	}
+	return hosts, nil
+}
