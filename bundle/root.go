@@ -350,6 +350,11 @@ func PlatformString(p *ocispec.Platform) string {
 	return s
 }
 
+// Carries reports whether the item holds an index child of platform p: an image item restricted
+// to some platforms (Platforms) carries only those children of its indexes, the rest are named
+// by the index but absent from the bundle.
+func (it Item) Carries(p *ocispec.Platform) bool { return carries(it.Platforms, p) }
+
 // carries reports whether an item restricted to platforms carries an index child of platform p.
 func carries(platforms []string, p *ocispec.Platform) bool {
 	if len(platforms) == 0 {

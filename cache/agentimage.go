@@ -39,7 +39,7 @@ func (c *Cache) agentImages(stage string, res *bundle.Result, limits bundle.Limi
 			continue
 		}
 		img := verify.AgentImage{Item: it.Name}
-		if err := c.imageLabels(stage, it.Name, it.Descriptor, "", limits, 0, &img.Labels); err != nil {
+		if err := c.imageLabels(stage, it, it.Descriptor, "", limits, 0, &img.Labels); err != nil {
 			return nil, err
 		}
 		out = append(out, img)
@@ -47,9 +47,10 @@ func (c *Cache) agentImages(stage string, res *bundle.Result, limits bundle.Limi
 	return out, nil
 }
 
-// imageLabels appends the labels of d (a manifest or an index, whose platform is plat) and of
-// everything under it to out.
-func (c *Cache) imageLabels(stage, item string, d ocispec.Descriptor, plat string, limits bundle.Limits, depth int, out *[]verify.ImageLabels) error {
+// imageLabels appends the labels of d (a manifest or an index of image item it, whose platform
+// is plat) and of everything under it that the bundle carries to out.
+func (c *Cache) imageLabels(stage string, it bundle.Item, d ocispec.Descriptor, plat string, limits bundle.Limits, depth int, out *[]verify.ImageLabels) error {
+	item := it.Name
 	switch d.MediaType {
 	case ocispec.MediaTypeImageIndex, dockerManifestList:
 		if depth >= maxImageDepth {
@@ -61,17 +62,14 @@ func (c *Cache) imageLabels(stage, item string, d ocispec.Descriptor, plat strin
 		}
 		*out = append(*out, verify.ImageLabels{Where: "index " + string(d.Digest) + " annotations", Labels: idx.Annotations})
 		for _, m := range idx.Manifests {
-			p := ""
-			if m.Platform != nil {
-				p = m.Platform.OS + "/" + m.Platform.Architecture
-				if m.Platform.Variant != "" {
-					p += "/" + m.Platform.Variant
-				}
-			}
+			p := bundle.PlatformString(m.Platform)
 			if p == "unknown/unknown" {
 				continue // an attestation manifest beside the platforms: no runtime runs it
 			}
-			if err := c.imageLabels(stage, item, m, p, limits, depth+1, out); err != nil {
+			if !it.Carries(m.Platform) {
+				continue // a platform the item leaves out: not in the bundle, so nothing can run it from Ferry
+			}
+			if err := c.imageLabels(stage, it, m, p, limits, depth+1, out); err != nil {
 				return err
 			}
 		}

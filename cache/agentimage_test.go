@@ -2,12 +2,14 @@ package cache_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/internal/testbundle"
@@ -160,5 +162,47 @@ func TestAgentImageOldStateFile(t *testing.T) {
 		t.Fatal("v1.3.9 after v1.4.0 was accepted")
 	} else if e, ok := bundle.AsError(err); !ok || e.Check != bundle.CheckAgentRollback {
 		t.Fatalf("v1.3.9 after v1.4.0: %v, want check %s", err, bundle.CheckAgentRollback)
+	}
+}
+
+// An image item restricted to some platforms carries its index byte for byte but only those
+// platforms' manifests: the agent-version check reads the labels of what the bundle carries
+// (here linux/amd64, v2.0.0) and never the platforms it leaves out (linux/arm64, whose older
+// labels would otherwise disagree), which are absent.
+func TestAgentImageFilteredPlatforms(t *testing.T) {
+	ctx := context.Background()
+	sign, policy := keyPair(t)
+	f := testbundle.New(t, 1, "", nil)
+	d := testbundle.Image(t, f.Layout,
+		testbundle.Platform{Platform: "linux/amd64", Labels: testbundle.AgentLabels("v2.0.0")},
+		testbundle.Platform{Platform: "linux/arm64", Labels: testbundle.AgentLabels("v1.0.0")})
+	raw, err := os.ReadFile(f.BlobPath(d.Digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range idx.Manifests {
+		if bundle.PlatformString(m.Platform) == "linux/arm64" {
+			if err := os.Remove(f.BlobPath(m.Digest)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	f.Bundle.Items = append(f.Bundle.Items, bundle.Item{Name: "ferry-sync", Kind: bundle.KindImage, Source: "registry.example/ferry/sync",
+		Revision: string(d.Digest), Descriptor: d, Platforms: []string{"linux/amd64"}})
+	f.Write(t, sign)
+	c := open(t, t.TempDir())
+	if _, err := c.Import(ctx, fromDir(f.Dir), policy); err != nil {
+		t.Fatalf("import of an image item restricted to linux/amd64: %v", err)
+	}
+	st, err := c.State()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.AgentVersion != "v2.0.0" {
+		t.Errorf("recorded agent version %q, want v2.0.0 (the carried platform's)", st.AgentVersion)
 	}
 }
