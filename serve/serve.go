@@ -51,15 +51,11 @@ func Handler(next http.Handler, o Options) http.Handler {
 	dummy := dummyHash(o.BasicAuth)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK} // net/http's status when the handler sets none
 		client, _, _ := net.SplitHostPort(r.RemoteAddr)
 		user := "-"
 		defer func() {
-			status := sw.status
-			if status == 0 { // the handler wrote nothing (a HEAD answered with headers only): net/http sent 200
-				status = http.StatusOK
-			}
-			log.Info("request", "method", r.Method, "path", r.URL.Path, "status", status, "bytes", sw.bytes,
+			log.Info("request", "method", r.Method, "path", r.URL.Path, "status", sw.status, "bytes", sw.bytes,
 				"duration", time.Since(start).String(), "client", client, "user", user)
 		}()
 		if !o.ProtectHealth && (r.URL.Path == "/healthz" || r.URL.Path == "/readyz") {
@@ -212,7 +208,8 @@ func (c *clientLimiters) len() int {
 	return len(c.clients)
 }
 
-// statusWriter remembers a response's status and size, for the access log.
+// statusWriter remembers a response's status (200 unless the handler writes another, as with
+// a HEAD answered with headers only) and size, for the access log.
 type statusWriter struct {
 	http.ResponseWriter
 	status int
@@ -222,9 +219,6 @@ type statusWriter struct {
 func (w *statusWriter) WriteHeader(s int) { w.status = s; w.ResponseWriter.WriteHeader(s) }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
 	n, err := w.ResponseWriter.Write(b)
 	w.bytes += int64(n)
 	return n, err
