@@ -117,6 +117,20 @@ lint: $(STAMPS)/staticcheck@$(STATICCHECK_VERSION) ## gofmt, go vet and staticch
 	$(GO) vet $(PKGS)
 	$(TOOLS_BIN)/staticcheck $(PKGS)
 
+# The CRDs of the Flux kinds Ferry reconciles, generated from the Flux API modules go.mod pins
+# (as Flux generates the CRDs it publishes) and embedded in sync: run after changing those pins.
+FLUX_API_PKGS := github.com/fluxcd/kustomize-controller/api/v1 github.com/fluxcd/helm-controller/api/v2 \
+	github.com/fluxcd/source-controller/api/v1
+FLUX_CRDS := kustomize.toolkit.fluxcd.io_kustomizations helm.toolkit.fluxcd.io_helmreleases \
+	source.toolkit.fluxcd.io_gitrepositories source.toolkit.fluxcd.io_ocirepositories \
+	source.toolkit.fluxcd.io_helmrepositories source.toolkit.fluxcd.io_helmcharts
+
+.PHONY: crds
+crds: ## regenerate api/crds from the Flux API modules in go.mod
+	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
+	$(GO) run $(CONTROLLER_GEN_MODULE)@$(CONTROLLER_GEN_VERSION) crd $(addprefix paths=,$(FLUX_API_PKGS)) output:crd:dir=$$out; \
+	for c in $(FLUX_CRDS); do cp "$$out/$$c.yaml" api/crds/; done
+
 .PHONY: clean
 clean: ## remove build outputs (keeps the tools)
 	rm -rf $(BIN)

@@ -88,7 +88,7 @@ type Config struct {
 	Health HealthConfig `json:"health"`
 	// Kubeconfig is a kubeconfig file; empty: the in-cluster credentials.
 	Kubeconfig string `json:"kubeconfig"`
-	// InstallCRDs installs or updates Ferry's CRDs before the first reconciliation.
+	// InstallCRDs installs or updates the CRDs of the Flux kinds sync reconciles before the first reconciliation.
 	InstallCRDs bool `json:"installCRDs"`
 	// LeaderElection makes replicas safe: only the leader imports and reconciles.
 	LeaderElection LeaderElectionConfig `json:"leaderElection"`

@@ -154,8 +154,8 @@ func (l *leaderRun) reconcileLoop(ctx context.Context) {
 		if !crds {
 			if err := reconcile.InstallCRDs(ctx, a.restCfg); err != nil {
 				if ctx.Err() == nil {
-					a.log.Error("cannot install Ferry's CRDs; retrying at the next interval", "err", err)
-					notReady("cannot install Ferry's CRDs: " + err.Error())
+					a.log.Error("cannot install the Flux CRDs; retrying at the next interval", "err", err)
+					notReady("cannot install the Flux CRDs: " + err.Error())
 				}
 				continue
 			}

@@ -32,7 +32,7 @@ import (
 )
 
 // cluster is the API server every test of the package shares; TestMain starts it and installs
-// Ferry's CRDs. Each test has its own namespace (status ConfigMap, Events, Lease).
+// the Flux CRDs. Each test has its own namespace (status ConfigMap, Events, Lease).
 var cluster *testenv.Cluster
 
 func TestMain(m *testing.M) { os.Exit(runTests(m)) }

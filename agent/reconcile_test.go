@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
+	"github.com/fluxcd/pkg/apis/meta"
+	sourcev1 "github.com/fluxcd/source-controller/api/v1"
 	"github.com/opencontainers/go-digest"
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -15,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ferry-gitops/ferry/agent"
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/fetch"
 	"github.com/ferry-gitops/ferry/internal/testbundle"
@@ -71,19 +73,27 @@ func TestReconcilesOnlyFromWholeBundles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := &ferryv1.Kustomization{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: h.ns}, Spec: ferryv1.KustomizationSpec{
-		SourceRef: ferryv1.SourceReference{Kind: ferryv1.GitSourceKind, Name: "platform"}, Path: "app",
+	// The Flux source the Kustomization names: the Git URL exactly as gitBundle packs it, which
+	// the agent resolves to the carried Git item (it never dials the URL).
+	g := &sourcev1.GitRepository{ObjectMeta: metav1.ObjectMeta{Name: "platform", Namespace: h.ns}, Spec: sourcev1.GitRepositorySpec{
+		URL: git.RepoURL("platform"), Reference: &sourcev1.GitRepositoryRef{Branch: "main"}, Interval: metav1.Duration{Duration: time.Minute}}}
+	if err := c.Create(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.DeleteAllOf(context.Background(), &sourcev1.GitRepository{}, client.InNamespace(h.ns)) })
+	k := &kustomizev1.Kustomization{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: h.ns}, Spec: kustomizev1.KustomizationSpec{
+		SourceRef: kustomizev1.CrossNamespaceSourceReference{Kind: sourcev1.GitRepositoryKind, Name: "platform"}, Path: "app",
 		Interval: metav1.Duration{Duration: time.Second}, Prune: true}}
 	if err := c.Create(ctx, k); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.DeleteAllOf(context.Background(), &ferryv1.Kustomization{}, client.InNamespace(h.ns)) })
+	t.Cleanup(func() { c.DeleteAllOf(context.Background(), &kustomizev1.Kustomization{}, client.InNamespace(h.ns)) })
 	applied := func() (string, bool) {
-		var got ferryv1.Kustomization
+		var got kustomizev1.Kustomization
 		if err := c.Get(ctx, types.NamespacedName{Namespace: h.ns, Name: "app"}, &got); err != nil {
 			t.Fatal(err)
 		}
-		return got.Status.LastAppliedRevision, apimeta.IsStatusConditionTrue(got.Status.Conditions, ferryv1.ReadyCondition)
+		return got.Status.LastAppliedRevision, apimeta.IsStatusConditionTrue(got.Status.Conditions, meta.ReadyCondition)
 	}
 	greeting := func() string {
 		var got corev1.ConfigMap
@@ -96,7 +106,10 @@ func TestReconcilesOnlyFromWholeBundles(t *testing.T) {
 	r := h.start(agent.Options{})
 	dirA, rootA := gitBundle(t, h, git, "platform", 1, "")
 	copyDir(t, dirA, filepath.Join(h.drop, "bundle-1"))
-	waitFor(t, 30*time.Second, "bundle 1 applied", func() bool { rev, ready := applied(); return rev == commitA && ready && greeting() == "one" })
+	waitFor(t, 30*time.Second, "bundle 1 applied", func() bool {
+		rev, ready := applied()
+		return rev == "main@sha1:"+commitA && ready && greeting() == "one"
+	})
 	ready := `ferry_reconcile_total{kind="Kustomization",result="ready"}`
 	if r.value(ready) < 1 || r.value(`ferry_reconcile_duration_seconds_count{kind="Kustomization"}`) < 1 {
 		t.Fatalf("reconciliations not counted: %s = %v", ready, r.value(ready))
@@ -123,8 +136,8 @@ func TestReconcilesOnlyFromWholeBundles(t *testing.T) {
 	// The next reconciliations apply bundle 1, never a part of bundle 2.
 	before := r.value(ready)
 	waitFor(t, 15*time.Second, "two more reconciliations", func() bool { return r.value(ready) >= before+2 })
-	if rev, ok := applied(); rev != commitA || !ok || greeting() != "one" {
-		t.Fatalf("after the rejection the cluster is at %s (ready %v, hello %q), want %s and one", rev, ok, greeting(), commitA)
+	if rev, ok := applied(); rev != "main@sha1:"+commitA || !ok || greeting() != "one" {
+		t.Fatalf("after the rejection the cluster is at %s (ready %v, hello %q), want main@sha1:%s and one", rev, ok, greeting(), commitA)
 	}
 
 	// A hand edit is drift: put back by the next reconciliation, and counted.
@@ -141,7 +154,10 @@ func TestReconcilesOnlyFromWholeBundles(t *testing.T) {
 
 	// The whole bundle 2 (same root, another copy) is accepted and applied at once.
 	copyDir(t, dirB, filepath.Join(h.drop, "bundle-2"))
-	waitFor(t, 30*time.Second, "bundle 2 applied", func() bool { rev, ready := applied(); return rev == commitB && ready && greeting() == "two" })
+	waitFor(t, 30*time.Second, "bundle 2 applied", func() bool {
+		rev, ready := applied()
+		return rev == "main@sha1:"+commitB && ready && greeting() == "two"
+	})
 	if st := h.state(); st.Sequence != 2 || st.Root != rootB {
 		t.Fatalf("current %+v, want bundle 2 (%s)", st, rootB)
 	}

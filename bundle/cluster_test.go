@@ -61,11 +61,11 @@ func encodeClusterObjects(t testing.TB, objs []bundle.ClusterDocument) []byte {
 const (
 	nsDoc = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n"
 	cmDoc = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: apps\ndata:\n  replicas: \"3\"\n"
-	ksDoc = "apiVersion: ferry.dev/v1alpha1\nkind: Kustomization\nmetadata:\n  name: k\n  namespace: apps\nspec:\n  interval: 1m\n  retries: 3\n"
+	hrDoc = "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: web\n  namespace: apps\nspec:\n  interval: 1m\n  maxHistory: 3\n"
 )
 
 func TestDecodeClusterLayer(t *testing.T) {
-	data := layerOf(t, [2]string{"apps/cm.yaml", cmDoc}, [2]string{"apps/cm.yaml", ksDoc}, [2]string{"ns.yaml", nsDoc})
+	data := layerOf(t, [2]string{"apps/cm.yaml", cmDoc}, [2]string{"apps/cm.yaml", hrDoc}, [2]string{"ns.yaml", nsDoc})
 	objs, err := bundle.DecodeClusterLayer(data)
 	if err != nil {
 		t.Fatal(err)
@@ -74,11 +74,11 @@ func TestDecodeClusterLayer(t *testing.T) {
 	for _, o := range objs {
 		got = append(got, where(o))
 	}
-	want := "apps/cm.yaml document 1 (ConfigMap apps/c); apps/cm.yaml document 2 (Kustomization apps/k); ns.yaml document 1 (Namespace apps)"
+	want := "apps/cm.yaml document 1 (ConfigMap apps/c); apps/cm.yaml document 2 (HelmRelease apps/web); ns.yaml document 1 (Namespace apps)"
 	if strings.Join(got, "; ") != want {
 		t.Fatalf("decoded %s, want %s", strings.Join(got, "; "), want)
 	}
-	if v, ok := objs[1].Object["spec"].(map[string]any)["retries"].(int64); !ok || v != 3 {
+	if v, ok := objs[1].Object["spec"].(map[string]any)["maxHistory"].(int64); !ok || v != 3 {
 		t.Fatalf("an integer decodes as int64, as the Kubernetes client decodes it: %#v", objs[1].Object["spec"])
 	}
 	if !bytes.Equal(encodeClusterObjects(t, objs), data) {
@@ -125,7 +125,7 @@ func TestDecodeClusterLayerRefuses(t *testing.T) {
 // whatever it accepts is exactly what its objects encode to, so the objects applied are the
 // bytes signed.
 func FuzzDecodeClusterLayer(f *testing.F) {
-	f.Add(layerOf(f, [2]string{"apps/cm.yaml", cmDoc}, [2]string{"apps/cm.yaml", ksDoc}, [2]string{"ns.yaml", nsDoc}))
+	f.Add(layerOf(f, [2]string{"apps/cm.yaml", cmDoc}, [2]string{"apps/cm.yaml", hrDoc}, [2]string{"ns.yaml", nsDoc}))
 	f.Add(layerOf(f, [2]string{"a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  x: |\n    ---\n    line\n  y: \"---\"\n"}))
 	f.Add([]byte("# Source: a.yaml\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: &a x\n  labels: {l: *a}\n"))
 	f.Add([]byte("# Source: a.yaml\napiVersion: v1\nkind: X\nmetadata:\n  name: a\nspec:\n  n: 12345678901234567890123\n  f: 1.5e+300\n"))

@@ -33,6 +33,9 @@ type agentWorld struct {
 	bundle1, bundle2 string // tar part lists (bundle1) and tar files (bundle2, old) under dir
 	old              string
 	chart1, chart2   string
+	// gitURL and helmURL are the upstreams as ferry.yaml lists them, which the cluster's Flux
+	// sources name (sync resolves them to the bundle's items; the upstreams are stopped).
+	gitURL, helmURL string
 }
 
 // packAgentWorld starts the upstreams, packs the three bundles and stops the upstreams.
@@ -87,26 +90,49 @@ func packAgentWorld(t *testing.T) *agentWorld {
 	write("ferry.yaml", spec("720h"))
 	must(t, w.dir, pw, "mirror", "pack", "-f", "ferry.yaml", "--key", "mirror.key", "--sequence", "2", "--previous", root1, "--tar", "out/b2.tar")
 	w.bundle2 = "out/b2.tar"
+	w.gitURL, w.helmURL = gitSrv.RepoURL("platform"), helm.URL
 	gitSrv.Stop()
 	helm.Stop()
 	return w
 }
 
-// clusterObjects are the Kustomization and HelmRelease the agent reconciles.
-const clusterObjects = `apiVersion: v1
+// clusterObjects are the Flux objects the agent reconciles: the sources, named by the URLs
+// ferry.yaml lists, the Kustomization and the HelmRelease. The HelmRelease's target namespace
+// is created here (dependsOn is same-kind: a HelmRelease cannot wait for the Kustomization
+// that also applies it).
+func (w *agentWorld) clusterObjects() string {
+	return fmt.Sprintf(`apiVersion: v1
 kind: Namespace
 metadata: {name: ferry-system}
 ---
-apiVersion: ferry.dev/v1alpha1
+apiVersion: v1
+kind: Namespace
+metadata: {name: demo}
+---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {name: platform, namespace: ferry-system}
+spec: {url: %s, ref: {branch: main}, interval: 1m}
+---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: HelmRepository
+metadata: {name: charts, namespace: ferry-system}
+spec: {url: %s, interval: 1m}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
 kind: Kustomization
 metadata: {name: platform, namespace: ferry-system}
-spec: {interval: 5s, sourceRef: {kind: GitSource, name: platform}, path: apps, prune: true}
+spec: {interval: 5s, sourceRef: {kind: GitRepository, name: platform}, path: apps, prune: true}
 ---
-apiVersion: ferry.dev/v1alpha1
+apiVersion: helm.toolkit.fluxcd.io/v2
 kind: HelmRelease
 metadata: {name: podinfo, namespace: ferry-system}
-spec: {interval: 5s, chart: {name: podinfo}, targetNamespace: demo, dependsOn: [{name: platform, kind: Kustomization}]}
-`
+spec:
+  interval: 5s
+  chart: {spec: {chart: podinfo, sourceRef: {kind: HelmRepository, name: charts}}}
+  targetNamespace: demo
+`, w.gitURL, w.helmURL)
+}
 
 // TestAgentOfflineInNetworkNamespace runs `sync run` inside a network namespace that can reach
 // nothing but the API server (through a forwarder on the host), feeds it bundles through a drop
@@ -122,7 +148,7 @@ func TestAgentOfflineInNetworkNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	kube := []string{"--kubeconfig", cluster.Kubeconfig}
-	if err := os.WriteFile(filepath.Join(w.dir, "objects.yaml"), []byte(clusterObjects), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(w.dir, "objects.yaml"), []byte(w.clusterObjects()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	must(t, w.dir, nil, "kubectl", append(kube, "apply", "-f", "objects.yaml")...)
@@ -173,6 +199,10 @@ leaderElection: {enabled: true, namespace: ferry-system, name: ferry-sync}
 	if got := configMap(t, w.dir, kube, "greeting", "hello"); got != "world" {
 		t.Fatalf("after bundle 1, demo/greeting hello = %q, want world", got)
 	}
+	// The chart's ConfigMap, named by Flux's release name <targetNamespace>-<name>.
+	if got := configMap(t, w.dir, kube, "demo-podinfo", "chart"); got != w.chart1 {
+		t.Fatalf("after bundle 1, demo/demo-podinfo chart = %q, want %s", got, w.chart1)
+	}
 	// The agent serves what it imported: the registry's catalog holds the chart, Git clones.
 	serve := "http://" + ns.NSIP + ":5000"
 	if code := httpGet(serve + "/v2/"); code != 200 {
@@ -195,6 +225,9 @@ leaderElection: {enabled: true, namespace: ferry-system, name: ferry-sync}
 	waitReady(t, w.dir, kube, w.commit2, w.chart2)
 	if got := configMap(t, w.dir, kube, "greeting", "hello"); got != "moon" {
 		t.Fatalf("after bundle 2, demo/greeting hello = %q, want moon", got)
+	}
+	if got := configMap(t, w.dir, kube, "demo-podinfo", "chart"); got != w.chart2 {
+		t.Fatalf("after bundle 2, demo/demo-podinfo chart = %q, want %s", got, w.chart2)
 	}
 
 	// A hand edit is drift: put back within one interval (5s) of the Kustomization, and counted.
@@ -317,12 +350,21 @@ func waitFor(t *testing.T, logPath string, timeout time.Duration, what string, c
 	t.Logf("%s", what)
 }
 
-// waitReady waits with stock kubectl until the Kustomization and the HelmRelease are Ready at
-// the given revisions.
+// waitReady waits with stock kubectl until the Kustomization is Ready at the commit (Flux's
+// revision main@sha1:<commit>) and the HelmRelease Ready with the chart version deployed (its
+// newest history entry: HelmRelease v2 has no lastAppliedRevision).
 func waitReady(t *testing.T, dir string, kube []string, commit, chart string) {
 	t.Helper()
-	for _, obj := range []struct{ name, rev string }{{"kustomization/platform", commit}, {"helmrelease/podinfo", chart}} {
-		must(t, dir, nil, "kubectl", append(kube, "wait", "-n", "ferry-system", "--for=jsonpath={.status.lastAppliedRevision}="+obj.rev, obj.name, "--timeout=60s")...)
+	for _, obj := range []struct {
+		name string
+		want []string
+	}{
+		{"kustomization/platform", []string{"{.status.lastAppliedRevision}=main@sha1:" + commit}},
+		{"helmrelease/podinfo", []string{"{.status.history[0].chartVersion}=" + chart, "{.status.history[0].status}=deployed"}},
+	} {
+		for _, w := range obj.want {
+			must(t, dir, nil, "kubectl", append(kube, "wait", "-n", "ferry-system", "--for=jsonpath="+w, obj.name, "--timeout=60s")...)
+		}
 		must(t, dir, nil, "kubectl", append(kube, "wait", "-n", "ferry-system", "--for=condition=Ready", obj.name, "--timeout=60s")...)
 	}
 }

@@ -169,8 +169,8 @@ func TestAgentPodOnNode(t *testing.T) {
 	})
 	v1 := w.agentPod()
 	w.waitKustomizationReady("ferry-system", "ferry-sync")
-	w.waitFor(3*time.Minute, "podinfo's HelmRelease Ready", func() bool { return w.ready("helmrelease", "podinfo", "podinfo") })
-	w.waitFor(2*time.Minute, "podinfo's Kustomization Ready (healthChecks)", func() bool { return w.ready("kustomization", "ferry-system", "podinfo-kustomize") })
+	w.waitFor(3*time.Minute, "podinfo's HelmRelease Ready", func() bool { return w.ready(nodeHelmReleases, "podinfo", "podinfo") })
+	w.waitFor(2*time.Minute, "podinfo's Kustomization Ready (healthChecks)", func() bool { return w.ready(nodeKustomizations, "ferry-system", "podinfo-kustomize") })
 	for _, ns := range []string{"podinfo", "podinfo-kustomize"} {
 		w.waitRollout(ns, "podinfo", time.Minute)
 	}
@@ -204,11 +204,12 @@ func TestAgentPodOnNode(t *testing.T) {
 	t.Logf("self-update: %s (v1) replaced by %s running %s", v1.name, v2.name, v2.image)
 
 	// Bundle 3: podinfo's chart upgraded to a broken image; its Pods never become ready, the
-	// upgrade fails its wait and is rolled back to the release that worked.
+	// upgrade fails its wait and (upgrade.remediation.remediateLastFailure) is rolled back to
+	// the release that worked: the newest history entry is that rollback, deployed.
 	w.drop(b3)
 	w.waitFor(4*time.Minute, "the broken upgrade rolled back", func() bool {
 		hr := w.helmRelease()
-		return len(hr.Status.History) > 0 && strings.Contains(hr.Status.History[0].Description, "Rollback")
+		return len(hr.Status.History) > 0 && hr.Status.History[0].Action == "rollback" && hr.Status.History[0].Status == "deployed"
 	})
 	hr := w.helmRelease()
 	t.Logf("podinfo's HelmRelease after the broken upgrade: %+v", hr.Status)
@@ -274,14 +275,20 @@ func (w *nodeWorld) installManifests() string {
 		"--image", "ferry.local/ferry/sync:"+nodeAgentV1, "--registry-node-port", nodeRegistryPort)
 }
 
-// clusterItem is the bundle's cluster folder: the Kustomization that keeps the agent's own
-// objects, pinned to the carried agent image, and podinfo twice (chart and kustomize folder).
-func (w *nodeWorld) clusterItem(agentVersion, podinfoTag string) string {
-	return fmt.Sprintf(`apiVersion: ferry.dev/v1alpha1
+// clusterItem is the bundle's cluster folder: the Flux sources, named by the URLs ferry.yaml
+// lists (gitURL, helmURL), the Kustomization that keeps the agent's own objects, pinned to the
+// carried agent image, and podinfo twice (chart and kustomize folder).
+func (w *nodeWorld) clusterItem(gitURL, helmURL, agentVersion, podinfoTag string) string {
+	return fmt.Sprintf(`apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {name: platform, namespace: ferry-system}
+spec: {url: %[4]s, ref: {branch: main}, interval: 1m}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
 kind: Kustomization
 metadata: {name: ferry-sync, namespace: ferry-system}
 spec:
-  sourceRef: {kind: GitSource, name: platform}
+  sourceRef: {kind: GitRepository, name: platform}
   path: clusters/node/ferry-system
   interval: 5s
   prune: false
@@ -294,14 +301,19 @@ apiVersion: v1
 kind: Namespace
 metadata: {name: podinfo}
 ---
-apiVersion: ferry.dev/v1alpha1
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: HelmRepository
+metadata: {name: podinfo, namespace: podinfo}
+spec: {url: %[5]s, interval: 1m}
+---
+apiVersion: helm.toolkit.fluxcd.io/v2
 kind: HelmRelease
 metadata: {name: podinfo, namespace: podinfo}
 spec:
-  chart: {name: podinfo}
+  chart: {spec: {chart: podinfo, version: "6.9.2", sourceRef: {kind: HelmRepository, name: podinfo}}}
   interval: 5s
   timeout: 60s
-  wait: true
+  upgrade: {remediation: {remediateLastFailure: true}}
   values:
     image: {repository: %[1]s/stefanprodan/podinfo, tag: "%[3]s"}
     probes:
@@ -311,11 +323,11 @@ apiVersion: v1
 kind: Namespace
 metadata: {name: podinfo-kustomize}
 ---
-apiVersion: ferry.dev/v1alpha1
+apiVersion: kustomize.toolkit.fluxcd.io/v1
 kind: Kustomization
 metadata: {name: podinfo-kustomize, namespace: ferry-system}
 spec:
-  sourceRef: {kind: GitSource, name: platform}
+  sourceRef: {kind: GitRepository, name: platform}
   path: apps/podinfo
   targetNamespace: podinfo-kustomize
   interval: 5s
@@ -325,7 +337,7 @@ spec:
     - {name: ghcr.io/stefanprodan/podinfo, newName: %[1]s/stefanprodan/podinfo, newTag: "6.9.2"}
   healthChecks:
     - {apiVersion: apps/v1, kind: Deployment, name: podinfo, namespace: podinfo-kustomize}
-`, w.regHost, w.agents[agentVersion], podinfoTag)
+`, w.regHost, w.agents[agentVersion], podinfoTag, gitURL, helmURL)
 }
 
 // pack packs bundle seq after the bundle whose root is previous: the platform repository,
@@ -337,7 +349,7 @@ func (w *nodeWorld) pack(seq int, previous, gitURL, helmURL, agentVersion, podin
 	if err := os.MkdirAll(filepath.Join(dir, "cluster"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "cluster", "objects.yaml"), []byte(w.clusterItem(agentVersion, podinfoTag)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "cluster", "objects.yaml"), []byte(w.clusterItem(gitURL, helmURL, agentVersion, podinfoTag)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	spec := fmt.Sprintf(`apiVersion: ferry.dev/v1alpha1
@@ -544,13 +556,21 @@ func (w *nodeWorld) healthy(p agentPodState) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-func (w *nodeWorld) ready(kind, namespace, name string) bool {
-	r := run(w.t, w.dir, nil, "kubectl", append(w.kube, "get", kind+".ferry.dev", name, "-n", namespace, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)...)
+// The Flux kinds sync reconciles, as kubectl names their resources.
+const (
+	nodeKustomizations = "kustomizations.kustomize.toolkit.fluxcd.io"
+	nodeHelmReleases   = "helmreleases.helm.toolkit.fluxcd.io"
+	nodeFluxResources  = nodeKustomizations + "," + nodeHelmReleases + ",gitrepositories.source.toolkit.fluxcd.io,helmrepositories.source.toolkit.fluxcd.io"
+)
+
+// ready says whether the object of resource (one of the Flux kinds) is Ready.
+func (w *nodeWorld) ready(resource, namespace, name string) bool {
+	r := run(w.t, w.dir, nil, "kubectl", append(w.kube, "get", resource, name, "-n", namespace, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)...)
 	return r.Err == nil && strings.TrimSpace(r.Stdout) == "True"
 }
 
 func (w *nodeWorld) waitKustomizationReady(namespace, name string) {
-	w.waitFor(3*time.Minute, "Kustomization "+namespace+"/"+name+" Ready", func() bool { return w.ready("kustomization", namespace, name) })
+	w.waitFor(3*time.Minute, "Kustomization "+namespace+"/"+name+" Ready", func() bool { return w.ready(nodeKustomizations, namespace, name) })
 }
 
 type nodeHelmRelease struct {
@@ -558,20 +578,19 @@ type nodeHelmRelease struct {
 		Conditions []struct {
 			Type, Status, Reason, Message string
 		} `json:"conditions"`
-		LastAppliedRevision string `json:"lastAppliedRevision"`
-		UpgradeFailures     int    `json:"upgradeFailures"`
-		History             []struct {
+		UpgradeFailures int `json:"upgradeFailures"`
+		History         []struct {
 			Version      int    `json:"version"`
 			ChartVersion string `json:"chartVersion"`
 			Status       string `json:"status"`
-			Description  string `json:"description"`
+			Action       string `json:"action"`
 		} `json:"history"`
 	} `json:"status"`
 }
 
 func (w *nodeWorld) helmRelease() nodeHelmRelease {
 	var hr nodeHelmRelease
-	r := run(w.t, w.dir, nil, "kubectl", append(w.kube, "get", "helmrelease.ferry.dev", "podinfo", "-n", "podinfo", "-o", "json")...)
+	r := run(w.t, w.dir, nil, "kubectl", append(w.kube, "get", nodeHelmReleases, "podinfo", "-n", "podinfo", "-o", "json")...)
 	if r.Err == nil {
 		_ = json.Unmarshal([]byte(r.Stdout), &hr)
 	}
@@ -591,7 +610,7 @@ func (w *nodeWorld) waitFor(timeout time.Duration, what string, cond func() bool
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			state := run(w.t, w.dir, nil, "kubectl", append(w.kube, "get", "pods,deployments,kustomizations.ferry.dev,helmreleases.ferry.dev,events", "-A", "-o", "wide")...)
+			state := run(w.t, w.dir, nil, "kubectl", append(w.kube, "get", "pods,deployments,"+nodeFluxResources+",events", "-A", "-o", "wide")...)
 			agent := w.agentPod()
 			log, _ := w.node.ContainerLog("ferry-system", agent.name, "sync")
 			if len(log) > 8000 {

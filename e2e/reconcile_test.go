@@ -13,7 +13,7 @@ import (
 )
 
 // The whole flow into a cluster: mirror pack, sync import, reconcile; stock kubectl waits for
-// the Kustomization to be Ready and shows its readiness and revision columns.
+// the Kustomization to be Ready and shows its readiness and the revision applied.
 func TestReconcileWithStockKubectl(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -39,9 +39,13 @@ func TestReconcileWithStockKubectl(t *testing.T) {
 		t.Fatal(err)
 	}
 	kube := []string{"--kubeconfig", cluster.Kubeconfig}
+	// The GitRepository names the Git URL and ref exactly as ferry.yaml does: sync resolves it to
+	// the bundle's item (the Git server is stopped by now).
 	manifest := "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ferry-system\n---\n" +
-		"apiVersion: ferry.dev/v1alpha1\nkind: Kustomization\nmetadata:\n  name: platform\n  namespace: ferry-system\n" +
-		"spec:\n  interval: 1m\n  sourceRef: {kind: GitSource, name: platform}\n  path: apps\n  prune: true\n"
+		"apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: platform\n  namespace: ferry-system\n" +
+		fmt.Sprintf("spec:\n  url: %s\n  ref: {branch: main}\n  interval: 1m\n---\n", gitSrv.RepoURL("platform")) +
+		"apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: platform\n  namespace: ferry-system\n" +
+		"spec:\n  interval: 1m\n  sourceRef: {kind: GitRepository, name: platform}\n  path: apps\n  prune: true\n"
 	os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(manifest), 0o644)
 	must(t, dir, nil, "kubectl", append(kube, "apply", "-f", "kustomization.yaml")...)
 
@@ -56,10 +60,26 @@ func TestReconcileWithStockKubectl(t *testing.T) {
 	if !strings.Contains(out, "condition met") {
 		t.Fatalf("kubectl wait: %s", out)
 	}
+	// Flux's printer columns: NAME AGE READY STATUS, the status being the Ready message, which
+	// names the revision applied.
+	revision := "main@sha1:" + commit
 	table := must(t, dir, nil, "kubectl", append(kube, "get", "kustomizations", "-n", "ferry-system")...)
-	header := strings.Fields(strings.SplitN(table, "\n", 2)[0])
-	if !strings.Contains(table, commit) || !strings.Contains(table, "True") || !strings.Contains(strings.Join(header, " "), "READY") || !strings.Contains(strings.Join(header, " "), "REVISION") {
-		t.Fatalf("kubectl get kustomizations does not show readiness and revision:\n%s", table)
+	lines := strings.Split(strings.TrimSpace(table), "\n")
+	header := strings.Fields(lines[0])
+	if len(lines) != 2 || strings.Join(header, " ") != "NAME AGE READY STATUS" {
+		t.Fatalf("kubectl get kustomizations does not show Flux's columns:\n%s", table)
+	}
+	row := strings.Fields(lines[1])
+	if len(row) < 4 || row[0] != "platform" || row[2] != "True" || !strings.Contains(lines[1], "Applied revision: "+revision) {
+		t.Fatalf("kubectl get kustomizations does not show platform Ready at %s:\n%s", revision, table)
+	}
+	if got := must(t, dir, nil, "kubectl", append(kube, "get", "kustomization", "platform", "-n", "ferry-system", "-o", "jsonpath={.status.lastAppliedRevision}")...); got != revision {
+		t.Fatalf("kustomization platform: lastAppliedRevision %q, want %q", got, revision)
+	}
+	// The source, Ready too, says which bundle item it resolved to.
+	msg := must(t, dir, nil, "kubectl", append(kube, "get", "gitrepository", "platform", "-n", "ferry-system", "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].message}`)...)
+	if want := "stored artifact for revision '" + revision + "' (bundle item platform)"; msg != want {
+		t.Fatalf("gitrepository platform: Ready message %q, want %q", msg, want)
 	}
 	cm := must(t, dir, nil, "kubectl", append(kube, "get", "configmap", "greeting", "-n", "demo", "-o", "jsonpath={.data.hello}")...)
 	if cm != "world" {

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/serve/registry"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // startServe runs `sync serve` on a free loopback port until the test ends.
@@ -100,6 +102,17 @@ func TestServeToStockClients(t *testing.T) {
 	chartRepo, chartTag := registry.RepositoryName(*chart)
 	must(t, u.dir, nil, "oras", "pull", "--plain-http", "-o", filepath.Join(u.dir, "oras-pull"), host+"/"+chartRepo+":"+chartTag)
 	t.Logf("oras pulled %s/%s:%s", host, chartRepo, chartTag)
+	// oras: the Git source's tag names its Flux artifact alone, as `flux push artifact` lays it
+	// out (config of Flux's type, one tar+gzip layer), so an OCIRepository reads the tree.
+	gitRepo, gitTag := registry.RepositoryName(*res.Bundle.Item("platform"))
+	var fluxManifest ocispec.Manifest
+	if err := json.Unmarshal([]byte(must(t, u.dir, nil, "oras", "manifest", "fetch", "--plain-http", host+"/"+gitRepo+":"+gitTag)), &fluxManifest); err != nil {
+		t.Fatal(err)
+	}
+	if fluxManifest.Config.MediaType != bundle.GitFluxConfigMediaType || len(fluxManifest.Layers) != 1 || fluxManifest.Layers[0].MediaType != bundle.GitFluxContentMediaType {
+		t.Fatalf("%s:%s is not a Flux artifact alone: %+v", gitRepo, gitTag, fluxManifest)
+	}
+	t.Logf("oras manifest fetch %s/%s:%s: the Flux artifact (%s, one %s layer)", host, gitRepo, gitTag, fluxManifest.Config.MediaType, fluxManifest.Layers[0].MediaType)
 	// helm: pull both charts with Helm's OCI client.
 	for _, name := range []string{"podinfo", "podinfo-oci"} {
 		it := res.Bundle.Item(name)

@@ -34,3 +34,8 @@ NFT_VERSION           := debian
 # containerd, runc and containernetworking-plugins (the node of internal/testenv's StartNode)
 # come from Debian's packages likewise: containerd 1.6, runc 1.1, CNI plugins 1.1.
 CONTAINERD_VERSION    := debian
+
+# Flux's API: the versions of the Go API modules are in go.mod; controller-gen turns their types
+# into the CRDs api/crds holds (`make crds`), the version Flux generated its own with.
+CONTROLLER_GEN_MODULE  := sigs.k8s.io/controller-tools/cmd/controller-gen
+CONTROLLER_GEN_VERSION := v0.21.0

@@ -27,7 +27,7 @@ func clusterSpec(t *testing.T) *spec.Spec {
 	files := map[string]string{
 		"ferry.yaml":            "apiVersion: ferry.dev/v1alpha1\nkind: Mirror\ncluster:\n  path: ./cluster\n",
 		"cluster/ns.yaml":       "# apps live here\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: tools}\n",
-		"cluster/apps/ks.yaml":  "apiVersion: ferry.dev/v1alpha1\nkind: Kustomization\nmetadata:\n  name: platform\n  namespace: apps\nspec:\n  interval: 5m\n  sourceRef: {kind: GitSource, name: platform}\n",
+		"cluster/apps/ks.yaml":  "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: platform\n  namespace: apps\nspec:\n  interval: 5m\n  sourceRef: {kind: GitRepository, name: platform}\n",
 		"cluster/notes.txt":     "ignored\n",
 		"cluster/apps/cm.yml":   "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: apps}\ndata: {count: \"1\"}\n",
 		"cluster/empty.yaml":    "---\n# nothing\n",
@@ -53,7 +53,7 @@ metadata:
   namespace: apps
 ---
 # Source: apps/ks.yaml
-apiVersion: ferry.dev/v1alpha1
+apiVersion: kustomize.toolkit.fluxcd.io/v1
 kind: Kustomization
 metadata:
   name: platform
@@ -61,7 +61,7 @@ metadata:
 spec:
   interval: 5m
   sourceRef:
-    kind: GitSource
+    kind: GitRepository
     name: platform
 ---
 # Source: ns.yaml

@@ -6,14 +6,14 @@ import (
 	"sort"
 	"strings"
 
+	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/konfig"
 	"sigs.k8s.io/kustomize/api/krusty"
 	kustypes "sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/kustomize/kyaml/resid"
 	"sigs.k8s.io/yaml"
-
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
 )
 
 // Where build puts things in its in-memory file system.
@@ -30,17 +30,43 @@ var errRemoteRefused = fmt.Errorf("remote bases are refused: Ferry builds only f
 type overlay struct {
 	// targetNamespace, when set, becomes the overlay's namespace.
 	targetNamespace string
-	// images become the overlay's images list.
-	images []kustypes.Image
+	// images become the overlay's images list, patches its patches.
+	images  []kustypes.Image
+	patches []kustypes.Patch
+	// namePrefix and nameSuffix become the overlay's.
+	namePrefix, nameSuffix string
+	// labels and annotations are set on every built object (spec.commonMetadata): on the
+	// objects themselves, not on selectors or templates, as Flux does.
+	labels, annotations map[string]string
 }
 
 // overlayOf returns the overlay a Kustomization's spec asks for.
-func overlayOf(k *ferryv1.Kustomization) overlay {
+func overlayOf(k *kustomizev1.Kustomization) overlay {
 	o := overlay{targetNamespace: k.Spec.TargetNamespace}
 	for _, img := range k.Spec.Images {
 		o.images = append(o.images, kustypes.Image{Name: img.Name, NewName: img.NewName, NewTag: img.NewTag, Digest: img.Digest})
 	}
+	for _, p := range k.Spec.Patches {
+		kp := kustypes.Patch{Patch: p.Patch}
+		if t := p.Target; t != nil {
+			kp.Target = &kustypes.Selector{
+				ResId:              resid.ResId{Gvk: resid.Gvk{Group: t.Group, Version: t.Version, Kind: t.Kind}, Name: t.Name, Namespace: t.Namespace},
+				AnnotationSelector: t.AnnotationSelector,
+				LabelSelector:      t.LabelSelector,
+			}
+		}
+		o.patches = append(o.patches, kp)
+	}
+	o.namePrefix, o.nameSuffix = k.Spec.NamePrefix, k.Spec.NameSuffix
+	if m := k.Spec.CommonMetadata; m != nil {
+		o.labels, o.annotations = m.Labels, m.Annotations
+	}
 	return o
+}
+
+// needed says whether the overlay changes anything kustomize builds.
+func (ov overlay) needed() bool {
+	return ov.targetNamespace != "" || len(ov.images) > 0 || len(ov.patches) > 0 || ov.namePrefix != "" || ov.nameSuffix != ""
 }
 
 // build runs kustomize on dir (relative to the source's root) in fsys, with the source tree at
@@ -65,12 +91,15 @@ func build(fsys filesys.FileSystem, dir string, ov overlay, vars map[string]stri
 		return nil, err
 	}
 	root := buildDir
-	if ov.targetNamespace != "" || len(ov.images) > 0 {
+	if ov.needed() {
 		k := kustypes.Kustomization{
-			TypeMeta:  kustypes.TypeMeta{APIVersion: kustypes.KustomizationVersion, Kind: kustypes.KustomizationKind},
-			Namespace: ov.targetNamespace,
-			Images:    ov.images,
-			Resources: []string{".." + buildDir},
+			TypeMeta:   kustypes.TypeMeta{APIVersion: kustypes.KustomizationVersion, Kind: kustypes.KustomizationKind},
+			Namespace:  ov.targetNamespace,
+			Images:     ov.images,
+			Patches:    ov.patches,
+			NamePrefix: ov.namePrefix,
+			NameSuffix: ov.nameSuffix,
+			Resources:  []string{".." + buildDir},
 		}
 		b, err := yaml.Marshal(k)
 		if err != nil {
@@ -103,6 +132,7 @@ func build(fsys filesys.FileSystem, dir string, ov overlay, vars map[string]stri
 		if err := u.UnmarshalJSON(b); err != nil {
 			return nil, fmt.Errorf("kustomize build %q: %s: %w", dir, res.CurId(), err)
 		}
+		setMetadata(u, ov.labels, ov.annotations)
 		objs = append(objs, u)
 	}
 	return objs, nil
@@ -265,4 +295,28 @@ func isRemote(ref string) bool {
 	first, _, _ := strings.Cut(ref, "/")
 	return strings.Contains(first, ".") && first != "." && first != ".." && strings.Contains(ref, "/") &&
 		!strings.HasSuffix(first, ".yaml") && !strings.HasSuffix(first, ".yml") && !strings.HasSuffix(first, ".json")
+}
+
+// setMetadata adds labels and annotations to an object's own metadata.
+func setMetadata(u *unstructured.Unstructured, labels, annotations map[string]string) {
+	if len(labels) > 0 {
+		l := u.GetLabels()
+		if l == nil {
+			l = map[string]string{}
+		}
+		for k, v := range labels {
+			l[k] = v
+		}
+		u.SetLabels(l)
+	}
+	if len(annotations) > 0 {
+		a := u.GetAnnotations()
+		if a == nil {
+			a = map[string]string{}
+		}
+		for k, v := range annotations {
+			a[k] = v
+		}
+		u.SetAnnotations(a)
+	}
 }

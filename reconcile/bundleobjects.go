@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
+	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
+	"github.com/fluxcd/pkg/apis/meta"
 	"github.com/fluxcd/pkg/ssa"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -22,7 +24,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
 )
@@ -131,7 +132,7 @@ func (r *Reconciler) applyBundleObjects(ctx context.Context, c *cache.Snapshot) 
 	for i := range rec.Items {
 		if it := &rec.Items[i]; it.Kind == bundle.KindCluster {
 			if b.item != nil {
-				return b.fail(ferryv1.BuildFailedReason, "the bundle carries two cluster items, %s and %s: at most one", b.item.Name, it.Name)
+				return b.fail(meta.BuildFailedReason, "the bundle carries two cluster items, %s and %s: at most one", b.item.Name, it.Name)
 			}
 			b.item = it
 			b.log = r.log.With("bundle", rec.Sequence, "item", it.Name)
@@ -146,7 +147,7 @@ func (r *Reconciler) applyBundleObjects(ctx context.Context, c *cache.Snapshot) 
 			return nil // nothing carried, nothing applied before
 		}
 		if cm, err = r.createInventory(ctx, ns); err != nil {
-			return b.fail(ferryv1.ApplyFailedReason, "inventory configmap %s/%s: %v", ns, BundleInventoryName, err)
+			return b.fail(meta.ReconciliationFailedReason, "inventory configmap %s/%s: %v", ns, BundleInventoryName, err)
 		}
 	case apierrors.IsForbidden(err) && b.item == nil:
 		// A reconciler not allowed to read the inventory, and with nothing to apply: it cannot
@@ -154,7 +155,7 @@ func (r *Reconciler) applyBundleObjects(ctx context.Context, c *cache.Snapshot) 
 		b.log.Warn("bundle-object inventory not readable; nothing to apply", "err", err)
 		return nil
 	case err != nil:
-		return b.fail(ferryv1.ApplyFailedReason, "inventory configmap %s/%s: %v", ns, BundleInventoryName, err)
+		return b.fail(meta.ReconciliationFailedReason, "inventory configmap %s/%s: %v", ns, BundleInventoryName, err)
 	}
 	b.cm = cm
 	return b.run(ctx, c)
@@ -192,7 +193,7 @@ func (b *bundleObjects) run(ctx context.Context, c *cache.Snapshot) error {
 	defer cancel()
 	old, err := parseBundleInventory(b.cm)
 	if err != nil {
-		return b.fail(ferryv1.ApplyFailedReason, "inventory configmap %s/%s: %v (delete it to start afresh)", b.cm.Namespace, b.cm.Name, err)
+		return b.fail(meta.ReconciliationFailedReason, "inventory configmap %s/%s: %v (delete it to start afresh)", b.cm.Namespace, b.cm.Name, err)
 	}
 	poller := polling.NewStatusPoller(r.client, r.client.RESTMapper(), polling.Options{})
 	mgr := ssa.NewResourceManager(r.client, poller, ssa.Owner{Field: FieldManager, Group: BundleOwnerGroup})
@@ -202,14 +203,14 @@ func (b *bundleObjects) run(ctx context.Context, c *cache.Snapshot) error {
 	if b.item != nil {
 		data, rev, err := readClusterLayer(ctx, c, b.item)
 		if err != nil {
-			return b.fail(ferryv1.BuildFailedReason, "%v", err)
+			return b.fail(meta.BuildFailedReason, "%v", err)
 		}
 		b.revision = rev
 		if objs, err = decodeClusterManifests(data); err != nil {
-			return b.fail(ferryv1.BuildFailedReason, "revision %s: %v", rev, err)
+			return b.fail(meta.BuildFailedReason, "revision %s: %v", rev, err)
 		}
 		if err := r.normalizeScopes(objs, b.cm.Namespace); err != nil {
-			return b.fail(ferryv1.ApplyFailedReason, "revision %s: nothing applied: %v", rev, err)
+			return b.fail(meta.ReconciliationFailedReason, "revision %s: nothing applied: %v", rev, err)
 		}
 		list := make([]*unstructured.Unstructured, len(objs))
 		for i, o := range objs {
@@ -217,7 +218,7 @@ func (b *bundleObjects) run(ctx context.Context, c *cache.Snapshot) error {
 		}
 		mgr.SetOwnerLabels(list, BundleInventoryName, b.cm.Namespace)
 		if err := r.dryRunBundleObjects(ctx, objs); err != nil {
-			return b.fail(ferryv1.ApplyFailedReason, "revision %s: nothing applied: %v", rev, err)
+			return b.fail(meta.ReconciliationFailedReason, "revision %s: nothing applied: %v", rev, err)
 		}
 	}
 
@@ -238,13 +239,13 @@ func (b *bundleObjects) run(ctx context.Context, c *cache.Snapshot) error {
 			if _, werr := b.writeInventory(ctx, mergeInventories(old, inventoryOf(cs)), false); werr != nil {
 				b.log.Error("inventory not written", "err", werr)
 			}
-			return b.fail(ferryv1.ApplyFailedReason, "revision %s: %v", b.revision, err)
+			return b.fail(meta.ReconciliationFailedReason, "revision %s: %v", b.revision, err)
 		}
 	}
 	applied := inventoryOf(cs)
 	stale, err := staleObjects(old, applied)
 	if err != nil {
-		return b.fail(ferryv1.ApplyFailedReason, "prune: %v", err)
+		return b.fail(meta.ReconciliationFailedReason, "prune: %v", err)
 	}
 	// Never prune the namespace that holds the inventory: that would delete the inventory.
 	keep := stale[:0]
@@ -273,12 +274,12 @@ func (b *bundleObjects) run(ctx context.Context, c *cache.Snapshot) error {
 			if _, werr := b.writeInventory(ctx, mergeInventories(old, applied), false); werr != nil {
 				b.log.Error("inventory not written", "err", werr)
 			}
-			return b.fail(ferryv1.ApplyFailedReason, "prune: %v", err)
+			return b.fail(meta.ReconciliationFailedReason, "prune: %v", err)
 		}
 	}
 	changed, err := b.writeInventory(ctx, applied, true)
 	if err != nil {
-		return b.fail(ferryv1.ApplyFailedReason, "inventory configmap %s/%s: %v", b.cm.Namespace, b.cm.Name, err)
+		return b.fail(meta.ReconciliationFailedReason, "inventory configmap %s/%s: %v", b.cm.Namespace, b.cm.Name, err)
 	}
 	created, configured := changeCounts(cs)
 	note := fmt.Sprintf("Applied bundle %d: %d created, %d configured, %d pruned", b.rec.Sequence, created, configured, pruned)
@@ -287,7 +288,7 @@ func (b *bundleObjects) run(ctx context.Context, c *cache.Snapshot) error {
 	}
 	b.log.Info("bundle objects applied", "revision", b.revision, "objects", len(list), "created", created, "configured", configured, "pruned", pruned)
 	if changed || created+configured+pruned > 0 {
-		r.recordEvent(b.cm, outcome{ready: true, reason: ferryv1.ReconciliationSucceededReason, message: note})
+		r.recordEvent(b.cm, outcome{ready: true, reason: meta.ReconciliationSucceededReason, message: note})
 	}
 	return nil
 }
@@ -416,8 +417,8 @@ func (r *Reconciler) dryRunBundleObjects(ctx context.Context, objs []clusterObje
 }
 
 // parseBundleInventory reads the inventory a ConfigMap records; an empty one for none.
-func parseBundleInventory(cm *corev1.ConfigMap) (*ferryv1.ResourceInventory, error) {
-	inv := &ferryv1.ResourceInventory{Entries: []ferryv1.ResourceRef{}}
+func parseBundleInventory(cm *corev1.ConfigMap) (*kustomizev1.ResourceInventory, error) {
+	inv := &kustomizev1.ResourceInventory{Entries: []kustomizev1.ResourceRef{}}
 	raw := cm.Data[inventoryKeyInventory]
 	if raw == "" {
 		return inv, nil
@@ -426,7 +427,7 @@ func parseBundleInventory(cm *corev1.ConfigMap) (*ferryv1.ResourceInventory, err
 		return nil, fmt.Errorf("%s: %v", inventoryKeyInventory, err)
 	}
 	if inv.Entries == nil {
-		inv.Entries = []ferryv1.ResourceRef{}
+		inv.Entries = []kustomizev1.ResourceRef{}
 	}
 	return inv, nil
 }
@@ -434,7 +435,7 @@ func parseBundleInventory(cm *corev1.ConfigMap) (*ferryv1.ResourceInventory, err
 // writeInventory records inv in the inventory ConfigMap and, after a successful application
 // (success), the bundle sequence and the item revision. It writes only when something changed,
 // and says whether it did.
-func (b *bundleObjects) writeInventory(ctx context.Context, inv *ferryv1.ResourceInventory, success bool) (bool, error) {
+func (b *bundleObjects) writeInventory(ctx context.Context, inv *kustomizev1.ResourceInventory, success bool) (bool, error) {
 	before := b.cm.DeepCopy()
 	if err := b.setInventory(inv, success); err != nil {
 		return false, err
@@ -445,7 +446,7 @@ func (b *bundleObjects) writeInventory(ctx context.Context, inv *ferryv1.Resourc
 	return true, b.r.client.Update(ctx, b.cm)
 }
 
-func (b *bundleObjects) setInventory(inv *ferryv1.ResourceInventory, success bool) error {
+func (b *bundleObjects) setInventory(inv *kustomizev1.ResourceInventory, success bool) error {
 	raw, err := json.Marshal(inv)
 	if err != nil {
 		return err

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
+	"github.com/fluxcd/pkg/apis/meta"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,7 +20,6 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/internal/testbundle"
 	"github.com/ferry-gitops/ferry/reconcile"
@@ -63,7 +64,7 @@ func cleanupKustomizations(t *testing.T, c client.Client, namespaces ...string) 
 	t.Cleanup(func() {
 		ctx := context.Background()
 		for _, ns := range namespaces {
-			var ks ferryv1.KustomizationList
+			var ks kustomizev1.KustomizationList
 			if c.List(ctx, &ks, client.InNamespace(ns)) != nil {
 				continue
 			}
@@ -85,7 +86,7 @@ func inventory(t *testing.T, c client.Client, ns string) (cm corev1.ConfigMap, i
 		t.Fatalf("inventory configmap: %v", err)
 	}
 	if raw := cm.Data["inventory"]; raw != "" {
-		var inv ferryv1.ResourceInventory
+		var inv kustomizev1.ResourceInventory
 		if err := json.Unmarshal([]byte(raw), &inv); err != nil {
 			t.Fatalf("inventory %q: %v", raw, err)
 		}
@@ -124,8 +125,8 @@ func TestBundleObjectsApplyAndPrune(t *testing.T) {
 	})
 	r := bundleObjectsEnv(t, e, invNS)
 	cleanupKustomizations(t, e.c, appNS)
-	ks := "apiVersion: ferry.dev/v1alpha1\nkind: Kustomization\nmetadata:\n  name: platform\n  namespace: " + appNS +
-		"\nspec:\n  interval: 1m\n  path: apps\n  prune: true\n  sourceRef:\n    kind: GitSource\n    name: platform\n"
+	ks := "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: platform\n  namespace: " + appNS +
+		"\nspec:\n  interval: 1m\n  path: apps\n  prune: true\n  sourceRef:\n    kind: GitRepository\n    name: platform\n    namespace: " + e.ns + "\n"
 	namespaces := "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + appNS + "\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + invNS + "\n"
 	item := importWithCluster(e, clusterFiles(t, map[string]string{"namespaces.yaml": namespaces, "apps/platform.yaml": ks}))
 
@@ -146,7 +147,7 @@ func TestBundleObjectsApplyAndPrune(t *testing.T) {
 		t.Fatalf("the Kustomization's ConfigMap is not in the cluster: %v", cm.Data)
 	}
 	cm, ids := inventory(t, e.c, invNS)
-	wantIDs := []string{"_" + appNS + "__Namespace", "_" + invNS + "__Namespace", appNS + "_platform_ferry.dev_Kustomization"}
+	wantIDs := []string{"_" + appNS + "__Namespace", "_" + invNS + "__Namespace", appNS + "_platform_kustomize.toolkit.fluxcd.io_Kustomization"}
 	if !slices.Equal(ids, wantIDs) {
 		t.Fatalf("inventory %v, want %v", ids, wantIDs)
 	}
@@ -155,7 +156,7 @@ func TestBundleObjectsApplyAndPrune(t *testing.T) {
 	}
 	inv := *e
 	inv.ns = invNS
-	if ev := inv.waitEvent("ConfigMap", reconcile.BundleInventoryName, ferryv1.ReconciliationSucceededReason); ev.Type != corev1.EventTypeNormal || !strings.HasPrefix(ev.Note, "Applied bundle 1 item cluster revision "+item.Revision+": ") {
+	if ev := inv.waitEvent("ConfigMap", reconcile.BundleInventoryName, meta.ReconciliationSucceededReason); ev.Type != corev1.EventTypeNormal || !strings.HasPrefix(ev.Note, "Applied bundle 1 item cluster revision "+item.Revision+": ") {
 		t.Fatalf("success Event: %s %q", ev.Type, ev.Note)
 	}
 
@@ -183,7 +184,7 @@ func TestBundleObjectsApplyAndPrune(t *testing.T) {
 	if err := r.ReconcileAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for pass := 0; !gone(t, e.c, types.NamespacedName{Namespace: appNS, Name: "platform"}, &ferryv1.Kustomization{}); pass++ {
+	for pass := 0; !gone(t, e.c, types.NamespacedName{Namespace: appNS, Name: "platform"}, &kustomizev1.Kustomization{}); pass++ {
 		if pass == 3 {
 			t.Fatal("the Kustomization the bundle no longer carries was not pruned")
 		}
@@ -232,8 +233,8 @@ func TestBundleObjectsRefusedAppliesNothing(t *testing.T) {
 	good := map[string]string{
 		"a/namespace.yaml": "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + newNS + "\n",
 		"a/ok.yaml":        configMapYAML(newNS, "ok", "one"),
-		"b/ks.yaml": "apiVersion: ferry.dev/v1alpha1\nkind: Kustomization\nmetadata:\n  name: from-bundle\n  namespace: " + newNS +
-			"\nspec:\n  interval: 1m\n  path: x\n  targetNamespace: " + newNS + "\n  sourceRef:\n    kind: GitSource\n    name: platform\n",
+		"b/ks.yaml": "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: from-bundle\n  namespace: " + newNS +
+			"\nspec:\n  interval: 1m\n  path: x\n  prune: false\n  targetNamespace: " + newNS + "\n  sourceRef:\n    kind: GitRepository\n    name: platform\n    namespace: " + e.ns + "\n",
 	}
 	withBad := map[string]string{"c/bad.yaml": configMapYAML(e.ns, "ok-too", "one") + "---\n" + configMapYAML(e.ns, "Not_Valid", "one")}
 	for k, v := range good {
@@ -249,7 +250,7 @@ func TestBundleObjectsRefusedAppliesNothing(t *testing.T) {
 				t.Fatalf("ConfigMap %s of the refused item was applied", name)
 			}
 		}
-		if k := e.get("existing"); apimeta.FindStatusCondition(k.Status.Conditions, ferryv1.ReadyCondition) != nil {
+		if k := e.get("existing"); apimeta.FindStatusCondition(k.Status.Conditions, meta.ReadyCondition) != nil {
 			t.Fatalf("a Kustomization was reconciled after the bundle objects failed: %+v", k.Status)
 		}
 	}
@@ -260,7 +261,7 @@ func TestBundleObjectsRefusedAppliesNothing(t *testing.T) {
 	if err == nil {
 		t.Fatal("ReconcileAll succeeded with an object the API server refuses")
 	}
-	for _, want := range []string{"bundle 1 item cluster: ApplyFailed", "nothing applied", "dry-run refused c/bad.yaml document 2 (ConfigMap " + e.ns + "/Not_Valid): invalid"} {
+	for _, want := range []string{"bundle 1 item cluster: ReconciliationFailed", "nothing applied", "dry-run refused c/bad.yaml document 2 (ConfigMap " + e.ns + "/Not_Valid): invalid"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Fatalf("error does not say %q: %v", want, err)
 		}
@@ -271,7 +272,7 @@ func TestBundleObjectsRefusedAppliesNothing(t *testing.T) {
 	notReconciled()
 	inv := *e
 	inv.ns = invNS
-	if ev := inv.waitEvent("ConfigMap", reconcile.BundleInventoryName, ferryv1.ApplyFailedReason); ev.Type != corev1.EventTypeWarning || !strings.Contains(ev.Note, "Not_Valid") {
+	if ev := inv.waitEvent("ConfigMap", reconcile.BundleInventoryName, meta.ReconciliationFailedReason); ev.Type != corev1.EventTypeWarning || !strings.Contains(ev.Note, "Not_Valid") {
 		t.Fatalf("failure Event: %s %q", ev.Type, ev.Note)
 	}
 	if cm, ids := inventory(t, e.c, invNS); len(ids) != 0 || cm.Data["sequence"] != "" {
@@ -348,11 +349,16 @@ func TestBundleObjectsScopes(t *testing.T) {
 func TestBundleObjectsForbiddenInventory(t *testing.T) {
 	ctx := context.Background()
 	e, _ := newEnv(t, "bforbid", map[string]string{"x/cm.yaml": configMapYAML("", "bforbid-x", "one")})
+	removeAll(e.c, e.ns) // the env's GitRepository: the reader could not put a finalizer on it
 	objs := []client.Object{
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: "reader"}},
 		&rbacv1.ClusterRole{
 			ObjectMeta: metav1.ObjectMeta{Name: "bforbid-reader"},
-			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"ferry.dev"}, Resources: []string{"kustomizations", "helmreleases"}, Verbs: []string{"get", "list", "watch"}}},
+			Rules: []rbacv1.PolicyRule{
+				{APIGroups: []string{"kustomize.toolkit.fluxcd.io"}, Resources: []string{"kustomizations"}, Verbs: []string{"get", "list", "watch"}},
+				{APIGroups: []string{"helm.toolkit.fluxcd.io"}, Resources: []string{"helmreleases"}, Verbs: []string{"get", "list", "watch"}},
+				{APIGroups: []string{"source.toolkit.fluxcd.io"}, Resources: []string{"gitrepositories", "ocirepositories", "helmrepositories", "helmcharts"}, Verbs: []string{"get", "list", "watch"}},
+			},
 		},
 		&rbacv1.ClusterRoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Name: "bforbid-reader"},
@@ -383,7 +389,7 @@ func TestBundleObjectsForbiddenInventory(t *testing.T) {
 	}
 	importWithCluster(e, clusterFiles(t, map[string]string{"ns.yaml": "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: bforbid-a\n"}))
 	err = r.ReconcileAll(ctx)
-	if err == nil || !strings.Contains(err.Error(), "bundle 2 item cluster: ApplyFailed: inventory configmap ferry-bforbid/"+reconcile.BundleInventoryName) || !strings.Contains(err.Error(), "forbidden") {
+	if err == nil || !strings.Contains(err.Error(), "bundle 2 item cluster: ReconciliationFailed: inventory configmap ferry-bforbid/"+reconcile.BundleInventoryName) || !strings.Contains(err.Error(), "forbidden") {
 		t.Fatalf("error %v, want one naming the inventory configmap, forbidden", err)
 	}
 }

@@ -11,17 +11,17 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
+	"github.com/ferry-gitops/ferry/api"
 )
 
-// InstallCRDs applies Ferry's CRDs (Kustomization and HelmRelease) with server-side apply
+// InstallCRDs applies the CRDs of the Flux kinds sync reconciles (api.CRDs) with server-side apply
 // (field manager "ferry") and waits until the API server has established them.
 func InstallCRDs(ctx context.Context, cfg *rest.Config) error {
 	c, err := client.New(cfg, client.Options{})
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
-	for _, doc := range ferryv1.CRDs() {
+	for _, doc := range api.CRDs() {
 		if err := installCRD(ctx, c, doc); err != nil {
 			return err
 		}

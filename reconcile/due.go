@@ -9,7 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
+	"github.com/ferry-gitops/ferry/api"
 )
 
 // object returns the object of the pass named key, or nil.
@@ -26,7 +26,7 @@ func (p *pass) deleted(key objKey) bool {
 // due says whether ReconcileAll reconciles the object named key in pass p, and why: a pass
 // that forces reconciles everything; otherwise an object is due when it is suspended (to be
 // logged as skipped), lacks the finalizer, has a generation not yet observed, is not Ready, has
-// a reconcile.ferry.dev/requestedAt annotation not yet handled, has a source (Git commit or
+// a reconcile.fluxcd.io/requestedAt annotation not yet handled, has a source (Git commit or
 // chart version of the pass's record) other than its last applied revision, depends on an
 // object reconciled earlier in the pass, or was last reconciled by this Reconciler longer than
 // its interval ago (or never). Objects being deleted are never due: they are finalized.
@@ -42,17 +42,17 @@ func (r *Reconciler) due(ctx context.Context, p *pass, key objKey) (bool, string
 	switch {
 	case f.suspend:
 		return true, "suspended"
-	case !controllerutil.ContainsFinalizer(obj, ferryv1.Finalizer):
+	case !controllerutil.ContainsFinalizer(obj, api.Finalizer):
 		return true, "no finalizer yet"
 	case obj.GetGeneration() != *f.observedGeneration:
 		return true, "new generation"
 	case !conditions.IsTrue(obj, meta.ReadyCondition):
 		return true, "not ready"
 	}
-	if v, ok := obj.GetAnnotations()[ferryv1.ReconcileRequestAnnotation]; ok && v != *f.lastHandledReconcileAt {
+	if v, ok := obj.GetAnnotations()[meta.ReconcileRequestAnnotation]; ok && v != *f.lastHandledReconcileAt {
 		return true, "requested"
 	}
-	if rev, ok := o.sourceRevision(ctx, p); !ok || rev != *f.lastAppliedRevision {
+	if rev, ok := o.sourceRevision(ctx, r, p); !ok || rev != f.appliedRevision() {
 		return true, "new revision"
 	}
 	for _, d := range dependenciesOf(o) {
@@ -89,9 +89,9 @@ func (r *Reconciler) forget(key objKey) {
 	r.mu.Unlock()
 }
 
-// requestedAt returns the value of obj's reconcile.ferry.dev/requestedAt annotation and
+// requestedAt returns the value of obj's reconcile.fluxcd.io/requestedAt annotation and
 // whether it has one.
 func requestedAt(obj client.Object) (string, bool) {
-	v, ok := obj.GetAnnotations()[ferryv1.ReconcileRequestAnnotation]
+	v, ok := obj.GetAnnotations()[meta.ReconcileRequestAnnotation]
 	return v, ok
 }

@@ -6,12 +6,12 @@ import (
 	"testing"
 	"time"
 
+	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
+	"github.com/fluxcd/pkg/apis/meta"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
 )
 
 // eventsAbout returns how many Events of e's namespace regard the Kustomization name,
@@ -24,7 +24,7 @@ func (e *env) eventsAbout(name string) int {
 	}
 	n := 0
 	for _, ev := range list.Items {
-		if ev.Regarding.Kind == ferryv1.KustomizationKind && ev.Regarding.Name == name {
+		if ev.Regarding.Kind == kustomizev1.KustomizationKind && ev.Regarding.Name == name {
 			n++
 			if ev.Series != nil {
 				n += int(ev.Series.Count)
@@ -53,7 +53,7 @@ func TestPassesAreIntervalAware(t *testing.T) {
 	dep.Spec.Interval = metav1.Duration{Duration: time.Hour}
 	e.create(app, dep)
 	r, res := e.reporting()
-	count := func(name string) int { return len(res.of(ferryv1.KustomizationKind, e.ns, name)) }
+	count := func(name string) int { return len(res.of(kustomizev1.KustomizationKind, e.ns, name)) }
 
 	if err := r.ReconcileAll(ctx); err != nil {
 		t.Fatal(err)
@@ -64,7 +64,7 @@ func TestPassesAreIntervalAware(t *testing.T) {
 	if count("app") != 1 || count("dep") != 1 {
 		t.Fatalf("results after the first pass: app %d, dep %d; want 1 each", count("app"), count("dep"))
 	}
-	e.waitEvent(ferryv1.KustomizationKind, "app", ferryv1.ReconciliationSucceededReason)
+	e.waitEvent(kustomizev1.KustomizationKind, "app", meta.ReconciliationSucceededReason)
 	rv := e.get("app").ResourceVersion
 	events := e.eventsAbout("app")
 
@@ -102,7 +102,7 @@ func TestPassesAreIntervalAware(t *testing.T) {
 	if cm, _ = e.configMap("default", "due-app"); cm.Data["value"] != "desired" {
 		t.Fatalf("the pass after the interval did not restore the edit: %v", cm.Data)
 	}
-	got := res.of(ferryv1.KustomizationKind, e.ns, "app")
+	got := res.of(kustomizev1.KustomizationKind, e.ns, "app")
 	if len(got) != 2 || got[1].DriftCorrected != 1 {
 		t.Fatalf("results of app: %+v, want a second one with DriftCorrected 1", got)
 	}
@@ -116,7 +116,7 @@ func TestPassesAreIntervalAware(t *testing.T) {
 		if k.Annotations == nil {
 			k.Annotations = map[string]string{}
 		}
-		k.Annotations[ferryv1.ReconcileRequestAnnotation] = value
+		k.Annotations[meta.ReconcileRequestAnnotation] = value
 		if err := e.c.Update(ctx, k); err != nil {
 			t.Fatal(err)
 		}
@@ -150,7 +150,7 @@ func TestPassesAreIntervalAware(t *testing.T) {
 	if err := fresh.ReconcileAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(res2.of(ferryv1.KustomizationKind, e.ns, "dep")); n != 1 {
+	if n := len(res2.of(kustomizev1.KustomizationKind, e.ns, "dep")); n != 1 {
 		t.Fatalf("a new Reconciler's first pass reconciled dep %d times, want 1", n)
 	}
 	e.expectReady("app", commit)

@@ -14,20 +14,20 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
+	"github.com/ferry-gitops/ferry/api"
 )
 
 // finalizeAction is the action of the Events recorded about a deleted object.
 const finalizeAction = "Finalize"
 
-// addFinalizer puts ferryv1.Finalizer on obj when it lacks it, updating obj from the server's
+// addFinalizer puts api.Finalizer on obj when it lacks it, updating obj from the server's
 // answer. The patch carries obj's resourceVersion; on a conflict obj is read again and the
 // patch retried.
 func (r *Reconciler) addFinalizer(ctx context.Context, obj client.Object) error {
 	return r.patchFinalizer(ctx, obj, true)
 }
 
-// removeFinalizer takes ferryv1.Finalizer off obj; an object already gone is not an error.
+// removeFinalizer takes api.Finalizer off obj; an object already gone is not an error.
 func (r *Reconciler) removeFinalizer(ctx context.Context, obj client.Object) error {
 	err := r.patchFinalizer(ctx, obj, false)
 	if apierrors.IsNotFound(err) {
@@ -45,14 +45,14 @@ func (r *Reconciler) patchFinalizer(ctx context.Context, obj client.Object, add 
 			}
 		}
 		first = false
-		if controllerutil.ContainsFinalizer(obj, ferryv1.Finalizer) == add {
+		if controllerutil.ContainsFinalizer(obj, api.Finalizer) == add {
 			return nil
 		}
 		orig := obj.DeepCopyObject().(client.Object)
 		if add {
-			controllerutil.AddFinalizer(obj, ferryv1.Finalizer)
+			controllerutil.AddFinalizer(obj, api.Finalizer)
 		} else {
-			controllerutil.RemoveFinalizer(obj, ferryv1.Finalizer)
+			controllerutil.RemoveFinalizer(obj, api.Finalizer)
 		}
 		return r.client.Patch(ctx, obj, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
 	})
@@ -65,7 +65,7 @@ func (r *Reconciler) patchFinalizer(ctx context.Context, obj client.Object, add 
 func (r *Reconciler) finalizeObject(ctx context.Context, o subject, a attempt) error {
 	obj := o.api()
 	r.forget(keyOf(o))
-	if !controllerutil.ContainsFinalizer(obj, ferryv1.Finalizer) {
+	if !controllerutil.ContainsFinalizer(obj, api.Finalizer) {
 		return nil
 	}
 	start := time.Now()

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
+	"github.com/fluxcd/pkg/apis/meta"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -14,7 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
+	"github.com/ferry-gitops/ferry/api"
 	"github.com/ferry-gitops/ferry/reconcile"
 )
 
@@ -67,8 +69,8 @@ func (e *env) gone(obj client.Object) {
 // hasFinalizer checks that a Kustomization of e's namespace carries Ferry's finalizer.
 func (e *env) hasFinalizer(name string) {
 	e.t.Helper()
-	if k := e.get(name); !slices.Contains(k.Finalizers, ferryv1.Finalizer) {
-		e.t.Fatalf("kustomization %s: finalizers %v, want %s", name, k.Finalizers, ferryv1.Finalizer)
+	if k := e.get(name); !slices.Contains(k.Finalizers, api.Finalizer) {
+		e.t.Fatalf("kustomization %s: finalizers %v, want %s", name, k.Finalizers, api.Finalizer)
 	}
 }
 
@@ -124,8 +126,8 @@ func TestKustomizationFinalizer(t *testing.T) {
 		e.expectReady(name, commit)
 		e.hasFinalizer(name)
 	}
-	var tk ferryv1.Kustomization
-	if err := e.c.Get(ctx, client.ObjectKeyFromObject(tenant), &tk); err != nil || !slices.Contains(tk.Finalizers, ferryv1.Finalizer) {
+	var tk kustomizev1.Kustomization
+	if err := e.c.Get(ctx, client.ObjectKeyFromObject(tenant), &tk); err != nil || !slices.Contains(tk.Finalizers, api.Finalizer) {
 		t.Fatalf("tenant kustomization: %v, finalizers %v", err, tk.Finalizers)
 	}
 
@@ -152,11 +154,11 @@ func TestKustomizationFinalizer(t *testing.T) {
 	}
 
 	err := r.ReconcileAll(ctx)
-	if err == nil || !strings.Contains(err.Error(), "kustomization "+tenantNS+"/tenant: "+ferryv1.PruneFailedReason) {
+	if err == nil || !strings.Contains(err.Error(), "kustomization "+tenantNS+"/tenant: "+meta.PruneFailedReason) {
 		t.Fatalf("ReconcileAll = %v, want the tenant's PruneFailed", err)
 	}
 	for _, name := range []string{"on", "off", "susp"} {
-		e.gone(&ferryv1.Kustomization{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: name}})
+		e.gone(&kustomizev1.Kustomization{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: name}})
 	}
 	for name, exists := range map[string]bool{"fin-on-a": false, "fin-on-b": true, "fin-off": true, "fin-susp": true} {
 		if _, ok := e.configMap("default", name); ok != exists {
@@ -168,11 +170,11 @@ func TestKustomizationFinalizer(t *testing.T) {
 		"off":  "prune is off: 1 objects of the inventory left in place; finalizer removed",
 		"susp": "suspended: nothing deleted, 1 objects of the inventory left in place; finalizer removed",
 	} {
-		got := res.of(ferryv1.KustomizationKind, e.ns, name)
-		if len(got) != 2 || !got[1].Deleted || got[1].Reason != ferryv1.FinalizedReason || got[1].Message != note {
-			t.Errorf("results of %s: %+v, want the second Deleted %s %q", name, got, ferryv1.FinalizedReason, note)
+		got := res.of(kustomizev1.KustomizationKind, e.ns, name)
+		if len(got) != 2 || !got[1].Deleted || got[1].Reason != api.FinalizedReason || got[1].Message != note {
+			t.Errorf("results of %s: %+v, want the second Deleted %s %q", name, got, api.FinalizedReason, note)
 		}
-		ev := e.waitEvent(ferryv1.KustomizationKind, name, ferryv1.FinalizedReason)
+		ev := e.waitEvent(kustomizev1.KustomizationKind, name, api.FinalizedReason)
 		if ev.Type != corev1.EventTypeNormal || ev.Note != note || ev.Action != "Finalize" {
 			t.Errorf("Event of %s: %s %s %q", name, ev.Type, ev.Action, ev.Note)
 		}
@@ -184,8 +186,8 @@ func TestKustomizationFinalizer(t *testing.T) {
 	}
 	tenantEnv := *e
 	tenantEnv.ns = tenantNS
-	tenantEnv.expectNotReady("tenant", ferryv1.PruneFailedReason, "fin-tenant", "forbidden")
-	tenantEnv.waitEvent(ferryv1.KustomizationKind, "tenant", ferryv1.PruneFailedReason)
+	tenantEnv.expectNotReady("tenant", meta.PruneFailedReason, "fin-tenant", "forbidden")
+	tenantEnv.waitEvent(kustomizev1.KustomizationKind, "tenant", meta.PruneFailedReason)
 	if _, ok := e.configMap(tenantNS, "fin-tenant"); !ok {
 		t.Fatal("ConfigMap fin-tenant is gone")
 	}

@@ -7,17 +7,16 @@ import (
 	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/object"
+	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
 	"github.com/fluxcd/pkg/ssa"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
 )
 
 // healthCheck waits up to timeout, through mgr, for the objects of k's healthChecks to be
 // Current (kstatus). It returns "" when they are, and otherwise names them and says why not.
 // A namespaced object without a namespace is looked for in the Kustomization's namespace.
-func (r *Reconciler) healthCheck(ctx context.Context, mgr *ssa.ResourceManager, k *ferryv1.Kustomization, timeout time.Duration) string {
+func (r *Reconciler) healthCheck(ctx context.Context, mgr *ssa.ResourceManager, k *kustomizev1.Kustomization, timeout time.Duration) string {
 	var (
 		set   object.ObjMetadataSet
 		names []string

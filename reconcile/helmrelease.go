@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"time"
 
-	"github.com/Masterminds/semver/v3"
+	helmv2 "github.com/fluxcd/helm-controller/api/v2"
+	"github.com/fluxcd/pkg/apis/meta"
 	"github.com/fluxcd/pkg/runtime/conditions"
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/kube"
@@ -20,11 +22,15 @@ import (
 	"helm.sh/helm/v4/pkg/storage/driver"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
+	"github.com/ferry-gitops/ferry/api"
 )
+
+// defaultValuesKey is the key of a valuesFrom ConfigMap or Secret read when valuesKey is empty.
+const defaultValuesKey = "values.yaml"
 
 // helmMaxHistory is how many revisions Helm keeps of a release.
 const helmMaxHistory = 10
@@ -37,11 +43,11 @@ const statusHistory = 5
 // "HelmReleases").
 
 var helmReleaseKind = &kind{
-	name:  ferryv1.HelmReleaseKind,
+	name:  helmv2.HelmReleaseKind,
 	label: "helmrelease",
-	new:   func() subject { return helmRelease{&ferryv1.HelmRelease{}} },
+	new:   func() subject { return helmRelease{&helmv2.HelmRelease{}} },
 	list: func(ctx context.Context, c client.Reader) ([]subject, error) {
-		var list ferryv1.HelmReleaseList
+		var list helmv2.HelmReleaseList
 		if err := c.List(ctx, &list); err != nil {
 			return nil, err
 		}
@@ -54,43 +60,52 @@ var helmReleaseKind = &kind{
 }
 
 // helmRelease is a HelmRelease as the runner reconciles it.
-type helmRelease struct{ *ferryv1.HelmRelease }
+type helmRelease struct{ *helmv2.HelmRelease }
 
 func (h helmRelease) api() conditions.Setter { return h.HelmRelease }
 func (h helmRelease) kind() *kind            { return helmReleaseKind }
 
 func (h helmRelease) fields() fields {
 	return fields{
-		suspend: h.Spec.Suspend, interval: h.Spec.Interval.Duration, timeout: h.Spec.Timeout, dependsOn: h.Spec.DependsOn,
+		suspend: h.Spec.Suspend, interval: h.Spec.Interval.Duration, timeout: ptr.To(h.GetTimeout()),
+		dependsOn:              dependencyKeys(helmv2.HelmReleaseKind, h.Namespace, refNames(h.GetDependsOn(), func(d meta.NamespacedObjectReference) (string, string) { return d.Namespace, d.Name })),
 		observedGeneration:     &h.Status.ObservedGeneration,
-		lastAppliedRevision:    &h.Status.LastAppliedRevision,
+		appliedRevision:        func() string { return deployedVersion(h.HelmRelease) },
 		lastHandledReconcileAt: &h.Status.LastHandledReconcileAt,
 	}
 }
 
-// sourceRevision is the version of the chart item the HelmRelease releases.
-func (h helmRelease) sourceRevision(ctx context.Context, p *pass) (string, bool) {
-	ch, err := p.chart(ctx, h.Spec.Chart.Name)
+// deployedVersion is the chart version of the release's latest revision when it is deployed.
+func deployedVersion(h *helmv2.HelmRelease) string {
+	if len(h.Status.History) == 0 || h.Status.History[0].Status != rcommon.StatusDeployed.String() {
+		return ""
+	}
+	return h.Status.History[0].ChartVersion
+}
+
+// sourceRevision is the version of the chart the HelmRelease releases.
+func (h helmRelease) sourceRevision(ctx context.Context, r *Reconciler, p *pass) (string, bool) {
+	res, err := p.resolveReleaseChart(ctx, r, h.HelmRelease)
 	if err != nil {
 		return "", false
 	}
-	return ch.version, true
+	return res.chart.version, true
 }
 
 // ReconcileHelmRelease reconciles one HelmRelease; its dependencies must already be Ready.
 func (r *Reconciler) ReconcileHelmRelease(ctx context.Context, key types.NamespacedName) error {
-	return r.reconcileOne(ctx, objKey{Kind: ferryv1.HelmReleaseKind, NamespacedName: key})
+	return r.reconcileOne(ctx, objKey{Kind: helmv2.HelmReleaseKind, NamespacedName: key})
 }
 
 // helmTimeout is the timeout of h's Helm actions: spec.timeout, else spec.interval, else
 // defaultTimeout.
-func helmTimeout(h *ferryv1.HelmRelease) time.Duration {
+func helmTimeout(h *helmv2.HelmRelease) time.Duration {
 	return timeoutOf(h.Spec.Timeout, h.Spec.Interval.Duration)
 }
 
 // helmConfig returns a Helm action configuration for the release namespace relNS, storing
 // releases as Secrets there, talking to the cluster as h's ServiceAccount when it names one.
-func (r *Reconciler) helmConfig(h *ferryv1.HelmRelease, relNS string, log *slog.Logger) (*action.Configuration, error) {
+func (r *Reconciler) helmConfig(h *helmv2.HelmRelease, relNS string, log *slog.Logger) (*action.Configuration, error) {
 	cfg := action.NewConfiguration(action.ConfigurationSetLogger(log.Handler()))
 	getter := newRESTGetter(r.restConfigAs(h.Namespace, h.Spec.ServiceAccountName), relNS)
 	if err := cfg.Init(getter, relNS, "secret"); err != nil {
@@ -102,45 +117,59 @@ func (r *Reconciler) helmConfig(h *ferryv1.HelmRelease, relNS string, log *slog.
 	return cfg, nil
 }
 
-// releaseNames returns the Helm release's name and namespace.
-func releaseNames(h *ferryv1.HelmRelease) (name, namespace string) {
-	namespace = h.Namespace
-	name = h.Name
-	if h.Spec.TargetNamespace != "" {
-		namespace = h.Spec.TargetNamespace
-		name = h.Spec.TargetNamespace + "-" + h.Name
+// releaseNames returns the Helm release's name and namespace, as Flux names them
+// ([targetNamespace-]name, or spec.releaseName).
+func releaseNames(h *helmv2.HelmRelease) (name, namespace string) {
+	return h.GetReleaseName(), h.GetReleaseNamespace()
+}
+
+// helmChartName is the HelmChart Flux's helm-controller would make for h's spec.chart
+// ("<namespace>/<name>"), or "" for a chartRef.
+func helmChartName(h *helmv2.HelmRelease) string {
+	if h.Spec.Chart == nil {
+		return ""
 	}
-	if h.Spec.ReleaseName != "" {
-		name = h.Spec.ReleaseName
+	ns := h.Spec.Chart.Spec.SourceRef.Namespace
+	if ns == "" {
+		ns = h.Namespace
 	}
-	return name, namespace
+	return ns + "/" + h.GetHelmChartName()
+}
+
+// unsupportedHelmRelease names a field of h that asks for what sync does not do, or "".
+func unsupportedHelmRelease(h *helmv2.HelmRelease) string {
+	switch {
+	case h.Spec.KubeConfig != nil:
+		return "spec.kubeConfig is not supported: sync releases into the cluster it runs in"
+	case len(h.Spec.PostRenderers) > 0:
+		return "spec.postRenderers is not supported yet"
+	case h.Spec.StorageNamespace != "" && h.Spec.StorageNamespace != h.GetReleaseNamespace():
+		return "spec.storageNamespace other than the release namespace is not supported yet"
+	}
+	for _, v := range h.Spec.ValuesFrom {
+		if v.TargetPath != "" {
+			return fmt.Sprintf("spec.valuesFrom %s %s: targetPath is not supported yet", v.Kind, v.Name)
+		}
+	}
+	return ""
 }
 
 // reconcile does one reconciliation and updates h's status fields but its conditions.
 func (hr helmRelease) reconcile(ctx context.Context, r *Reconciler, a attempt) outcome {
 	h, p, log := hr.HelmRelease, a.pass, a.log
-	item, err := p.chart(ctx, h.Spec.Chart.Name)
+	if msg := unsupportedHelmRelease(h); msg != "" {
+		return outcome{reason: api.UnsupportedReason, message: msg}.terminal()
+	}
+	h.Status.HelmChart = helmChartName(h)
+	res, err := p.resolveReleaseChart(ctx, r, h)
 	if err != nil {
-		reason := ferryv1.ChartLoadFailedReason
-		if errors.Is(err, errSourceNotFound) {
-			reason = ferryv1.ChartNotFoundReason
-		}
-		return outcome{reason: reason, message: fmt.Sprintf("chart %s: %v", h.Spec.Chart.Name, err)}
+		return outcome{reason: sourceReason(err), message: err.Error()}
 	}
-	if h.Spec.Chart.Version != "" {
-		c, err := semver.NewConstraint(h.Spec.Chart.Version)
-		if err != nil {
-			return outcome{reason: ferryv1.ChartNotFoundReason, message: fmt.Sprintf("chart %s: version %q is not a semver constraint: %v", item.name, h.Spec.Chart.Version, err)}.terminal()
-		}
-		v, err := semver.NewVersion(item.version)
-		if err != nil || !c.Check(v) {
-			return outcome{reason: ferryv1.ChartNotFoundReason, message: fmt.Sprintf("chart %s: the cached version %s does not satisfy %q", item.name, item.version, h.Spec.Chart.Version)}
-		}
-	}
+	item := res.chart
 	if msg := r.dependenciesReady(ctx, p, hr); msg != "" {
-		return outcome{reason: ferryv1.DependencyNotReadyReason, message: msg}
+		return outcome{reason: meta.DependencyNotReadyReason, message: msg}
 	}
-	if out, ok := r.serviceAccountFound(ctx, h.Namespace, h.Spec.ServiceAccountName, ferryv1.InstallFailedReason); !ok {
+	if out, ok := r.serviceAccountFound(ctx, h.Namespace, h.Spec.ServiceAccountName, helmv2.InstallFailedReason); !ok {
 		return out
 	}
 
@@ -151,41 +180,47 @@ func (hr helmRelease) reconcile(ctx context.Context, r *Reconciler, a attempt) o
 
 	ch, err := item.load(ctx, p.cache)
 	if err != nil {
-		return outcome{reason: ferryv1.ChartLoadFailedReason, message: fmt.Sprintf("chart %s %s: %v", item.name, item.version, err)}
+		return outcome{reason: meta.ArtifactFailedReason, message: fmt.Sprintf("chart %s %s: %v", item.name, item.version, err)}
 	}
 	vals, err := r.helmValues(ctx, h)
 	if err != nil {
-		return failure(ferryv1.ValuesFailedReason, err.Error(), err)
+		return failure(api.ValuesFailedReason, err.Error(), err)
 	}
 	sum, err := valuesChecksum(vals)
 	if err != nil {
-		return outcome{reason: ferryv1.ValuesFailedReason, message: err.Error()}
+		return outcome{reason: api.ValuesFailedReason, message: err.Error()}
 	}
 
 	relName, relNS := releaseNames(h)
 	cfg, err := r.helmConfig(h, relNS, log)
 	if err != nil {
-		return outcome{reason: ferryv1.InstallFailedReason, message: err.Error()}
+		return outcome{reason: helmv2.InstallFailedReason, message: err.Error()}
 	}
 	defer r.recordHistory(cfg, h, relName, log)
 
-	changed := h.Status.LastAttemptedRevision != item.version || h.Status.LastAttemptedValuesChecksum != sum
+	changed := h.Status.LastAttemptedRevision != item.version || h.Status.LastAttemptedConfigDigest != sum
 	attempt := func() {
 		if changed {
 			h.Status.InstallFailures, h.Status.UpgradeFailures = 0, 0
 		}
 		h.Status.LastAttemptedRevision = item.version
-		h.Status.LastAttemptedValuesChecksum = sum
+		h.Status.LastAttemptedConfigDigest = sum
 	}
-	waitStrategy := kube.HookOnlyStrategy
-	if h.Spec.Wait {
-		waitStrategy = kube.StatusWatcherStrategy
+	// As Flux: each action waits for the release's objects unless it says disableWait.
+	waitFor := func(disable bool) kube.WaitStrategy {
+		if disable {
+			return kube.HookOnlyStrategy
+		}
+		return kube.StatusWatcherStrategy
 	}
+	installWait := waitFor(h.Spec.Install != nil && h.Spec.Install.DisableWait)
+	upgradeWait := waitFor(h.Spec.Upgrade != nil && h.Spec.Upgrade.DisableWait)
+	rollbackWait := waitFor(h.Spec.Rollback != nil && h.Spec.Rollback.DisableWait)
 	what := fmt.Sprintf("release %s/%s", relNS, relName)
 
 	last, err := cfg.Releases.Last(relName)
 	if err != nil && !errors.Is(err, driver.ErrReleaseNotFound) {
-		return outcome{reason: ferryv1.InstallFailedReason, message: fmt.Sprintf("%s: read release history: %v", what, err)}
+		return outcome{reason: helmv2.InstallFailedReason, message: fmt.Sprintf("%s: read release history: %v", what, err)}
 	}
 	lastRel, _ := last.(*release.Release)
 	// An uninstalled release whose history was kept (uninstall.keepHistory) is installed
@@ -197,60 +232,60 @@ func (hr helmRelease) reconcile(ctx context.Context, r *Reconciler, a attempt) o
 			retries = int64(h.Spec.Install.Remediation.Retries)
 		}
 		if !changed && h.Status.InstallFailures > retries {
-			return outcome{reason: ferryv1.InstallFailedReason, stalled: ferryv1.RetriesExceededReason, message: fmt.Sprintf("%s: install of chart %s %s failed %d times, retries exhausted; a new chart version or new values try again", what, ch.Name(), item.version, h.Status.InstallFailures)}
+			return outcome{reason: helmv2.InstallFailedReason, stalled: api.RetriesExceededReason, message: fmt.Sprintf("%s: install of chart %s %s failed %d times, retries exhausted; a new chart version or new values try again", what, ch.Name(), item.version, h.Status.InstallFailures)}
 		}
 		attempt()
 		in := action.NewInstall(cfg)
 		in.ReleaseName = relName
 		in.Namespace = relNS
 		in.Timeout = timeout
-		in.WaitStrategy = waitStrategy
+		in.WaitStrategy = installWait
 		in.ServerSideApply = true
 		in.Replace = uninstalled
 		if _, err := in.RunWithContext(ctx, ch, vals); err != nil {
 			h.Status.InstallFailures++
 			msg := fmt.Sprintf("%s: install chart %s %s: %v", what, ch.Name(), item.version, err)
 			msg += uninstallFailed(cfg, relName, timeout)
-			return outcome{reason: ferryv1.InstallFailedReason, message: msg}
+			return outcome{reason: helmv2.InstallFailedReason, message: msg}
 		}
 		tested, msg := r.runTests(outer, cfg, h, relName, relNS, log)
 		if msg != "" {
 			h.Status.InstallFailures++
 			msg = fmt.Sprintf("%s: chart %s %s installed, but %s", what, ch.Name(), item.version, msg)
 			msg += uninstallFailed(cfg, relName, timeout)
-			return outcome{reason: ferryv1.TestFailedReason, message: msg}
+			return outcome{reason: helmv2.TestFailedReason, message: msg}
 		}
 		h.Status.InstallFailures, h.Status.UpgradeFailures = 0, 0
-		h.Status.LastAppliedRevision = item.version
 		return withTests(r.succeeded(cfg, what, relName, item.version), tested)
 	}
 
 	if lastRel != nil && lastRel.Info != nil && lastRel.Info.Status == rcommon.StatusDeployed &&
 		lastRel.Chart != nil && lastRel.Chart.Metadata != nil && lastRel.Chart.Metadata.Version == item.version {
 		if deployedSum, err := valuesChecksum(lastRel.Config); err == nil && deployedSum == sum {
-			h.Status.LastAppliedRevision = item.version
 			if !changed {
 				h.Status.InstallFailures, h.Status.UpgradeFailures = 0, 0
 			}
 			at := fmt.Sprintf("%s at revision %d, chart %s %s", what, lastRel.Version, ch.Name(), item.version)
 			if failed := failedTests(h, lastRel); failed != "" {
 				// Until the chart version or the values change.
-				return outcome{reason: ferryv1.TestFailedReason, message: at + ": " + failed}.terminal()
+				return outcome{reason: helmv2.TestFailedReason, message: at + ": " + failed}.terminal()
 			}
 			return r.checkDrift(ctx, h, lastRel, at, log)
 		}
 	}
 
+	// As Flux: the last failure is rolled back when there were retries, unless told otherwise.
 	retries := int64(0)
-	remediateLast := true
+	remediateLast := false
 	if h.Spec.Upgrade != nil && h.Spec.Upgrade.Remediation != nil {
 		retries = int64(h.Spec.Upgrade.Remediation.Retries)
+		remediateLast = retries > 0
 		if h.Spec.Upgrade.Remediation.RemediateLastFailure != nil {
 			remediateLast = *h.Spec.Upgrade.Remediation.RemediateLastFailure
 		}
 	}
 	if !changed && h.Status.UpgradeFailures > retries {
-		return outcome{reason: ferryv1.UpgradeFailedReason, stalled: ferryv1.RetriesExceededReason, message: fmt.Sprintf("%s: upgrade to chart %s %s failed %d times, retries exhausted; a new chart version or new values try again", what, ch.Name(), item.version, h.Status.UpgradeFailures)}
+		return outcome{reason: helmv2.UpgradeFailedReason, stalled: api.RetriesExceededReason, message: fmt.Sprintf("%s: upgrade to chart %s %s failed %d times, retries exhausted; a new chart version or new values try again", what, ch.Name(), item.version, h.Status.UpgradeFailures)}
 	}
 	previous := 0
 	if dep, err := cfg.Releases.Deployed(relName); err == nil {
@@ -262,7 +297,7 @@ func (hr helmRelease) reconcile(ctx context.Context, r *Reconciler, a attempt) o
 	up := action.NewUpgrade(cfg)
 	up.Namespace = relNS
 	up.Timeout = timeout
-	up.WaitStrategy = waitStrategy
+	up.WaitStrategy = upgradeWait
 	up.ServerSideApply = "true"
 	up.ResetValues = true
 	up.MaxHistory = helmMaxHistory
@@ -270,21 +305,20 @@ func (hr helmRelease) reconcile(ctx context.Context, r *Reconciler, a attempt) o
 		h.Status.UpgradeFailures++
 		msg := fmt.Sprintf("%s: upgrade to chart %s %s: %v", what, ch.Name(), item.version, err)
 		if h.Status.UpgradeFailures <= retries || remediateLast {
-			msg += "; " + r.rollback(cfg, h, relName, previous, timeout, waitStrategy)
+			msg += "; " + r.rollback(cfg, h, relName, previous, timeout, rollbackWait)
 		}
-		return outcome{reason: ferryv1.UpgradeFailedReason, message: msg}
+		return outcome{reason: helmv2.UpgradeFailedReason, message: msg}
 	}
 	tested, msg := r.runTests(outer, cfg, h, relName, relNS, log)
 	if msg != "" {
 		h.Status.UpgradeFailures++
 		msg = fmt.Sprintf("%s: upgraded to chart %s %s, but %s", what, ch.Name(), item.version, msg)
 		if h.Status.UpgradeFailures <= retries || remediateLast {
-			msg += "; " + r.rollback(cfg, h, relName, previous, timeout, waitStrategy)
+			msg += "; " + r.rollback(cfg, h, relName, previous, timeout, rollbackWait)
 		}
-		return outcome{reason: ferryv1.TestFailedReason, message: msg}
+		return outcome{reason: helmv2.TestFailedReason, message: msg}
 	}
 	h.Status.InstallFailures, h.Status.UpgradeFailures = 0, 0
-	h.Status.LastAppliedRevision = item.version
 	return withTests(r.succeeded(cfg, what, relName, item.version), tested)
 }
 
@@ -296,17 +330,17 @@ func (hr helmRelease) finalize(ctx context.Context, r *Reconciler, a attempt) cl
 	relName, relNS := releaseNames(h)
 	what := fmt.Sprintf("release %s/%s", relNS, relName)
 	if h.Spec.Suspend {
-		return cleanup{reason: ferryv1.FinalizedReason, note: "suspended: " + what + " left installed"}
+		return cleanup{reason: api.FinalizedReason, note: "suspended: " + what + " left installed"}
 	}
-	if out, ok := r.serviceAccountFound(ctx, h.Namespace, h.Spec.ServiceAccountName, ferryv1.UninstallFailedReason); !ok {
-		if out.reason != ferryv1.ServiceAccountNotFoundReason {
+	if out, ok := r.serviceAccountFound(ctx, h.Namespace, h.Spec.ServiceAccountName, helmv2.UninstallFailedReason); !ok {
+		if out.reason != api.ServiceAccountNotFoundReason {
 			return cleanup{failed: true, reason: out.reason, note: out.message}
 		}
 		return cleanup{warning: true, reason: out.reason, note: fmt.Sprintf("%s: %s left installed", out.message, what)}
 	}
 	cfg, err := r.helmConfig(h, relNS, a.log)
 	if err != nil {
-		return cleanup{failed: true, reason: ferryv1.UninstallFailedReason, note: err.Error()}
+		return cleanup{failed: true, reason: helmv2.UninstallFailedReason, note: err.Error()}
 	}
 	un := action.NewUninstall(cfg)
 	un.IgnoreNotFound = true
@@ -322,9 +356,9 @@ func (hr helmRelease) finalize(ctx context.Context, r *Reconciler, a attempt) cl
 	}
 	resp, err := un.Run(relName)
 	if err != nil {
-		return cleanup{failed: true, reason: ferryv1.UninstallFailedReason, note: fmt.Sprintf("uninstall %s of the deleted helmrelease: %v", what, err)}
+		return cleanup{failed: true, reason: helmv2.UninstallFailedReason, note: fmt.Sprintf("uninstall %s of the deleted helmrelease: %v", what, err)}
 	}
-	c := cleanup{reason: ferryv1.FinalizedReason}
+	c := cleanup{reason: api.FinalizedReason}
 	switch {
 	case resp == nil:
 		c.note = what + " was not installed"
@@ -351,7 +385,7 @@ func uninstallFailed(cfg *action.Configuration, relName string, timeout time.Dur
 }
 
 // rollback rolls the release back to revision (0: the one before the last) and says how it went.
-func (r *Reconciler) rollback(cfg *action.Configuration, h *ferryv1.HelmRelease, relName string, revision int, timeout time.Duration, ws kube.WaitStrategy) string {
+func (r *Reconciler) rollback(cfg *action.Configuration, h *helmv2.HelmRelease, relName string, revision int, timeout time.Duration, ws kube.WaitStrategy) string {
 	rb := action.NewRollback(cfg)
 	rb.Version = revision
 	rb.Timeout = timeout
@@ -383,11 +417,11 @@ func (r *Reconciler) succeeded(cfg *action.Configuration, what, relName, version
 			rev = l.Version
 		}
 	}
-	return outcome{ready: true, reason: ferryv1.ReconciliationSucceededReason, message: fmt.Sprintf("%s at revision %d, chart version %s", what, rev, version)}
+	return outcome{ready: true, reason: meta.ReconciliationSucceededReason, message: fmt.Sprintf("%s at revision %d, chart version %s", what, rev, version)}
 }
 
 // recordHistory writes the release's latest revisions into h's status, newest first.
-func (r *Reconciler) recordHistory(cfg *action.Configuration, h *ferryv1.HelmRelease, relName string, log *slog.Logger) {
+func (r *Reconciler) recordHistory(cfg *action.Configuration, h *helmv2.HelmRelease, relName string, log *slog.Logger) {
 	rels, err := cfg.Releases.History(relName)
 	if err != nil {
 		if !errors.Is(err, driver.ErrReleaseNotFound) {
@@ -396,20 +430,13 @@ func (r *Reconciler) recordHistory(cfg *action.Configuration, h *ferryv1.HelmRel
 		h.Status.History = nil
 		return
 	}
-	var snaps []ferryv1.HelmReleaseSnapshot
+	var snaps helmv2.Snapshots
 	for _, x := range rels {
 		rel, ok := x.(*release.Release)
 		if !ok || rel == nil {
 			continue
 		}
-		s := ferryv1.HelmReleaseSnapshot{Version: rel.Version}
-		if rel.Chart != nil && rel.Chart.Metadata != nil {
-			s.ChartName, s.ChartVersion = rel.Chart.Metadata.Name, rel.Chart.Metadata.Version
-		}
-		if rel.Info != nil {
-			s.Status, s.Description = string(rel.Info.Status), truncate(rel.Info.Description, 1000)
-		}
-		snaps = append(snaps, s)
+		snaps = append(snaps, snapshotOf(rel))
 	}
 	sort.Slice(snaps, func(i, j int) bool { return snaps[i].Version > snaps[j].Version })
 	if len(snaps) > statusHistory {
@@ -419,12 +446,12 @@ func (r *Reconciler) recordHistory(cfg *action.Configuration, h *ferryv1.HelmRel
 }
 
 // helmValues merges the values of valuesFrom, in order, then the inline values.
-func (r *Reconciler) helmValues(ctx context.Context, h *ferryv1.HelmRelease) (map[string]any, error) {
+func (r *Reconciler) helmValues(ctx context.Context, h *helmv2.HelmRelease) (map[string]any, error) {
 	vals := map[string]any{}
 	for _, ref := range h.Spec.ValuesFrom {
 		key := ref.ValuesKey
 		if key == "" {
-			key = ferryv1.DefaultValuesKey
+			key = defaultValuesKey
 		}
 		where := fmt.Sprintf("valuesFrom %s %s/%s key %s", ref.Kind, h.Namespace, ref.Name, key)
 		d, ok, err := r.lookupRef(ctx, h.Namespace, ref.Kind, ref.Name, ref.Optional)
@@ -487,4 +514,46 @@ func valuesChecksum(vals map[string]any) (string, error) {
 	}
 	s := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(s[:]), nil
+}
+
+// snapshotOf is a release revision as Flux's status history records it.
+func snapshotOf(rel *release.Release) *helmv2.Snapshot {
+	s := &helmv2.Snapshot{Name: rel.Name, Namespace: rel.Namespace, Version: rel.Version}
+	if rel.Chart != nil && rel.Chart.Metadata != nil {
+		s.ChartName, s.ChartVersion, s.AppVersion = rel.Chart.Metadata.Name, rel.Chart.Metadata.Version, rel.Chart.Metadata.AppVersion
+	}
+	if sum, err := valuesChecksum(rel.Config); err == nil {
+		s.ConfigDigest = sum
+	}
+	s.Digest = releaseDigest(rel)
+	if rel.Info != nil {
+		s.Status = string(rel.Info.Status)
+		s.FirstDeployed, s.LastDeployed = metav1.NewTime(rel.Info.FirstDeployed), metav1.NewTime(rel.Info.LastDeployed)
+		if !rel.Info.Deleted.IsZero() {
+			s.Deleted = metav1.NewTime(rel.Info.Deleted)
+		}
+		switch d := rel.Info.Description; {
+		case strings.HasPrefix(d, "Rollback"):
+			s.Action = helmv2.ReleaseActionRollback
+		case strings.HasPrefix(d, "Install"):
+			s.Action = helmv2.ReleaseActionInstall
+		case strings.HasPrefix(d, "Upgrade"):
+			s.Action = helmv2.ReleaseActionUpgrade
+		case strings.HasPrefix(d, "Uninstall"):
+			s.Action = helmv2.ReleaseActionUninstall
+		}
+	}
+	return s
+}
+
+// releaseDigest is the SHA-256 of a revision's name, version, chart and manifest, which
+// identifies it in the status history.
+func releaseDigest(rel *release.Release) string {
+	sum := sha256.New()
+	fmt.Fprintf(sum, "%s\n%d\n", rel.Name, rel.Version)
+	if rel.Chart != nil && rel.Chart.Metadata != nil {
+		fmt.Fprintf(sum, "%s\n%s\n", rel.Chart.Metadata.Name, rel.Chart.Metadata.Version)
+	}
+	sum.Write([]byte(rel.Manifest))
+	return "sha256:" + hex.EncodeToString(sum.Sum(nil))
 }

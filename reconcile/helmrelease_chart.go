@@ -56,16 +56,3 @@ func (ch *chartItem) load(ctx context.Context, c *cache.Snapshot) (*chart.Chart,
 	}
 	return loaded, nil
 }
-
-// chart returns the named chart item of the pass's record, looked up once per pass.
-func (p *pass) chart(ctx context.Context, name string) (*chartItem, error) {
-	if ch, ok := p.charts[name]; ok {
-		return ch, nil
-	}
-	ch, err := findChart(ctx, p.cache, p.record, name)
-	if err != nil {
-		return nil, err
-	}
-	p.charts[name] = ch
-	return ch, nil
-}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	helmv2 "github.com/fluxcd/helm-controller/api/v2"
+	"github.com/fluxcd/pkg/apis/meta"
 	"github.com/fluxcd/pkg/ssa"
 	ssautils "github.com/fluxcd/pkg/ssa/utils"
 	"helm.sh/helm/v4/pkg/kube"
@@ -15,7 +17,7 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
+	"github.com/ferry-gitops/ferry/api"
 )
 
 // Metadata Helm puts on every object of a release when it applies it.
@@ -40,10 +42,10 @@ func helmFieldManager() string {
 	return filepath.Base(os.Args[0])
 }
 
-// driftMode returns h's spec.driftDetection.mode, enabled by default.
-func driftMode(h *ferryv1.HelmRelease) string {
+// driftMode returns h's spec.driftDetection.mode; disabled by default, as in Flux.
+func driftMode(h *helmv2.HelmRelease) helmv2.DriftDetectionMode {
 	if h.Spec.DriftDetection == nil || h.Spec.DriftDetection.Mode == "" {
-		return ferryv1.DriftDetectionEnabled
+		return helmv2.DriftDetectionDisabled
 	}
 	return h.Spec.DriftDetection.Mode
 }
@@ -93,14 +95,14 @@ func (r *Reconciler) releaseObjects(rel *release.Release) ([]*unstructured.Unstr
 // manager: Helm's), as h's ServiceAccount when it names one. With mode enabled, objects that
 // differ or are missing are applied again, and counted in the outcome's drift; with warn, they
 // are reported in the message, a log line and a Warning Event, and left alone.
-func (r *Reconciler) checkDrift(ctx context.Context, h *ferryv1.HelmRelease, rel *release.Release, at string, log *slog.Logger) outcome {
-	ok := outcome{ready: true, reason: ferryv1.ReconciliationSucceededReason, message: at}
+func (r *Reconciler) checkDrift(ctx context.Context, h *helmv2.HelmRelease, rel *release.Release, at string, log *slog.Logger) outcome {
+	ok := outcome{ready: true, reason: meta.ReconciliationSucceededReason, message: at}
 	mode := driftMode(h)
-	if mode == ferryv1.DriftDetectionDisabled {
+	if mode == helmv2.DriftDetectionDisabled {
 		return ok
 	}
 	fail := func(err error) outcome {
-		return outcome{reason: ferryv1.DriftCorrectionFailedReason, message: fmt.Sprintf("%s; drift detection: %v", at, err)}
+		return outcome{reason: api.DriftCorrectionFailedReason, message: fmt.Sprintf("%s; drift detection: %v", at, err)}
 	}
 	objs, err := r.releaseObjects(rel)
 	if err != nil {
@@ -116,7 +118,7 @@ func (r *Reconciler) checkDrift(ctx context.Context, h *ferryv1.HelmRelease, rel
 	mgr := ssa.NewResourceManager(c, nil, ssa.Owner{Field: helmFieldManager()})
 	var drifted []string
 	switch mode {
-	case ferryv1.DriftDetectionWarn:
+	case helmv2.DriftDetectionWarn:
 		for _, o := range objs {
 			e, _, _, err := mgr.Diff(ctx, o, ssa.DefaultDiffOptions())
 			if err != nil {
@@ -131,7 +133,7 @@ func (r *Reconciler) checkDrift(ctx context.Context, h *ferryv1.HelmRelease, rel
 		}
 		note := fmt.Sprintf("drift detected, not corrected (driftDetection mode warn): %s", strings.Join(drifted, ", "))
 		log.Warn("drift detected", "objects", drifted)
-		r.events.Eventf(h, nil, "Warning", ferryv1.DriftDetectedReason, eventAction, "%s", truncate(note, eventNoteLimit))
+		r.events.Eventf(h, nil, "Warning", helmv2.DriftDetectedReason, eventAction, "%s", truncate(note, eventNoteLimit))
 		ok.message += "; " + note
 		return ok
 	default:

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	helmv2 "github.com/fluxcd/helm-controller/api/v2"
+	"github.com/fluxcd/pkg/apis/meta"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,7 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
+	"github.com/ferry-gitops/ferry/api"
 	"github.com/ferry-gitops/ferry/reconcile"
 )
 
@@ -61,7 +63,7 @@ func (h *helmEnv) releaseSecrets(ns, name string) []string {
 }
 
 // createHR creates HelmReleases.
-func (h *helmEnv) createHR(hrs ...*ferryv1.HelmRelease) {
+func (h *helmEnv) createHR(hrs ...*helmv2.HelmRelease) {
 	h.t.Helper()
 	for _, hr := range hrs {
 		if err := h.c.Create(context.Background(), hr); err != nil {
@@ -94,9 +96,9 @@ func TestHelmReleaseFinalizer(t *testing.T) {
 
 	app := h.helmRelease("app", "")
 	keep := h.helmRelease("keep", "")
-	keep.Spec.Uninstall = &ferryv1.HelmUninstall{KeepHistory: true, DisableHooks: true, Timeout: &metav1.Duration{Duration: 20 * time.Second}}
-	keep.Spec.Test = &ferryv1.HelmTest{Enable: false, IgnoreFailures: true, Timeout: &metav1.Duration{Duration: time.Second}}
-	keep.Spec.DriftDetection = &ferryv1.HelmDriftDetection{Mode: ferryv1.DriftDetectionWarn}
+	keep.Spec.Uninstall = &helmv2.Uninstall{KeepHistory: true, DisableHooks: true, Timeout: &metav1.Duration{Duration: 20 * time.Second}}
+	keep.Spec.Test = &helmv2.Test{Enable: false, IgnoreFailures: true, Timeout: &metav1.Duration{Duration: time.Second}}
+	keep.Spec.DriftDetection = &helmv2.DriftDetection{Mode: helmv2.DriftDetectionWarn}
 	susp := h.helmRelease("susp", "")
 	h.createHR(app, keep, susp)
 	got, _ := h.getHRNoCond("keep")
@@ -106,11 +108,11 @@ func TestHelmReleaseFinalizer(t *testing.T) {
 	if te := got.Spec.Test; te == nil || te.Enable || !te.IgnoreFailures || te.Timeout == nil || te.Timeout.Duration != time.Second {
 		t.Fatalf("spec.test after a round trip: %+v", te)
 	}
-	if d := got.Spec.DriftDetection; d == nil || d.Mode != ferryv1.DriftDetectionWarn {
+	if d := got.Spec.DriftDetection; d == nil || d.Mode != helmv2.DriftDetectionWarn {
 		t.Fatalf("spec.driftDetection after a round trip: %+v", d)
 	}
 	bad := h.helmRelease("bad", "")
-	bad.Spec.DriftDetection = &ferryv1.HelmDriftDetection{Mode: "sometimes"}
+	bad.Spec.DriftDetection = &helmv2.DriftDetection{Mode: "sometimes"}
 	if err := h.c.Create(ctx, bad); err == nil || !apierrors.IsInvalid(err) {
 		t.Fatalf("create with driftDetection mode sometimes: %v, want invalid", err)
 	}
@@ -119,8 +121,8 @@ func TestHelmReleaseFinalizer(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"app", "keep", "susp"} {
-		hr := h.expectHR(name, true, ferryv1.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"})
-		if !slices.Contains(hr.Finalizers, ferryv1.Finalizer) {
+		hr := h.expectHR(name, true, meta.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"})
+		if !slices.Contains(hr.Finalizers, api.Finalizer) {
 			t.Fatalf("helmrelease %s: finalizers %v", name, hr.Finalizers)
 		}
 	}
@@ -139,7 +141,7 @@ func TestHelmReleaseFinalizer(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"app", "keep", "susp"} {
-		h.gone(&ferryv1.HelmRelease{ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: name}})
+		h.gone(&helmv2.HelmRelease{ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: name}})
 	}
 	for name, want := range map[string][]string{"app": nil, "keep": {"1:uninstalled"}, "susp": {"1:deployed"}} {
 		rel := h.ns + "-" + name
@@ -156,11 +158,11 @@ func TestHelmReleaseFinalizer(t *testing.T) {
 		"keep": "uninstalled release default/" + h.ns + "-keep, history kept; finalizer removed",
 		"susp": "suspended: release default/" + h.ns + "-susp left installed; finalizer removed",
 	} {
-		got := res.of(ferryv1.HelmReleaseKind, h.ns, name)
+		got := res.of(helmv2.HelmReleaseKind, h.ns, name)
 		if len(got) != 2 || !got[1].Deleted || got[1].Message != note {
 			t.Errorf("results of %s: %+v, want the second Deleted with %q", name, got, note)
 		}
-		if ev := h.waitEvent(ferryv1.HelmReleaseKind, name, ferryv1.FinalizedReason); ev.Note != note || ev.Type != corev1.EventTypeNormal {
+		if ev := h.waitEvent(helmv2.HelmReleaseKind, name, api.FinalizedReason); ev.Note != note || ev.Type != corev1.EventTypeNormal {
 			t.Errorf("Event of %s: %s %q", name, ev.Type, ev.Note)
 		}
 	}
@@ -171,16 +173,16 @@ func TestHelmReleaseFinalizer(t *testing.T) {
 	if err := r.ReconcileAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h.expectHR("keep", true, ferryv1.ReconciliationSucceededReason, "1.0.0", []string{"2:1.0.0:deployed", "1:1.0.0:superseded"})
+	h.expectHR("keep", true, meta.ReconciliationSucceededReason, "1.0.0", []string{"2:1.0.0:deployed", "1:1.0.0:superseded"})
 	if _, ok := h.configMap("default", h.ns+"-keep-cm"); !ok {
 		t.Fatal("the re-installed release has no ConfigMap")
 	}
 }
 
 // getHRNoCond reads a HelmRelease that may not have a Ready condition yet.
-func (h *helmEnv) getHRNoCond(name string) (*ferryv1.HelmRelease, error) {
+func (h *helmEnv) getHRNoCond(name string) (*helmv2.HelmRelease, error) {
 	h.t.Helper()
-	var hr ferryv1.HelmRelease
+	var hr helmv2.HelmRelease
 	err := h.c.Get(context.Background(), types.NamespacedName{Namespace: h.ns, Name: name}, &hr)
 	if err != nil {
 		h.t.Fatal(err)
@@ -200,16 +202,16 @@ func TestHelmReleaseDriftCorrection(t *testing.T) {
 	h.importCharts("1.0.0")
 	r, res := h.reporting()
 	warn := h.helmRelease("warn", `{"greeting":"hello"}`)
-	warn.Spec.DriftDetection = &ferryv1.HelmDriftDetection{Mode: ferryv1.DriftDetectionWarn}
+	warn.Spec.DriftDetection = &helmv2.DriftDetection{Mode: helmv2.DriftDetectionWarn}
 	off := h.helmRelease("off", `{"greeting":"hello"}`)
-	off.Spec.DriftDetection = &ferryv1.HelmDriftDetection{Mode: ferryv1.DriftDetectionDisabled}
+	off.Spec.DriftDetection = &helmv2.DriftDetection{Mode: helmv2.DriftDetectionDisabled}
 	h.createHR(h.helmRelease("app", `{"greeting":"hello"}`), warn, off)
 	if err := r.ReconcileAll(ctx); err != nil {
 		t.Fatal(err)
 	}
 	key := func(name string) types.NamespacedName { return types.NamespacedName{Namespace: h.ns, Name: name} }
 	last := func(name string) reconcile.Result {
-		got := res.of(ferryv1.HelmReleaseKind, h.ns, name)
+		got := res.of(helmv2.HelmReleaseKind, h.ns, name)
 		if len(got) == 0 {
 			t.Fatalf("no result for %s", name)
 		}
@@ -238,7 +240,7 @@ func TestHelmReleaseDriftCorrection(t *testing.T) {
 	if x := last("app"); x.DriftCorrected != 2 || !x.Ready {
 		t.Fatalf("result after drift: %+v, want 2 objects corrected", x)
 	}
-	h.expectHR("app", true, ferryv1.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"},
+	h.expectHR("app", true, meta.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"},
 		"drift corrected: ConfigMap default/"+rel+"-cm configured, ConfigMap default/"+rel+"-extra created")
 	cm, _ := h.configMap("default", rel+"-cm")
 	if cm.Data["greeting"] != "hello" {
@@ -248,7 +250,7 @@ func TestHelmReleaseDriftCorrection(t *testing.T) {
 	if !ok || extra.Labels["app.kubernetes.io/managed-by"] != "Helm" || extra.Annotations["meta.helm.sh/release-name"] != rel {
 		t.Fatalf("the re-created ConfigMap lacks Helm's ownership metadata: %v %v (exists %v)", extra.Labels, extra.Annotations, ok)
 	}
-	h.waitEvent(ferryv1.HelmReleaseKind, "app", ferryv1.ReconciliationSucceededReason)
+	h.waitEvent(helmv2.HelmReleaseKind, "app", meta.ReconciliationSucceededReason)
 
 	// warn: reported, not corrected; disabled: not even looked at.
 	h.editConfigMap("default", h.ns+"-warn-cm", `{"greeting":"by-hand"}`)
@@ -264,9 +266,9 @@ func TestHelmReleaseDriftCorrection(t *testing.T) {
 			t.Fatalf("%s: the edit was undone: %v", name, cm.Data)
 		}
 	}
-	h.expectHR("warn", true, ferryv1.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"},
+	h.expectHR("warn", true, meta.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"},
 		"drift detected, not corrected (driftDetection mode warn): ConfigMap default/"+h.ns+"-warn-cm configured")
-	if ev := h.waitEvent(ferryv1.HelmReleaseKind, "warn", ferryv1.DriftDetectedReason); ev.Type != corev1.EventTypeWarning {
+	if ev := h.waitEvent(helmv2.HelmReleaseKind, "warn", helmv2.DriftDetectedReason); ev.Type != corev1.EventTypeWarning {
 		t.Errorf("DriftDetected Event: %s %q", ev.Type, ev.Note)
 	}
 	if _, c := h.getHR("off"); strings.Contains(c.Message, "drift corrected") || strings.Contains(c.Message, "drift detected") {
@@ -278,7 +280,7 @@ func TestHelmReleaseDriftCorrection(t *testing.T) {
 	if err := r.ReconcileHelmRelease(ctx, key("app")); err != nil {
 		t.Fatal(err)
 	}
-	h.expectHR("app", true, ferryv1.ReconciliationSucceededReason, "1.1.0", []string{"2:1.1.0:deployed", "1:1.0.0:superseded"})
+	h.expectHR("app", true, meta.ReconciliationSucceededReason, "1.1.0", []string{"2:1.1.0:deployed", "1:1.0.0:superseded"})
 	if cm, _ := h.configMap("default", rel+"-cm"); cm.Data["chart"] != "1.1.0" || cm.Data["greeting"] != "hello" {
 		t.Fatalf("ConfigMap after the upgrade: %v", cm.Data)
 	}
@@ -315,34 +317,34 @@ func TestHelmReleaseTests(t *testing.T) {
 	h := testEnv(t, "helm-tests")
 	h.addChart("1.0.0", map[string]string{"test.yaml": testHookTemplate})
 	h.importCharts("1.0.0")
-	mk := func(name string, test *ferryv1.HelmTest) *ferryv1.HelmRelease {
+	mk := func(name string, test *helmv2.Test) *helmv2.HelmRelease {
 		hr := h.helmRelease(name, "")
 		hr.Spec.TargetNamespace = h.ns
 		hr.Spec.Test = test
 		return hr
 	}
 	h.createHR(
-		mk("off", &ferryv1.HelmTest{Enable: false}),
-		mk("fail", &ferryv1.HelmTest{Enable: true, Timeout: &metav1.Duration{Duration: 2 * time.Second}}),
-		mk("ignored", &ferryv1.HelmTest{Enable: true, IgnoreFailures: true, Timeout: &metav1.Duration{Duration: 2 * time.Second}}),
-		mk("pass", &ferryv1.HelmTest{Enable: true, Timeout: &metav1.Duration{Duration: 20 * time.Second}}),
+		mk("off", &helmv2.Test{Enable: false}),
+		mk("fail", &helmv2.Test{Enable: true, Timeout: &metav1.Duration{Duration: 2 * time.Second}}),
+		mk("ignored", &helmv2.Test{Enable: true, IgnoreFailures: true, Timeout: &metav1.Duration{Duration: 2 * time.Second}}),
+		mk("pass", &helmv2.Test{Enable: true, Timeout: &metav1.Duration{Duration: 20 * time.Second}}),
 	)
 	kubelet, stop := context.WithCancel(ctx)
 	defer stop()
 	go playKubelet(kubelet, h.c, h.ns, h.ns+"-pass-test", corev1.PodSucceeded)
 
 	err := h.r.ReconcileAll(ctx)
-	if err == nil || !strings.Contains(err.Error(), "helmrelease "+h.ns+"/fail: "+ferryv1.TestFailedReason) {
+	if err == nil || !strings.Contains(err.Error(), "helmrelease "+h.ns+"/fail: "+helmv2.TestFailedReason) {
 		t.Fatalf("ReconcileAll = %v, want fail's TestFailed", err)
 	}
 	stop()
 
-	h.expectHR("off", true, ferryv1.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"})
+	h.expectHR("off", true, meta.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"})
 	if err := h.c.Get(ctx, types.NamespacedName{Namespace: h.ns, Name: h.ns + "-off-test"}, &corev1.Pod{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("the test Pod of a release without tests enabled: %v, want not found", err)
 	}
 
-	failed := h.expectHR("fail", false, ferryv1.TestFailedReason, "", nil, "installed, but tests failed", "Pod "+h.ns+"-fail-test", "uninstalled")
+	failed := h.expectHR("fail", false, helmv2.TestFailedReason, "", nil, "installed, but tests failed", "Pod "+h.ns+"-fail-test", "uninstalled")
 	_, c := h.getHR("fail")
 	t.Logf("test failed, uninstalled: %s", c.Message)
 	if failed.Status.InstallFailures != 1 {
@@ -351,21 +353,21 @@ func TestHelmReleaseTests(t *testing.T) {
 	if _, ok := h.configMap(h.ns, h.ns+"-fail-cm"); ok {
 		t.Fatal("the release whose tests failed was not uninstalled")
 	}
-	if ev := h.waitEvent(ferryv1.HelmReleaseKind, "fail", ferryv1.TestFailedReason); ev.Type != corev1.EventTypeWarning {
+	if ev := h.waitEvent(helmv2.HelmReleaseKind, "fail", helmv2.TestFailedReason); ev.Type != corev1.EventTypeWarning {
 		t.Errorf("TestFailed Event: %s %q", ev.Type, ev.Note)
 	}
 
-	h.expectHR("ignored", true, ferryv1.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"}, "tests failed", "(ignored)")
-	h.expectHR("pass", true, ferryv1.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"}, "1 tests passed")
+	h.expectHR("ignored", true, meta.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"}, "tests failed", "(ignored)")
+	h.expectHR("pass", true, meta.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"}, "1 tests passed")
 
 	// Retries exhausted (0): the next pass does not install again.
 	if err := h.r.ReconcileAll(ctx); err == nil {
 		t.Fatal("ReconcileAll succeeded with fail's retries exhausted")
 	}
-	hr := h.expectHR("fail", false, ferryv1.InstallFailedReason, "", nil, "retries exhausted")
+	hr := h.expectHR("fail", false, helmv2.InstallFailedReason, "", nil, "retries exhausted")
 	// Exhausted retries are terminal, as in Flux's helm-controller: Stalled, not Reconciling.
-	if c := apimeta.FindStatusCondition(hr.Status.Conditions, "Stalled"); c == nil || c.Status != metav1.ConditionTrue || c.Reason != ferryv1.RetriesExceededReason {
-		t.Fatalf("helmrelease fail: Stalled = %+v, want True %s", c, ferryv1.RetriesExceededReason)
+	if c := apimeta.FindStatusCondition(hr.Status.Conditions, "Stalled"); c == nil || c.Status != metav1.ConditionTrue || c.Reason != api.RetriesExceededReason {
+		t.Fatalf("helmrelease fail: Stalled = %+v, want True %s", c, api.RetriesExceededReason)
 	}
 	if c := apimeta.FindStatusCondition(hr.Status.Conditions, "Reconciling"); c != nil {
 		t.Fatalf("helmrelease fail: Reconciling = %+v with retries exhausted, want none", c)
@@ -381,18 +383,18 @@ func TestHelmReleaseTestFailureRollsBack(t *testing.T) {
 	h.importCharts("1.0.0")
 	hr := h.helmRelease("app", "")
 	hr.Spec.TargetNamespace = h.ns
-	hr.Spec.Test = &ferryv1.HelmTest{Enable: true, Timeout: &metav1.Duration{Duration: 2 * time.Second}}
+	hr.Spec.Test = &helmv2.Test{Enable: true, Timeout: &metav1.Duration{Duration: 2 * time.Second}}
 	h.createHR(hr)
 	if err := h.r.ReconcileAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h.expectHR("app", true, ferryv1.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"}, "the chart has no tests")
+	h.expectHR("app", true, meta.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"}, "the chart has no tests")
 
 	h.importCharts("1.1.0")
 	if err := h.r.ReconcileAll(ctx); err == nil {
 		t.Fatal("an upgrade whose tests failed was reported as applied")
 	}
-	h.expectHR("app", false, ferryv1.TestFailedReason, "1.0.0",
+	h.expectHR("app", false, helmv2.TestFailedReason, "1.0.0",
 		[]string{"3:1.0.0:deployed", "2:1.1.0:superseded", "1:1.0.0:superseded"}, "upgraded to chart app 1.1.0, but tests failed", "rolled back to revision 1")
 	if cm, _ := h.configMap(h.ns, h.ns+"-app-cm"); cm.Data["chart"] != "1.0.0" {
 		t.Fatalf("ConfigMap after the rollback: %v", cm.Data)
@@ -441,17 +443,17 @@ func TestHelmReleaseServiceAccount(t *testing.T) {
 	if err := h.r.ReconcileAll(ctx); err == nil {
 		t.Fatal("ReconcileAll succeeded")
 	}
-	h.expectHR("inside", true, ferryv1.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"})
+	h.expectHR("inside", true, meta.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"})
 	cmName := h.ns + "-inside-cm"
 	cm, ok := h.configMap(h.ns, cmName)
 	if !ok || cm.Data["greeting"] != "tenant" {
 		t.Fatalf("ConfigMap %s: %v (exists %v)", cmName, cm.Data, ok)
 	}
-	h.expectHR("outside", false, ferryv1.InstallFailedReason, "", nil, "forbidden", "system:serviceaccount:"+h.ns+":deployer")
+	h.expectHR("outside", false, helmv2.InstallFailedReason, "", nil, "forbidden", "system:serviceaccount:"+h.ns+":deployer")
 	if _, ok := h.configMap("default", h.ns+"-outside-cm"); ok {
 		t.Fatal("the forbidden release's ConfigMap exists")
 	}
-	h.expectHR("nosa", false, ferryv1.ServiceAccountNotFoundReason, "", nil, "serviceaccount "+h.ns+"/nobody not found")
+	h.expectHR("nosa", false, api.ServiceAccountNotFoundReason, "", nil, "serviceaccount "+h.ns+"/nobody not found")
 
 	// Drift is corrected as the ServiceAccount.
 	h.editConfigMap(h.ns, cmName, `{"greeting":"by-hand"}`)

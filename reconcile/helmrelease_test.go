@@ -3,22 +3,26 @@ package reconcile_test
 import (
 	"context"
 	"encoding/json"
-	appsv1 "k8s.io/api/apps/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	helmv2 "github.com/fluxcd/helm-controller/api/v2"
+	"github.com/fluxcd/pkg/apis/meta"
+	sourcev1 "github.com/fluxcd/source-controller/api/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
+	"github.com/ferry-gitops/ferry/api"
 	"github.com/ferry-gitops/ferry/fetch"
 	"github.com/ferry-gitops/ferry/internal/testenv"
 	"github.com/ferry-gitops/ferry/spec"
@@ -61,6 +65,13 @@ func newHelmEnv(t *testing.T, name string, files map[string]string) (*helmEnv, s
 	t.Cleanup(func() {
 		removeAll(e.c, e.ns)
 	})
+	hr := &sourcev1.HelmRepository{
+		ObjectMeta: metav1.ObjectMeta{Name: "charts", Namespace: e.ns},
+		Spec:       sourcev1.HelmRepositorySpec{URL: repo.URL, Interval: metav1.Duration{Duration: time.Minute}},
+	}
+	if err := e.c.Create(context.Background(), hr); err != nil {
+		t.Fatal(err)
+	}
 	return &helmEnv{env: e, charts: repo}, commit
 }
 
@@ -92,12 +103,19 @@ func (h *helmEnv) importCharts(version string) {
 	h.signAndImport(dir, l, b)
 }
 
-// helmRelease is a HelmRelease of chart item "app" releasing into namespace default.
-func (h *helmEnv) helmRelease(name string, values string) *ferryv1.HelmRelease {
-	hr := &ferryv1.HelmRelease{
+// helmRelease is a HelmRelease of chart "app" of HelmRepository "charts" releasing into
+// namespace default, with drift detection on, no waiting, and a failed upgrade rolled back
+// (Flux's defaults: off, on, not without retries).
+func (h *helmEnv) helmRelease(name string, values string) *helmv2.HelmRelease {
+	hr := &helmv2.HelmRelease{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: h.ns},
-		Spec: ferryv1.HelmReleaseSpec{
-			Chart:           ferryv1.HelmChartReference{Name: "app"},
+		Spec: helmv2.HelmReleaseSpec{
+			Chart: &helmv2.HelmChartTemplate{Spec: helmv2.HelmChartTemplateSpec{
+				Chart: "app", SourceRef: helmv2.CrossNamespaceObjectReference{Kind: sourcev1.HelmRepositoryKind, Name: "charts"},
+			}},
+			DriftDetection:  &helmv2.DriftDetection{Mode: helmv2.DriftDetectionEnabled},
+			Install:         &helmv2.Install{DisableWait: true},
+			Upgrade:         &helmv2.Upgrade{DisableWait: true, Remediation: &helmv2.UpgradeRemediation{RemediateLastFailure: ptr.To(true)}},
 			ReleaseName:     h.ns + "-" + name,
 			TargetNamespace: "default",
 			Interval:        metav1.Duration{Duration: time.Minute},
@@ -110,13 +128,13 @@ func (h *helmEnv) helmRelease(name string, values string) *ferryv1.HelmRelease {
 	return hr
 }
 
-func (h *helmEnv) getHR(name string) (*ferryv1.HelmRelease, metav1.Condition) {
+func (h *helmEnv) getHR(name string) (*helmv2.HelmRelease, metav1.Condition) {
 	h.t.Helper()
-	var hr ferryv1.HelmRelease
+	var hr helmv2.HelmRelease
 	if err := h.c.Get(context.Background(), types.NamespacedName{Namespace: h.ns, Name: name}, &hr); err != nil {
 		h.t.Fatal(err)
 	}
-	c := apimeta.FindStatusCondition(hr.Status.Conditions, ferryv1.ReadyCondition)
+	c := apimeta.FindStatusCondition(hr.Status.Conditions, meta.ReadyCondition)
 	if c == nil {
 		h.t.Fatalf("helmrelease %s has no Ready condition: %+v", name, hr.Status)
 	}
@@ -125,7 +143,7 @@ func (h *helmEnv) getHR(name string) (*ferryv1.HelmRelease, metav1.Condition) {
 
 // expectHR checks a HelmRelease's Ready condition, lastAppliedRevision and the history's
 // statuses (newest first, as "version:chartVersion:status").
-func (h *helmEnv) expectHR(name string, ready bool, reason, applied string, history []string, parts ...string) *ferryv1.HelmRelease {
+func (h *helmEnv) expectHR(name string, ready bool, reason, applied string, history []string, parts ...string) *helmv2.HelmRelease {
 	h.t.Helper()
 	hr, c := h.getHR(name)
 	want := metav1.ConditionFalse
@@ -140,8 +158,8 @@ func (h *helmEnv) expectHR(name string, ready bool, reason, applied string, hist
 			h.t.Fatalf("helmrelease %s: message %q does not say %q", name, c.Message, p)
 		}
 	}
-	if hr.Status.LastAppliedRevision != applied {
-		h.t.Fatalf("helmrelease %s: lastAppliedRevision %q, want %q", name, hr.Status.LastAppliedRevision, applied)
+	if got := deployedVersion(hr); got != applied {
+		h.t.Fatalf("helmrelease %s: deployed chart version %q, want %q (history %+v)", name, got, applied, hr.Status.History)
 	}
 	if hr.Status.ObservedGeneration != hr.Generation {
 		h.t.Fatalf("helmrelease %s: observedGeneration %d, generation %d", name, hr.Status.ObservedGeneration, hr.Generation)
@@ -172,7 +190,7 @@ func (h *helmEnv) appliedAll() []string {
 			Kustomization string `json:"kustomization"`
 			HelmRelease   string `json:"helmrelease"`
 		}
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "applied" {
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "applied" && rec.Kustomization+rec.HelmRelease != "" {
 			out = append(out, rec.Kustomization+rec.HelmRelease)
 		}
 	}
@@ -197,7 +215,7 @@ func TestHelmReleaseLifecycle(t *testing.T) {
 	if err := h.r.ReconcileAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h.expectHR("app", true, ferryv1.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"}, "revision 1", "1.0.0")
+	h.expectHR("app", true, meta.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"}, "revision 1", "1.0.0")
 	cm, ok := h.configMap("default", cmName)
 	if !ok || cm.Data["greeting"] != "hello" || cm.Data["chart"] != "1.0.0" {
 		t.Fatalf("ConfigMap %s after install: %v (exists %v)", cmName, cm.Data, ok)
@@ -210,14 +228,14 @@ func TestHelmReleaseLifecycle(t *testing.T) {
 	if err := h.r.ReconcileAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h.expectHR("app", true, ferryv1.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"})
+	h.expectHR("app", true, meta.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"})
 
 	// (b) upgrade
 	h.importCharts("1.1.0")
 	if err := h.r.ReconcileAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h.expectHR("app", true, ferryv1.ReconciliationSucceededReason, "1.1.0", []string{"2:1.1.0:deployed", "1:1.0.0:superseded"}, "revision 2")
+	h.expectHR("app", true, meta.ReconciliationSucceededReason, "1.1.0", []string{"2:1.1.0:deployed", "1:1.0.0:superseded"}, "revision 2")
 	if cm, _ = h.configMap("default", cmName); cm.Data["chart"] != "1.1.0" || cm.Data["greeting"] != "hello" {
 		t.Fatalf("ConfigMap %s after the upgrade: %v", cmName, cm.Data)
 	}
@@ -225,10 +243,10 @@ func TestHelmReleaseLifecycle(t *testing.T) {
 	// (c) a failing upgrade is rolled back
 	h.importCharts("1.2.0")
 	err := h.r.ReconcileAll(ctx)
-	if err == nil || !strings.Contains(err.Error(), "helmrelease "+h.ns+"/app") || !strings.Contains(err.Error(), ferryv1.UpgradeFailedReason) {
+	if err == nil || !strings.Contains(err.Error(), "helmrelease "+h.ns+"/app") || !strings.Contains(err.Error(), helmv2.UpgradeFailedReason) {
 		t.Fatalf("ReconcileAll after a failing upgrade: %v", err)
 	}
-	failed := h.expectHR("app", false, ferryv1.UpgradeFailedReason, "1.1.0",
+	failed := h.expectHR("app", false, helmv2.UpgradeFailedReason, "1.1.0",
 		[]string{"4:1.1.0:deployed", "3:1.2.0:failed", "2:1.1.0:superseded", "1:1.0.0:superseded"},
 		"Not_A_Valid_Name", "rolled back to revision 2")
 	if failed.Status.LastAttemptedRevision != "1.2.0" || failed.Status.UpgradeFailures != 1 {
@@ -242,7 +260,7 @@ func TestHelmReleaseLifecycle(t *testing.T) {
 	if err := h.r.ReconcileAll(ctx); err == nil {
 		t.Fatal("ReconcileAll succeeded with the failed upgrade pending")
 	}
-	h.expectHR("app", false, ferryv1.UpgradeFailedReason, "1.1.0",
+	h.expectHR("app", false, helmv2.UpgradeFailedReason, "1.1.0",
 		[]string{"4:1.1.0:deployed", "3:1.2.0:failed", "2:1.1.0:superseded", "1:1.0.0:superseded"}, "retries exhausted")
 
 	// New values are a new attempt; changed values alone upgrade too.
@@ -255,7 +273,7 @@ func TestHelmReleaseLifecycle(t *testing.T) {
 	if err := h.r.ReconcileAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h.expectHR("app", true, ferryv1.ReconciliationSucceededReason, "1.1.0",
+	h.expectHR("app", true, meta.ReconciliationSucceededReason, "1.1.0",
 		[]string{"5:1.1.0:deployed", "4:1.1.0:superseded", "3:1.2.0:failed", "2:1.1.0:superseded", "1:1.0.0:superseded"})
 	if cm, _ = h.configMap("default", cmName); cm.Data["greeting"] != "again" {
 		t.Fatalf("ConfigMap %s after a values change: %v", cmName, cm.Data)
@@ -279,19 +297,19 @@ func TestHelmReleaseValuesFrom(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, values string
-		from         []ferryv1.ValuesReference
+		from         []helmv2.ValuesReference
 		version      string
 	}{
-		{name: "configmap", from: []ferryv1.ValuesReference{{Kind: "ConfigMap", Name: "base"}}},
-		{name: "secret-wins", from: []ferryv1.ValuesReference{{Kind: "ConfigMap", Name: "base"}, {Kind: "Secret", Name: "over", ValuesKey: "custom.yaml"}}},
-		{name: "inline-wins", values: `{"greeting":"inline"}`, from: []ferryv1.ValuesReference{{Kind: "ConfigMap", Name: "base"}}},
-		{name: "optional", from: []ferryv1.ValuesReference{{Kind: "ConfigMap", Name: "absent", Optional: true}}},
-		{name: "missing", from: []ferryv1.ValuesReference{{Kind: "ConfigMap", Name: "absent"}}},
+		{name: "configmap", from: []helmv2.ValuesReference{{Kind: "ConfigMap", Name: "base"}}},
+		{name: "secret-wins", from: []helmv2.ValuesReference{{Kind: "ConfigMap", Name: "base"}, {Kind: "Secret", Name: "over", ValuesKey: "custom.yaml"}}},
+		{name: "inline-wins", values: `{"greeting":"inline"}`, from: []helmv2.ValuesReference{{Kind: "ConfigMap", Name: "base"}}},
+		{name: "optional", from: []helmv2.ValuesReference{{Kind: "ConfigMap", Name: "absent", Optional: true}}},
+		{name: "missing", from: []helmv2.ValuesReference{{Kind: "ConfigMap", Name: "absent"}}},
 		{name: "version", version: ">=2.0.0"},
 	} {
 		hr := h.helmRelease(tc.name, tc.values)
 		hr.Spec.ValuesFrom = tc.from
-		hr.Spec.Chart.Version = tc.version
+		hr.Spec.Chart.Spec.Version = tc.version
 		if err := h.c.Create(ctx, hr); err != nil {
 			t.Fatal(err)
 		}
@@ -310,8 +328,8 @@ func TestHelmReleaseValuesFrom(t *testing.T) {
 		{"secret-wins", true, "from-secret", "", nil},
 		{"inline-wins", true, "inline", "", nil},
 		{"optional", true, "", "", nil}, // no values at all
-		{"missing", false, "", ferryv1.ValuesFailedReason, []string{"ConfigMap " + h.ns + "/absent", "not found"}},
-		{"version", false, "", ferryv1.ChartNotFoundReason, []string{"1.0.0", ">=2.0.0"}},
+		{"missing", false, "", api.ValuesFailedReason, []string{"ConfigMap " + h.ns + "/absent", "not found"}},
+		{"version", false, "", api.SourceNotCarriedReason, []string{"1.0.0", ">=2.0.0"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h.t = t
@@ -324,7 +342,7 @@ func TestHelmReleaseValuesFrom(t *testing.T) {
 				}
 				return
 			}
-			h.expectHR(tc.name, true, ferryv1.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"})
+			h.expectHR(tc.name, true, meta.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"})
 			if cm, ok := h.configMap("default", cmName); !ok || cm.Data["greeting"] != tc.want || cm.Data["chart"] != "1.0.0" {
 				t.Fatalf("ConfigMap %s: %v (exists %v), want greeting %q", cmName, cm.Data, ok, tc.want)
 			}
@@ -332,61 +350,52 @@ func TestHelmReleaseValuesFrom(t *testing.T) {
 	}
 }
 
-// (e) A HelmRelease depending on a Kustomization (which creates the release's namespace) is
-// applied after it, in one pass; a Kustomization depending on the HelmRelease comes after both.
-func TestHelmReleaseDependsOnKustomization(t *testing.T) {
+// (e) A HelmRelease depending on another HelmRelease is released after it, in one pass.
+func TestHelmReleaseDependsOn(t *testing.T) {
 	ctx := context.Background()
-	h, commit := newHelmEnv(t, "helm-deps", map[string]string{
-		"ns/namespace.yaml": "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: helm-deps-target\n",
-		"after/cm.yaml":     configMapYAML("helm-deps-target", "after", "one"),
-	})
+	h, _ := newHelmEnv(t, "helm-deps", map[string]string{"x/cm.yaml": configMapYAML("default", "helm-deps-x", "one")})
 	h.addChart("1.0.0", nil)
 	h.importCharts("1.0.0")
-	hr := h.helmRelease("app", "")
-	hr.Spec.TargetNamespace = "helm-deps-target"
-	hr.Spec.DependsOn = []ferryv1.DependencyReference{{Kind: ferryv1.KustomizationKind, Name: "zz-namespace"}}
-	if err := h.c.Create(ctx, hr); err != nil {
-		t.Fatal(err)
+	app := h.helmRelease("app", "")
+	app.Spec.DependsOn = []helmv2.DependencyReference{{Name: "zz-base"}}
+	base := h.helmRelease("zz-base", "")
+	for _, hr := range []*helmv2.HelmRelease{app, base} {
+		if err := h.c.Create(ctx, hr); err != nil {
+			t.Fatal(err)
+		}
 	}
-	after := h.kustomization("after", "after", true)
-	after.Spec.DependsOn = []ferryv1.DependencyReference{{Kind: ferryv1.HelmReleaseKind, Name: "app"}}
-	h.create(after, h.kustomization("zz-namespace", "ns", true))
-
 	if err := h.r.ReconcileAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{h.ns + "/zz-namespace", h.ns + "/app", h.ns + "/after"}
+	want := []string{h.ns + "/zz-base", h.ns + "/app"}
 	if got := h.appliedAll(); !slices.Equal(got, want) {
 		t.Fatalf("applied %v, want %v", got, want)
 	}
-	h.expectReady("zz-namespace", commit)
-	h.expectReady("after", commit)
-	h.expectHR("app", true, ferryv1.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"})
-	if _, ok := h.configMap("helm-deps-target", hr.Spec.ReleaseName+"-cm"); !ok {
-		t.Fatal("the HelmRelease's ConfigMap is not in its target namespace")
-	}
+	h.expectHR("app", true, meta.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"})
+	h.expectHR("zz-base", true, meta.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"})
 }
 
-// A HelmRelease and a Kustomization depending on each other are a cycle, named with kinds.
+// Two HelmReleases depending on each other are a cycle.
 func TestHelmReleaseCycle(t *testing.T) {
 	ctx := context.Background()
 	h, _ := newHelmEnv(t, "helm-cycle", map[string]string{"x/cm.yaml": configMapYAML("default", "helm-cycle-x", "one")})
 	h.addChart("1.0.0", nil)
 	h.importCharts("1.0.0")
-	hr := h.helmRelease("app", "")
-	hr.Spec.DependsOn = []ferryv1.DependencyReference{{Kind: ferryv1.KustomizationKind, Name: "k"}}
-	if err := h.c.Create(ctx, hr); err != nil {
-		t.Fatal(err)
+	a := h.helmRelease("a", "")
+	a.Spec.DependsOn = []helmv2.DependencyReference{{Name: "b"}}
+	b := h.helmRelease("b", "")
+	b.Spec.DependsOn = []helmv2.DependencyReference{{Name: "a"}}
+	for _, hr := range []*helmv2.HelmRelease{a, b} {
+		if err := h.c.Create(ctx, hr); err != nil {
+			t.Fatal(err)
+		}
 	}
-	k := h.kustomization("k", "x", true)
-	k.Spec.DependsOn = []ferryv1.DependencyReference{{Kind: ferryv1.HelmReleaseKind, Name: "app"}}
-	h.create(k)
 	if err := h.r.ReconcileAll(ctx); err == nil {
 		t.Fatal("ReconcileAll succeeded with a cycle")
 	}
-	cycle := "HelmRelease " + h.ns + "/app -> Kustomization " + h.ns + "/k -> HelmRelease " + h.ns + "/app"
-	h.expectHR("app", false, ferryv1.DependencyCycleReason, "", nil, cycle)
-	h.expectNotReady("k", ferryv1.DependencyCycleReason, cycle)
+	cycle := h.ns + "/a -> " + h.ns + "/b -> " + h.ns + "/a"
+	h.expectHR("a", false, api.DependencyCycleReason, "", nil, cycle)
+	h.expectHR("b", false, api.DependencyCycleReason, "", nil, cycle)
 }
 
 // unreadyDeployment never becomes available here: there is no kubelet to run its pods.
@@ -414,7 +423,7 @@ func TestHelmReleaseRollsBackWhenHealthCheckFails(t *testing.T) {
 	h.addChart("1.1.0", map[string]string{"web.yaml": unreadyDeployment})
 	h.importCharts("1.0.0")
 	hr := h.helmRelease("app", `{"greeting":"hello"}`)
-	hr.Spec.Wait = true
+	hr.Spec.Install, hr.Spec.Upgrade = nil, &helmv2.Upgrade{Remediation: &helmv2.UpgradeRemediation{RemediateLastFailure: ptr.To(true)}}
 	hr.Spec.Timeout = &metav1.Duration{Duration: 3 * time.Second}
 	if err := h.c.Create(ctx, hr); err != nil {
 		t.Fatal(err)
@@ -422,13 +431,13 @@ func TestHelmReleaseRollsBackWhenHealthCheckFails(t *testing.T) {
 	if err := h.r.ReconcileAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h.expectHR("app", true, ferryv1.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"})
+	h.expectHR("app", true, meta.ReconciliationSucceededReason, "1.0.0", []string{"1:1.0.0:deployed"})
 
 	h.importCharts("1.1.0")
 	if err := h.r.ReconcileAll(ctx); err == nil {
 		t.Fatal("an upgrade that never became healthy was reported as applied")
 	}
-	h.expectHR("app", false, ferryv1.UpgradeFailedReason, "1.0.0",
+	h.expectHR("app", false, helmv2.UpgradeFailedReason, "1.0.0",
 		[]string{"3:1.0.0:deployed", "2:1.1.0:failed", "1:1.0.0:superseded"}, "rolled back to revision 1")
 	var dep appsv1.Deployment
 	err := h.c.Get(ctx, types.NamespacedName{Namespace: "default", Name: hr.Spec.ReleaseName + "-web"}, &dep)
@@ -438,12 +447,20 @@ func TestHelmReleaseRollsBackWhenHealthCheckFails(t *testing.T) {
 	_, c := h.getHR("app")
 	t.Logf("health check failed, rolled back: %s", c.Message)
 
-	ok := h.waitEvent(ferryv1.HelmReleaseKind, "app", ferryv1.ReconciliationSucceededReason)
+	ok := h.waitEvent(helmv2.HelmReleaseKind, "app", meta.ReconciliationSucceededReason)
 	if ok.Type != corev1.EventTypeNormal || !strings.Contains(ok.Note, "1.0.0") || ok.ReportingController != "ferry" {
 		t.Errorf("success Event: %s %q by %q", ok.Type, ok.Note, ok.ReportingController)
 	}
-	failed := h.waitEvent(ferryv1.HelmReleaseKind, "app", ferryv1.UpgradeFailedReason)
+	failed := h.waitEvent(helmv2.HelmReleaseKind, "app", helmv2.UpgradeFailedReason)
 	if failed.Type != corev1.EventTypeWarning || !strings.Contains(failed.Note, "rolled back to revision 1") {
 		t.Errorf("failure Event: %s %q", failed.Type, failed.Note)
 	}
+}
+
+// deployedVersion is the chart version of a HelmRelease's latest revision when it is deployed.
+func deployedVersion(hr *helmv2.HelmRelease) string {
+	if len(hr.Status.History) == 0 || hr.Status.History[0].Status != "deployed" {
+		return ""
+	}
+	return hr.Status.History[0].ChartVersion
 }

@@ -8,15 +8,14 @@ import (
 	"strings"
 	"time"
 
+	helmv2 "github.com/fluxcd/helm-controller/api/v2"
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/kube"
 	release "helm.sh/helm/v4/pkg/release/v1"
-
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
 )
 
 // testsEnabled says whether h runs the chart's tests.
-func testsEnabled(h *ferryv1.HelmRelease) bool {
+func testsEnabled(h *helmv2.HelmRelease) bool {
 	return h.Spec.Test != nil && h.Spec.Test.Enable
 }
 
@@ -48,7 +47,7 @@ func hookNames(hooks []*release.Hook) string {
 // within what is left of the reconciliation's timeout; ctx cancels them. tested says what ran ("" when tests
 // are not enabled); failed is "" unless the tests failed and h does not ignore failures, and
 // then says which failed and why.
-func (r *Reconciler) runTests(ctx context.Context, cfg *action.Configuration, h *ferryv1.HelmRelease, relName, relNS string, log *slog.Logger) (tested, failed string) {
+func (r *Reconciler) runTests(ctx context.Context, cfg *action.Configuration, h *helmv2.HelmRelease, relName, relNS string, log *slog.Logger) (tested, failed string) {
 	if !testsEnabled(h) {
 		return "", ""
 	}
@@ -88,7 +87,7 @@ func (r *Reconciler) runTests(ctx context.Context, cfg *action.Configuration, h 
 
 // failedTests says, when h runs tests and does not ignore failures, whether the test hooks of
 // rel (the deployed revision) failed the last time they ran, and otherwise returns "".
-func failedTests(h *ferryv1.HelmRelease, rel *release.Release) string {
+func failedTests(h *helmv2.HelmRelease, rel *release.Release) string {
 	if !testsEnabled(h) || h.Spec.Test.IgnoreFailures {
 		return ""
 	}

@@ -7,19 +7,18 @@ import (
 	"strings"
 	"testing"
 
+	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
-
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
 )
 
-func ks(deps map[string][]string) []*ferryv1.Kustomization {
-	var out []*ferryv1.Kustomization
+func ks(deps map[string][]string) []*kustomizev1.Kustomization {
+	var out []*kustomizev1.Kustomization
 	for name, ds := range deps {
-		k := &ferryv1.Kustomization{}
+		k := &kustomizev1.Kustomization{}
 		k.Namespace, k.Name = "ns", name
 		for _, d := range ds {
-			k.Spec.DependsOn = append(k.Spec.DependsOn, ferryv1.DependencyReference{Name: d})
+			k.Spec.DependsOn = append(k.Spec.DependsOn, kustomizev1.DependencyReference{Name: d})
 		}
 		out = append(out, k)
 	}

@@ -5,30 +5,29 @@ import (
 	"sort"
 
 	"github.com/fluxcd/cli-utils/pkg/object"
+	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
 	"github.com/fluxcd/pkg/ssa"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
 )
 
 // Inventories: what an apply returned, as a Kustomization's status and the bundle-object
 // inventory ConfigMap record it, and what pruning deletes.
 
 // inventoryOf lists a change set's objects as inventory entries, sorted by id.
-func inventoryOf(cs *ssa.ChangeSet) *ferryv1.ResourceInventory {
-	inv := &ferryv1.ResourceInventory{Entries: []ferryv1.ResourceRef{}}
+func inventoryOf(cs *ssa.ChangeSet) *kustomizev1.ResourceInventory {
+	inv := &kustomizev1.ResourceInventory{Entries: []kustomizev1.ResourceRef{}}
 	if cs == nil {
 		return inv
 	}
 	for _, e := range cs.Entries {
-		inv.Entries = append(inv.Entries, ferryv1.ResourceRef{ID: e.ObjMetadata.String(), Version: e.GroupVersion})
+		inv.Entries = append(inv.Entries, kustomizev1.ResourceRef{ID: e.ObjMetadata.String(), Version: e.GroupVersion})
 	}
 	sort.Slice(inv.Entries, func(i, j int) bool { return inv.Entries[i].ID < inv.Entries[j].ID })
 	return inv
 }
 
 // mergeInventories returns the union of two inventories; b's version wins.
-func mergeInventories(a, b *ferryv1.ResourceInventory) *ferryv1.ResourceInventory {
+func mergeInventories(a, b *kustomizev1.ResourceInventory) *kustomizev1.ResourceInventory {
 	byID := map[string]string{}
 	if a != nil {
 		for _, e := range a.Entries {
@@ -38,16 +37,16 @@ func mergeInventories(a, b *ferryv1.ResourceInventory) *ferryv1.ResourceInventor
 	for _, e := range b.Entries {
 		byID[e.ID] = e.Version
 	}
-	out := &ferryv1.ResourceInventory{Entries: []ferryv1.ResourceRef{}}
+	out := &kustomizev1.ResourceInventory{Entries: []kustomizev1.ResourceRef{}}
 	for id, v := range byID {
-		out.Entries = append(out.Entries, ferryv1.ResourceRef{ID: id, Version: v})
+		out.Entries = append(out.Entries, kustomizev1.ResourceRef{ID: id, Version: v})
 	}
 	sort.Slice(out.Entries, func(i, j int) bool { return out.Entries[i].ID < out.Entries[j].ID })
 	return out
 }
 
 // staleObjects returns the objects of old that current lacks, as objects to delete.
-func staleObjects(old, current *ferryv1.ResourceInventory) ([]*unstructured.Unstructured, error) {
+func staleObjects(old, current *kustomizev1.ResourceInventory) ([]*unstructured.Unstructured, error) {
 	if old == nil {
 		return nil, nil
 	}

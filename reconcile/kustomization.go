@@ -2,27 +2,29 @@ package reconcile
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
+	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
+	"github.com/fluxcd/pkg/apis/meta"
 	"github.com/fluxcd/pkg/runtime/conditions"
 	"github.com/fluxcd/pkg/ssa"
+	sourcev1 "github.com/fluxcd/source-controller/api/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
+	"github.com/ferry-gitops/ferry/api"
 )
 
 // The Kustomization kind: build a Git item's folder with kustomize, apply it with server-side
 // apply, prune, wait; on deletion, prune the inventory (docs/reconcile.md).
 
 var kustomizationKind = &kind{
-	name:  ferryv1.KustomizationKind,
+	name:  kustomizev1.KustomizationKind,
 	label: "kustomization",
-	new:   func() subject { return kustomization{&ferryv1.Kustomization{}} },
+	new:   func() subject { return kustomization{&kustomizev1.Kustomization{}} },
 	list: func(ctx context.Context, c client.Reader) ([]subject, error) {
-		var list ferryv1.KustomizationList
+		var list kustomizev1.KustomizationList
 		if err := c.List(ctx, &list); err != nil {
 			return nil, err
 		}
@@ -35,49 +37,63 @@ var kustomizationKind = &kind{
 }
 
 // kustomization is a Kustomization as the runner reconciles it.
-type kustomization struct{ *ferryv1.Kustomization }
+type kustomization struct{ *kustomizev1.Kustomization }
 
 func (k kustomization) api() conditions.Setter { return k.Kustomization }
 func (k kustomization) kind() *kind            { return kustomizationKind }
 
 func (k kustomization) fields() fields {
 	return fields{
-		suspend: k.Spec.Suspend, interval: k.Spec.Interval.Duration, timeout: k.Spec.Timeout, dependsOn: k.Spec.DependsOn,
+		suspend: k.Spec.Suspend, interval: k.Spec.Interval.Duration, timeout: k.Spec.Timeout,
+		dependsOn:              dependencyKeys(kustomizev1.KustomizationKind, k.Namespace, refNames(k.GetDependsOn(), func(d meta.DependencyReference) (string, string) { return d.Namespace, d.Name })),
 		observedGeneration:     &k.Status.ObservedGeneration,
-		lastAppliedRevision:    &k.Status.LastAppliedRevision,
+		appliedRevision:        func() string { return k.Status.LastAppliedRevision },
 		lastHandledReconcileAt: &k.Status.LastHandledReconcileAt,
 	}
 }
 
-// sourceRevision is the commit of the Git item the Kustomization builds.
-func (k kustomization) sourceRevision(ctx context.Context, p *pass) (string, bool) {
-	if k.Spec.SourceRef.Kind != ferryv1.GitSourceKind {
+// sourceRef returns the kind, namespace and name of the Kustomization's source.
+func (k kustomization) sourceRef() (kind, ns, name string) {
+	ref := k.Spec.SourceRef
+	ns = ref.Namespace
+	if ns == "" {
+		ns = k.Namespace
+	}
+	return ref.Kind, ns, ref.Name
+}
+
+// sourceRevision is the revision of the artifact the Kustomization builds.
+func (k kustomization) sourceRevision(ctx context.Context, r *Reconciler, p *pass) (string, bool) {
+	kind, ns, name := k.sourceRef()
+	res, err := p.resolveRef(ctx, r, kind, ns, name)
+	if err != nil || res.tree == nil {
 		return "", false
 	}
-	src, err := p.source(ctx, k.Spec.SourceRef.Name)
-	if err != nil {
-		return "", false
-	}
-	return src.commit, true
+	return res.revision, true
 }
 
 // reconcile does one reconciliation and updates k's status fields but its conditions.
 func (k kustomization) reconcile(ctx context.Context, r *Reconciler, a attempt) outcome {
 	p, log := a.pass, a.log
-	if k.Spec.SourceRef.Kind != ferryv1.GitSourceKind {
-		return outcome{reason: ferryv1.SourceNotFoundReason, message: fmt.Sprintf("source kind %q is not supported (only %s)", k.Spec.SourceRef.Kind, ferryv1.GitSourceKind)}.terminal()
+	if msg := unsupportedKustomization(k.Kustomization); msg != "" {
+		return outcome{reason: api.UnsupportedReason, message: msg}.terminal()
 	}
-	src, err := p.source(ctx, k.Spec.SourceRef.Name)
+	kind, ns, name := k.sourceRef()
+	if kind != sourcev1.GitRepositoryKind && kind != sourcev1.OCIRepositoryKind {
+		return outcome{reason: api.UnsupportedReason, message: fmt.Sprintf("sourceRef kind %q is not supported: GitRepository or OCIRepository", kind)}.terminal()
+	}
+	res, err := p.resolveRef(ctx, r, kind, ns, name)
 	if err != nil {
-		reason := ferryv1.BuildFailedReason
-		if errors.Is(err, errSourceNotFound) {
-			reason = ferryv1.SourceNotFoundReason
-		}
-		return outcome{reason: reason, message: fmt.Sprintf("%s %s: %v", ferryv1.GitSourceKind, k.Spec.SourceRef.Name, err)}
+		return outcome{reason: sourceReason(err), message: fmt.Sprintf("Source '%s/%s/%s': %v", kind, ns, name, err)}
 	}
-	k.Status.LastAttemptedRevision = src.commit
+	if res.tree == nil {
+		return outcome{reason: meta.ArtifactFailedReason, message: fmt.Sprintf("Source '%s/%s/%s' resolves to item %q, which holds no manifests (a chart?)", kind, ns, name, res.item.Name)}
+	}
+	src := res.tree
+	revision := res.revision
+	k.Status.LastAttemptedRevision = revision
 	if msg := r.dependenciesReady(ctx, p, k); msg != "" {
-		return outcome{reason: ferryv1.DependencyNotReadyReason, message: msg}
+		return outcome{reason: meta.DependencyNotReadyReason, message: msg}
 	}
 	if out, ok := r.serviceAccountExists(ctx, k.Kustomization); !ok {
 		return out
@@ -89,26 +105,26 @@ func (k kustomization) reconcile(ctx context.Context, r *Reconciler, a attempt) 
 
 	fsys := filesys.MakeFsInMemory()
 	if err := src.extract(ctx, p.cache, fsys, srcRoot); err != nil {
-		return outcome{reason: ferryv1.BuildFailedReason, message: fmt.Sprintf("revision %s: extract %s: %v", src.commit, k.Spec.SourceRef.Name, err)}
+		return outcome{reason: meta.BuildFailedReason, message: fmt.Sprintf("revision %s: extract %s/%s/%s: %v", revision, kind, ns, name, err)}
 	}
 	var vars map[string]string
 	if k.Spec.PostBuild != nil {
 		if vars, err = r.substitutionVars(ctx, k.Kustomization); err != nil {
-			return failure(ferryv1.BuildFailedReason, fmt.Sprintf("revision %s: postBuild: %v", src.commit, err), err)
+			return failure(meta.BuildFailedReason, fmt.Sprintf("revision %s: postBuild: %v", revision, err), err)
 		}
 	}
 	objs, err := build(fsys, k.Spec.Path, overlayOf(k.Kustomization), vars)
 	if err != nil {
-		return outcome{reason: ferryv1.BuildFailedReason, message: fmt.Sprintf("revision %s: %v", src.commit, err)}
+		return outcome{reason: meta.BuildFailedReason, message: fmt.Sprintf("revision %s: %v", revision, err)}
 	}
 	r.manager.SetOwnerLabels(objs, k.Name, k.Namespace)
 
 	mgr, err := r.managerFor(k.Kustomization)
 	if err != nil {
-		return outcome{reason: ferryv1.ApplyFailedReason, message: fmt.Sprintf("revision %s: %v", src.commit, err)}
+		return outcome{reason: meta.ReconciliationFailedReason, message: fmt.Sprintf("revision %s: %v", revision, err)}
 	}
 	if err := r.dryRun(ctx, mgr.Client(), k.Kustomization, objs); err != nil {
-		return outcome{reason: ferryv1.ApplyFailedReason, message: fmt.Sprintf("revision %s: nothing applied: %v", src.commit, err)}
+		return outcome{reason: meta.ReconciliationFailedReason, message: fmt.Sprintf("revision %s: nothing applied: %v", revision, err)}
 	}
 
 	opts := ssa.DefaultApplyOptions()
@@ -119,14 +135,14 @@ func (k kustomization) reconcile(ctx context.Context, r *Reconciler, a attempt) 
 	if applyErr != nil {
 		// Keep tracking what was applied before and what this attempt applied.
 		k.Status.Inventory = mergeInventories(old, applied)
-		return outcome{reason: ferryv1.ApplyFailedReason, message: fmt.Sprintf("revision %s: %v", src.commit, applyErr)}
+		return outcome{reason: meta.ReconciliationFailedReason, message: fmt.Sprintf("revision %s: %v", revision, applyErr)}
 	}
 	k.Status.Inventory = applied
 	pruned := 0
 	if k.Spec.Prune {
 		stale, err := staleObjects(old, applied)
 		if err != nil {
-			return outcome{reason: ferryv1.ApplyFailedReason, message: fmt.Sprintf("revision %s: prune: %v", src.commit, err)}
+			return outcome{reason: meta.ReconciliationFailedReason, message: fmt.Sprintf("revision %s: prune: %v", revision, err)}
 		}
 		if len(stale) > 0 {
 			del := ssa.DefaultDeleteOptions()
@@ -134,7 +150,7 @@ func (k kustomization) reconcile(ctx context.Context, r *Reconciler, a attempt) 
 			pcs, err := mgr.DeleteAll(ctx, stale, del)
 			if err != nil {
 				k.Status.Inventory = mergeInventories(old, applied)
-				return outcome{reason: ferryv1.ApplyFailedReason, message: fmt.Sprintf("revision %s: prune: %v", src.commit, err)}
+				return outcome{reason: meta.ReconciliationFailedReason, message: fmt.Sprintf("revision %s: prune: %v", revision, err)}
 			}
 			for _, e := range pcs.Entries {
 				log.Info("pruned", "object", e.Subject, "action", string(e.Action))
@@ -147,16 +163,16 @@ func (k kustomization) reconcile(ctx context.Context, r *Reconciler, a attempt) 
 	if k.Spec.Wait {
 		wo := ssa.WaitOptions{Interval: 2 * time.Second, Timeout: timeout}
 		if err := mgr.WaitForSetWithContext(ctx, cs.ToObjMetadataSet(), wo); err != nil {
-			return outcome{reason: ferryv1.HealthCheckFailedReason, message: fmt.Sprintf("revision %s: %v", src.commit, err)}
+			return outcome{reason: meta.HealthCheckFailedReason, message: fmt.Sprintf("revision %s: %v", revision, err)}
 		}
 	}
 	if len(k.Spec.HealthChecks) > 0 {
 		if msg := r.healthCheck(ctx, mgr, k.Kustomization, timeout); msg != "" {
-			return outcome{reason: ferryv1.HealthCheckFailedReason, message: fmt.Sprintf("revision %s: %s", src.commit, msg)}
+			return outcome{reason: meta.HealthCheckFailedReason, message: fmt.Sprintf("revision %s: %s", revision, msg)}
 		}
 	}
-	unchanged := k.Status.LastAppliedRevision == src.commit && k.Status.ObservedGeneration == k.Generation
-	k.Status.LastAppliedRevision = src.commit
+	unchanged := k.Status.LastAppliedRevision == revision && k.Status.ObservedGeneration == k.Generation
+	k.Status.LastAppliedRevision = revision
 	created, configured := changeCounts(cs)
 	drift := 0
 	if unchanged {
@@ -165,9 +181,9 @@ func (k kustomization) reconcile(ctx context.Context, r *Reconciler, a attempt) 
 	return outcome{
 		ready:   true,
 		drift:   drift,
-		reason:  ferryv1.ReconciliationSucceededReason,
-		message: "Applied revision: " + src.commit,
-		event:   fmt.Sprintf("Applied revision: %s: %d created, %d configured, %d pruned", src.commit, created, configured, pruned),
+		reason:  meta.ReconciliationSucceededReason,
+		message: "Applied revision: " + revision,
+		event:   fmt.Sprintf("Applied revision: %s: %d created, %d configured, %d pruned", revision, created, configured, pruned),
 	}
 }
 
@@ -181,11 +197,11 @@ func (k kustomization) finalize(ctx context.Context, r *Reconciler, a attempt) c
 	}
 	switch {
 	case k.Spec.Suspend:
-		return cleanup{reason: ferryv1.FinalizedReason, note: fmt.Sprintf("suspended: nothing deleted, %d objects of the inventory left in place", entries)}
+		return cleanup{reason: api.FinalizedReason, note: fmt.Sprintf("suspended: nothing deleted, %d objects of the inventory left in place", entries)}
 	case !k.Spec.Prune:
-		return cleanup{reason: ferryv1.FinalizedReason, note: fmt.Sprintf("prune is off: %d objects of the inventory left in place", entries)}
+		return cleanup{reason: api.FinalizedReason, note: fmt.Sprintf("prune is off: %d objects of the inventory left in place", entries)}
 	case entries == 0:
-		return cleanup{reason: ferryv1.FinalizedReason, note: "the inventory is empty: nothing to delete"}
+		return cleanup{reason: api.FinalizedReason, note: "the inventory is empty: nothing to delete"}
 	}
 	if out, ok := r.serviceAccountExists(ctx, k.Kustomization); !ok {
 		// As Flux: without the ServiceAccount nothing can be deleted as it, and keeping the
@@ -194,9 +210,9 @@ func (k kustomization) finalize(ctx context.Context, r *Reconciler, a attempt) c
 	}
 	deleted, err := k.pruneInventory(ctx, r, a)
 	if err != nil {
-		return cleanup{failed: true, reason: ferryv1.PruneFailedReason, note: fmt.Sprintf("delete the inventory of the deleted kustomization: %v", err)}
+		return cleanup{failed: true, reason: meta.PruneFailedReason, note: fmt.Sprintf("delete the inventory of the deleted kustomization: %v", err)}
 	}
-	return cleanup{reason: ferryv1.FinalizedReason, note: fmt.Sprintf("deleted %d of %d objects of the inventory", deleted, entries)}
+	return cleanup{reason: api.FinalizedReason, note: fmt.Sprintf("deleted %d of %d objects of the inventory", deleted, entries)}
 }
 
 // pruneInventory deletes the objects of k's inventory that carry k's owner labels, as k's
@@ -204,7 +220,7 @@ func (k kustomization) finalize(ctx context.Context, r *Reconciler, a attempt) c
 func (k kustomization) pruneInventory(ctx context.Context, r *Reconciler, a attempt) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
-	objs, err := staleObjects(k.Status.Inventory, &ferryv1.ResourceInventory{})
+	objs, err := staleObjects(k.Status.Inventory, &kustomizev1.ResourceInventory{})
 	if err != nil {
 		return 0, err
 	}
@@ -225,4 +241,19 @@ func (k kustomization) pruneInventory(ctx context.Context, r *Reconciler, a atte
 		}
 	}
 	return deleted, err
+}
+
+// unsupportedKustomization names a field of k that asks for what sync does not do, or "".
+func unsupportedKustomization(k *kustomizev1.Kustomization) string {
+	switch {
+	case k.Spec.Decryption != nil:
+		return "spec.decryption is not supported: sync applies what the signed bundle carries; decrypt on the connected side before mirror packs it, or keep Secrets out of Git"
+	case k.Spec.KubeConfig != nil:
+		return "spec.kubeConfig is not supported: sync applies to the cluster it runs in"
+	case len(k.Spec.Components) > 0:
+		return "spec.components is not supported yet: list the components in the folder's kustomization.yaml"
+	case len(k.Spec.HealthCheckExprs) > 0:
+		return "spec.healthCheckExprs is not supported yet: use spec.healthChecks or spec.wait"
+	}
+	return ""
 }

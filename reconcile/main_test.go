@@ -12,6 +12,10 @@ import (
 	"time"
 
 	kstatus "github.com/fluxcd/cli-utils/pkg/kstatus/status"
+	helmv2 "github.com/fluxcd/helm-controller/api/v2"
+	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
+	"github.com/fluxcd/pkg/apis/meta"
+	sourcev1 "github.com/fluxcd/source-controller/api/v1"
 	"github.com/opencontainers/go-digest"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,7 +25,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
 	"github.com/ferry-gitops/ferry/bundle"
 	"github.com/ferry-gitops/ferry/cache"
 	"github.com/ferry-gitops/ferry/fetch"
@@ -33,7 +36,7 @@ import (
 )
 
 // cluster and gitServer are shared by every test of the package; TestMain starts them and
-// installs Ferry's CRDs.
+// installs the Flux CRDs.
 var (
 	cluster   *testenv.Cluster
 	gitServer *testenv.GitServer
@@ -109,8 +112,28 @@ func newEnv(t *testing.T, repo string, files map[string]string) (*env, string) {
 	t.Cleanup(func() {
 		removeAll(e.c, e.ns)
 	})
+	e.createSource("platform", gitServer.RepoURL(repo))
 	return e, commit
 }
+
+// createSource creates the GitRepository name of e's namespace, for url at branch main.
+func (e *env) createSource(name, url string) {
+	e.t.Helper()
+	g := &sourcev1.GitRepository{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns},
+		Spec: sourcev1.GitRepositorySpec{
+			URL:       url,
+			Reference: &sourcev1.GitRepositoryRef{Branch: "main"},
+			Interval:  metav1.Duration{Duration: time.Minute},
+		},
+	}
+	if err := e.c.Create(context.Background(), g); err != nil {
+		e.t.Fatalf("create gitrepository %s: %v", name, err)
+	}
+}
+
+// rev is the revision Flux (and sync) write for commit of branch main.
+func rev(commit string) string { return "main@sha1:" + commit }
 
 // commit commits files (an empty content removes a file) and returns the new commit.
 func (e *env) commit(files map[string]string) string {
@@ -173,24 +196,24 @@ func (e *env) signAndImport(dir string, l *bundle.Layout, b *bundle.Bundle) {
 }
 
 // kustomization is a Kustomization of e's namespace building path of item "platform".
-func (e *env) kustomization(name, path string, prune bool, dependsOn ...string) *ferryv1.Kustomization {
-	k := &ferryv1.Kustomization{
+func (e *env) kustomization(name, path string, prune bool, dependsOn ...string) *kustomizev1.Kustomization {
+	k := &kustomizev1.Kustomization{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns},
-		Spec: ferryv1.KustomizationSpec{
-			SourceRef: ferryv1.SourceReference{Kind: ferryv1.GitSourceKind, Name: "platform"},
+		Spec: kustomizev1.KustomizationSpec{
+			SourceRef: kustomizev1.CrossNamespaceSourceReference{Kind: sourcev1.GitRepositoryKind, Name: "platform", Namespace: e.ns},
 			Path:      path,
 			Interval:  metav1.Duration{Duration: time.Minute},
 			Prune:     prune,
 		},
 	}
 	for _, d := range dependsOn {
-		k.Spec.DependsOn = append(k.Spec.DependsOn, ferryv1.DependencyReference{Name: d})
+		k.Spec.DependsOn = append(k.Spec.DependsOn, kustomizev1.DependencyReference{Name: d})
 	}
 	return k
 }
 
 // create creates Kustomizations in the order given.
-func (e *env) create(ks ...*ferryv1.Kustomization) {
+func (e *env) create(ks ...*kustomizev1.Kustomization) {
 	e.t.Helper()
 	for _, k := range ks {
 		if err := e.c.Create(context.Background(), k); err != nil {
@@ -200,9 +223,9 @@ func (e *env) create(ks ...*ferryv1.Kustomization) {
 }
 
 // get reads a Kustomization of e's namespace.
-func (e *env) get(name string) *ferryv1.Kustomization {
+func (e *env) get(name string) *kustomizev1.Kustomization {
 	e.t.Helper()
-	var k ferryv1.Kustomization
+	var k kustomizev1.Kustomization
 	if err := e.c.Get(context.Background(), types.NamespacedName{Namespace: e.ns, Name: name}, &k); err != nil {
 		e.t.Fatal(err)
 	}
@@ -210,10 +233,10 @@ func (e *env) get(name string) *ferryv1.Kustomization {
 }
 
 // ready returns a Kustomization's Ready condition, failing the test when it has none.
-func (e *env) ready(name string) (*ferryv1.Kustomization, metav1.Condition) {
+func (e *env) ready(name string) (*kustomizev1.Kustomization, metav1.Condition) {
 	e.t.Helper()
 	k := e.get(name)
-	c := apimeta.FindStatusCondition(k.Status.Conditions, ferryv1.ReadyCondition)
+	c := apimeta.FindStatusCondition(k.Status.Conditions, meta.ReadyCondition)
 	if c == nil {
 		e.t.Fatalf("kustomization %s has no Ready condition: %+v", name, k.Status)
 	}
@@ -221,13 +244,13 @@ func (e *env) ready(name string) (*ferryv1.Kustomization, metav1.Condition) {
 }
 
 // expectReady checks that a Kustomization is Ready at commit.
-func (e *env) expectReady(name, commit string) *ferryv1.Kustomization {
+func (e *env) expectReady(name, commit string) *kustomizev1.Kustomization {
 	e.t.Helper()
 	k, c := e.ready(name)
-	if c.Status != metav1.ConditionTrue || c.Reason != ferryv1.ReconciliationSucceededReason || c.Message != "Applied revision: "+commit {
-		e.t.Fatalf("kustomization %s: Ready = %s %s %q, want True %s %q", name, c.Status, c.Reason, c.Message, ferryv1.ReconciliationSucceededReason, "Applied revision: "+commit)
+	if c.Status != metav1.ConditionTrue || c.Reason != meta.ReconciliationSucceededReason || c.Message != "Applied revision: "+rev(commit) {
+		e.t.Fatalf("kustomization %s: Ready = %s %s %q, want True %s %q", name, c.Status, c.Reason, c.Message, meta.ReconciliationSucceededReason, "Applied revision: "+rev(commit))
 	}
-	if k.Status.LastAppliedRevision != commit || k.Status.LastAttemptedRevision != commit {
+	if k.Status.LastAppliedRevision != rev(commit) || k.Status.LastAttemptedRevision != rev(commit) {
 		e.t.Fatalf("kustomization %s: lastApplied %q lastAttempted %q, want %s", name, k.Status.LastAppliedRevision, k.Status.LastAttemptedRevision, commit)
 	}
 	if k.Status.ObservedGeneration != k.Generation || c.ObservedGeneration != k.Generation {
@@ -242,7 +265,7 @@ func (e *env) expectReady(name, commit string) *ferryv1.Kustomization {
 func (e *env) expectKstatus(name string, want kstatus.Status) {
 	e.t.Helper()
 	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(ferryv1.GroupVersion.WithKind(ferryv1.KustomizationKind))
+	u.SetGroupVersionKind(kustomizev1.GroupVersion.WithKind(kustomizev1.KustomizationKind))
 	if err := e.c.Get(context.Background(), types.NamespacedName{Namespace: e.ns, Name: name}, u); err != nil {
 		e.t.Fatal(err)
 	}
@@ -292,7 +315,7 @@ func (e *env) applied() []string {
 			Msg           string `json:"msg"`
 			Kustomization string `json:"kustomization"`
 		}
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "applied" {
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "applied" && rec.Kustomization != "" {
 			out = append(out, rec.Kustomization)
 		}
 	}
@@ -322,19 +345,31 @@ func kustomizationYAML(resources ...string) string {
 // releases stay), and no later test's ReconcileAll finalizes them.
 func removeAll(c client.Client, ns string) {
 	ctx := context.Background()
-	c.DeleteAllOf(ctx, &ferryv1.Kustomization{}, client.InNamespace(ns))
-	c.DeleteAllOf(ctx, &ferryv1.HelmRelease{}, client.InNamespace(ns))
+	c.DeleteAllOf(ctx, &kustomizev1.Kustomization{}, client.InNamespace(ns))
+	c.DeleteAllOf(ctx, &helmv2.HelmRelease{}, client.InNamespace(ns))
+	for _, o := range []client.Object{&sourcev1.GitRepository{}, &sourcev1.OCIRepository{}, &sourcev1.HelmRepository{}, &sourcev1.HelmChart{}} {
+		c.DeleteAllOf(ctx, o, client.InNamespace(ns))
+	}
 	noFinalizers := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`))
-	var ks ferryv1.KustomizationList
+	var ks kustomizev1.KustomizationList
 	if c.List(ctx, &ks, client.InNamespace(ns)) == nil {
 		for i := range ks.Items {
 			c.Patch(ctx, &ks.Items[i], noFinalizers)
 		}
 	}
-	var hrs ferryv1.HelmReleaseList
+	var hrs helmv2.HelmReleaseList
 	if c.List(ctx, &hrs, client.InNamespace(ns)) == nil {
 		for i := range hrs.Items {
 			c.Patch(ctx, &hrs.Items[i], noFinalizers)
+		}
+	}
+	for _, l := range []client.ObjectList{&sourcev1.GitRepositoryList{}, &sourcev1.OCIRepositoryList{}, &sourcev1.HelmRepositoryList{}, &sourcev1.HelmChartList{}} {
+		if c.List(ctx, l, client.InNamespace(ns)) != nil {
+			continue
+		}
+		items, _ := apimeta.ExtractList(l)
+		for _, o := range items {
+			c.Patch(ctx, o.(client.Object), noFinalizers)
 		}
 	}
 }

@@ -7,12 +7,11 @@ import (
 	"sort"
 	"strings"
 
+	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
 	"github.com/fluxcd/pkg/apis/meta"
 	"github.com/fluxcd/pkg/runtime/conditions"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
-
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
 )
 
 // objKey names a Kustomization or a HelmRelease.
@@ -32,15 +31,12 @@ func (k objKey) label(selfKind string) string {
 	return k.Kind + " " + k.NamespacedName.String()
 }
 
-// dependencyKeys returns the keys refs name; a dependency's kind defaults to kind and its
-// namespace to ns.
-func dependencyKeys(kind, ns string, refs []ferryv1.DependencyReference) []objKey {
+// dependencyKeys names a dependsOn list's objects: of kind kind (Flux's dependsOn names objects
+// of the dependent's own kind), in namespace ns unless they name theirs.
+func dependencyKeys(kind, ns string, refs []types.NamespacedName) []objKey {
 	var out []objKey
 	for _, d := range refs {
-		k := objKey{Kind: d.Kind, NamespacedName: types.NamespacedName{Namespace: d.Namespace, Name: d.Name}}
-		if k.Kind == "" {
-			k.Kind = kind
-		}
+		k := objKey{Kind: kind, NamespacedName: d}
 		if k.Namespace == "" {
 			k.Namespace = ns
 		}
@@ -49,8 +45,6 @@ func dependencyKeys(kind, ns string, refs []ferryv1.DependencyReference) []objKe
 	return out
 }
 
-// dependenciesReady returns "" when every dependency of o is Ready at its current revision,
-// and otherwise says which is not.
 func (r *Reconciler) dependenciesReady(ctx context.Context, p *pass, o subject) string {
 	for _, d := range dependenciesOf(o) {
 		if msg := r.dependencyReady(ctx, p, d, o.kind().name); msg != "" {
@@ -84,8 +78,8 @@ func (r *Reconciler) dependencyReady(ctx context.Context, p *pass, d objKey, sel
 	if !conditions.IsTrue(obj, meta.ReadyCondition) || *f.observedGeneration != obj.GetGeneration() {
 		return fmt.Sprintf("dependency %s is not ready", label)
 	}
-	if rev, ok := dep.sourceRevision(ctx, p); ok && *f.lastAppliedRevision != rev {
-		return fmt.Sprintf("dependency %s is at revision %q, not yet at %s", label, *f.lastAppliedRevision, rev)
+	if rev, ok := dep.sourceRevision(ctx, r, p); ok && f.appliedRevision() != rev {
+		return fmt.Sprintf("dependency %s is at revision %q, not yet at %s", label, f.appliedRevision(), rev)
 	}
 	return ""
 }
@@ -93,8 +87,8 @@ func (r *Reconciler) dependencyReady(ctx context.Context, p *pass, d objKey, sel
 // plan orders Kustomizations so that each comes after its dependencies, and finds the cycles.
 // Kustomizations that depend on nothing among themselves keep namespace/name order. cycles maps
 // each member of a cycle to the cycle, written "ns/a -> ns/b -> ns/a".
-func plan(ks []*ferryv1.Kustomization) (order []*ferryv1.Kustomization, cycles map[types.NamespacedName]string) {
-	byKey := map[objKey]*ferryv1.Kustomization{}
+func plan(ks []*kustomizev1.Kustomization) (order []*kustomizev1.Kustomization, cycles map[types.NamespacedName]string) {
+	byKey := map[objKey]*kustomizev1.Kustomization{}
 	deps := map[objKey][]objKey{}
 	for _, k := range ks {
 		key := keyOf(kustomization{k})
@@ -238,4 +232,13 @@ func describeCycle(comp []objKey, edges map[objKey][]objKey) string {
 		cur = nxt
 	}
 	return strings.Join(path, " -> ")
+}
+
+// refNames reads the namespace and name of each reference.
+func refNames[T any](refs []T, nn func(T) (ns, name string)) []types.NamespacedName {
+	out := make([]types.NamespacedName, len(refs))
+	for i, r := range refs {
+		out[i].Namespace, out[i].Name = nn(r)
+	}
+	return out
 }

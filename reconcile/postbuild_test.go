@@ -6,13 +6,13 @@ import (
 	"testing"
 	"time"
 
+	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
+	"github.com/fluxcd/pkg/apis/meta"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
 )
 
 // substYAML is a ConfigMap whose name and values hold variables; extra goes under metadata.
@@ -56,9 +56,9 @@ func TestPostBuildSubstitute(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := e.kustomization("app", "app", true)
-	k.Spec.PostBuild = &ferryv1.PostBuild{
+	k.Spec.PostBuild = &kustomizev1.PostBuild{
 		Substitute: map[string]string{"GREETING": "hello", "COLOR": "red", "REPLICAS": "3", "quote": `"`},
-		SubstituteFrom: []ferryv1.SubstituteReference{
+		SubstituteFrom: []kustomizev1.SubstituteReference{
 			{Kind: "ConfigMap", Name: "cluster-vars"},
 			{Kind: "Secret", Name: "cluster-secrets"},
 			{Kind: "ConfigMap", Name: "absent", Optional: true},
@@ -102,12 +102,12 @@ func TestPostBuildSubstitute(t *testing.T) {
 
 	// A substituteFrom object that is missing and not optional fails the reconciliation.
 	bad := e.kustomization("bad", "app", true)
-	bad.Spec.PostBuild = &ferryv1.PostBuild{SubstituteFrom: []ferryv1.SubstituteReference{{Kind: "ConfigMap", Name: "nowhere"}}}
+	bad.Spec.PostBuild = &kustomizev1.PostBuild{SubstituteFrom: []kustomizev1.SubstituteReference{{Kind: "ConfigMap", Name: "nowhere"}}}
 	e.create(bad)
 	if err := e.r.Reconcile(ctx, client.ObjectKeyFromObject(bad)); err == nil {
 		t.Fatal("Reconcile succeeded with a missing substituteFrom ConfigMap")
 	}
-	e.expectNotReady("bad", ferryv1.BuildFailedReason, "ConfigMap "+e.ns+"/nowhere", commit)
+	e.expectNotReady("bad", meta.BuildFailedReason, "ConfigMap "+e.ns+"/nowhere", commit)
 }
 
 // webDeployment never becomes available here: there is no kubelet to run its pods.
@@ -141,9 +141,9 @@ func TestHealthChecksAndEvents(t *testing.T) {
 	e.importBundle()
 	web := e.kustomization("web", "web", true)
 	web.Spec.Timeout = &metav1.Duration{Duration: 3 * time.Second}
-	web.Spec.HealthChecks = []ferryv1.HealthCheckReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: "web"}}
+	web.Spec.HealthChecks = []meta.NamespacedObjectKindReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: "web"}}
 	cfg := e.kustomization("cfg", "cfg", true)
-	cfg.Spec.HealthChecks = []ferryv1.HealthCheckReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "settings", Namespace: ns}}
+	cfg.Spec.HealthChecks = []meta.NamespacedObjectKindReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "settings", Namespace: ns}}
 	e.create(web, cfg)
 	if got := e.get("web").Spec.HealthChecks; len(got) != 1 || got[0] != web.Spec.HealthChecks[0] {
 		t.Fatalf("healthChecks after a round trip: %+v", got)
@@ -151,29 +151,29 @@ func TestHealthChecksAndEvents(t *testing.T) {
 
 	start := time.Now()
 	err := e.r.ReconcileAll(ctx)
-	if err == nil || !strings.Contains(err.Error(), "kustomization "+ns+"/web: "+ferryv1.HealthCheckFailedReason) {
+	if err == nil || !strings.Contains(err.Error(), "kustomization "+ns+"/web: "+meta.HealthCheckFailedReason) {
 		t.Fatalf("ReconcileAll = %v, want web's health check failure", err)
 	}
 	if d := time.Since(start); d > 30*time.Second {
 		t.Fatalf("the health check took %s with a 3s timeout", d)
 	}
-	e.expectNotReady("web", ferryv1.HealthCheckFailedReason, "Deployment "+ns+"/web", commit)
+	e.expectNotReady("web", meta.HealthCheckFailedReason, "Deployment "+ns+"/web", commit)
 	var dep appsv1.Deployment
 	if err := e.c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web"}, &dep); err != nil {
 		t.Fatalf("the Deployment was not applied: %v", err)
 	}
 	e.expectReady("cfg", commit)
 
-	success := e.waitEvent(ferryv1.KustomizationKind, "cfg", ferryv1.ReconciliationSucceededReason)
-	if success.Type != corev1.EventTypeNormal || success.Note != "Applied revision: "+commit+": 1 created, 0 configured, 0 pruned" {
+	success := e.waitEvent(kustomizev1.KustomizationKind, "cfg", meta.ReconciliationSucceededReason)
+	if success.Type != corev1.EventTypeNormal || success.Note != "Applied revision: "+rev(commit)+": 1 created, 0 configured, 0 pruned" {
 		t.Errorf("success Event: %s %q", success.Type, success.Note)
 	}
-	failure := e.waitEvent(ferryv1.KustomizationKind, "web", ferryv1.HealthCheckFailedReason)
+	failure := e.waitEvent(kustomizev1.KustomizationKind, "web", meta.HealthCheckFailedReason)
 	if failure.Type != corev1.EventTypeWarning || !strings.Contains(failure.Note, "Deployment "+ns+"/web") {
 		t.Errorf("failure Event: %s %q", failure.Type, failure.Note)
 	}
 	for _, ev := range []eventsv1.Event{success, failure} {
-		if ev.ReportingController != "ferry" || ev.Action != "Reconcile" || ev.Regarding.Kind != ferryv1.KustomizationKind {
+		if ev.ReportingController != "ferry" || ev.Action != "Reconcile" || ev.Regarding.Kind != kustomizev1.KustomizationKind {
 			t.Errorf("Event %s: reportingController %q action %q regarding %+v", ev.Name, ev.ReportingController, ev.Action, ev.Regarding)
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	kstatus "github.com/fluxcd/cli-utils/pkg/kstatus/status"
+	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
+	"github.com/fluxcd/pkg/apis/meta"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -17,7 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
+	"github.com/ferry-gitops/ferry/api"
 )
 
 // chainFiles is a repository with three folders: a/ makes namespace ns and ConfigMap a in it,
@@ -68,7 +70,7 @@ func TestDependsOnOrdersApplies(t *testing.T) {
 		if !ok {
 			t.Fatalf("ConfigMap chain-app/%s was not applied", name)
 		}
-		if cm.Labels["kustomize.ferry.dev/name"] == "" || cm.Labels["kustomize.ferry.dev/namespace"] != e.ns {
+		if cm.Labels["kustomize.toolkit.fluxcd.io/name"] == "" || cm.Labels["kustomize.toolkit.fluxcd.io/namespace"] != e.ns {
 			t.Fatalf("ConfigMap %s lacks the owner labels: %v", name, cm.Labels)
 		}
 		rv = append(rv, resourceVersion(t, cm))
@@ -76,11 +78,11 @@ func TestDependsOnOrdersApplies(t *testing.T) {
 	if !(rv[0] < rv[1] && rv[1] < rv[2]) {
 		t.Fatalf("resourceVersions a, b, c1 = %v, want increasing", rv)
 	}
-	gotInv := func(k *ferryv1.Kustomization) []ferryv1.ResourceRef { return k.Status.Inventory.Entries }
-	if want := []ferryv1.ResourceRef{{ID: "_chain-app__Namespace", Version: "v1"}, {ID: "chain-app_a__ConfigMap", Version: "v1"}}; !slices.Equal(gotInv(ka), want) {
+	gotInv := func(k *kustomizev1.Kustomization) []kustomizev1.ResourceRef { return k.Status.Inventory.Entries }
+	if want := []kustomizev1.ResourceRef{{ID: "_chain-app__Namespace", Version: "v1"}, {ID: "chain-app_a__ConfigMap", Version: "v1"}}; !slices.Equal(gotInv(ka), want) {
 		t.Fatalf("ka inventory %v, want %v", gotInv(ka), want)
 	}
-	if want := []ferryv1.ResourceRef{{ID: "chain-app_c1__ConfigMap", Version: "v1"}, {ID: "chain-app_c2__ConfigMap", Version: "v1"}}; !slices.Equal(gotInv(kc), want) {
+	if want := []kustomizev1.ResourceRef{{ID: "chain-app_c1__ConfigMap", Version: "v1"}, {ID: "chain-app_c2__ConfigMap", Version: "v1"}}; !slices.Equal(gotInv(kc), want) {
 		t.Fatalf("kc inventory %v, want %v", gotInv(kc), want)
 	}
 
@@ -111,9 +113,9 @@ func TestDependencyCycle(t *testing.T) {
 		}
 	}
 	cycle := e.ns + "/kx -> " + e.ns + "/ky -> " + e.ns + "/kx"
-	e.expectNotReady("kx", ferryv1.DependencyCycleReason, cycle)
-	e.expectNotReady("ky", ferryv1.DependencyCycleReason, cycle)
-	e.expectNotReady("kz", ferryv1.DependencyNotReadyReason, e.ns+"/kx")
+	e.expectNotReady("kx", api.DependencyCycleReason, cycle)
+	e.expectNotReady("ky", api.DependencyCycleReason, cycle)
+	e.expectNotReady("kz", meta.DependencyNotReadyReason, e.ns+"/kx")
 	// A cycle is terminal (Stalled); a dependency not ready is retried (Reconciling).
 	e.expectKstatus("kx", kstatus.FailedStatus)
 	e.expectKstatus("kz", kstatus.InProgressStatus)
@@ -241,14 +243,14 @@ func TestBuildFailures(t *testing.T) {
 		name, reason string
 		parts        []string
 	}{
-		{"https", ferryv1.BuildFailedReason, []string{"remote bases are refused", "https://github.com/org/repo//x", commit}},
-		{"short", ferryv1.BuildFailedReason, []string{"remote bases are refused", "github.com/org/repo/x?ref=v1.0.0"}},
-		{"scp", ferryv1.BuildFailedReason, []string{"remote bases are refused", "git@github.com:org/repo.git"}},
-		{"deep", ferryv1.BuildFailedReason, []string{"remote bases are refused", "https/kustomization.yaml"}},
-		{"patch", ferryv1.BuildFailedReason, []string{"remote bases are refused", "https://example.com/patch.yaml"}},
-		{"broken", ferryv1.BuildFailedReason, []string{"missing.yaml"}},
-		{"dependent", ferryv1.DependencyNotReadyReason, []string{e.ns + "/https"}},
-		{"missing", ferryv1.SourceNotFoundReason, []string{`"nowhere"`}},
+		{"https", meta.BuildFailedReason, []string{"remote bases are refused", "https://github.com/org/repo//x", commit}},
+		{"short", meta.BuildFailedReason, []string{"remote bases are refused", "github.com/org/repo/x?ref=v1.0.0"}},
+		{"scp", meta.BuildFailedReason, []string{"remote bases are refused", "git@github.com:org/repo.git"}},
+		{"deep", meta.BuildFailedReason, []string{"remote bases are refused", "https/kustomization.yaml"}},
+		{"patch", meta.BuildFailedReason, []string{"remote bases are refused", "https://example.com/patch.yaml"}},
+		{"broken", meta.BuildFailedReason, []string{"missing.yaml"}},
+		{"dependent", meta.DependencyNotReadyReason, []string{e.ns + "/https"}},
+		{"missing", meta.ArtifactFailedReason, []string{"nowhere' not found"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e.t = t
@@ -293,7 +295,7 @@ func TestCRDShape(t *testing.T) {
 
 	crd := &unstructured.Unstructured{}
 	crd.SetGroupVersionKind(schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"})
-	if err := e.c.Get(ctx, types.NamespacedName{Name: "kustomizations.ferry.dev"}, crd); err != nil {
+	if err := e.c.Get(ctx, types.NamespacedName{Name: "kustomizations.kustomize.toolkit.fluxcd.io"}, crd); err != nil {
 		t.Fatal(err)
 	}
 	versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
@@ -302,10 +304,9 @@ func TestCRDShape(t *testing.T) {
 	}
 	cols, _, _ := unstructured.NestedSlice(versions[0].(map[string]any), "additionalPrinterColumns")
 	want := [][2]string{
+		{"Age", ".metadata.creationTimestamp"},
 		{"Ready", `.status.conditions[?(@.type=="Ready")].status`},
 		{"Status", `.status.conditions[?(@.type=="Ready")].message`},
-		{"Revision", ".status.lastAppliedRevision"},
-		{"Age", ".metadata.creationTimestamp"},
 	}
 	if len(cols) != len(want) {
 		t.Fatalf("printer columns %v, want %v", cols, want)
@@ -318,7 +319,7 @@ func TestCRDShape(t *testing.T) {
 	}
 
 	full := e.kustomization("full", "app", true)
-	full.Spec.DependsOn = []ferryv1.DependencyReference{{Name: "ready", Namespace: e.ns}}
+	full.Spec.DependsOn = []kustomizev1.DependencyReference{{Name: "ready", Namespace: e.ns}}
 	full.Spec.TargetNamespace = "default"
 	full.Spec.Timeout = &metav1.Duration{Duration: 90 * time.Second}
 	full.Spec.Wait = true
@@ -339,7 +340,7 @@ func TestCRDShape(t *testing.T) {
 		t.Fatalf("a suspended Kustomization was reconciled: %+v", k.Status)
 	}
 	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(ferryv1.GroupVersion.WithKind(ferryv1.KustomizationKind))
+	u.SetGroupVersionKind(kustomizev1.GroupVersion.WithKind(kustomizev1.KustomizationKind))
 	if err := e.c.Get(ctx, types.NamespacedName{Namespace: e.ns, Name: "ready"}, u); err != nil {
 		t.Fatal(err)
 	}

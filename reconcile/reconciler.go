@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
+	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
 	"github.com/fluxcd/pkg/ssa"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -17,17 +18,17 @@ import (
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
+	"github.com/ferry-gitops/ferry/api"
 	"github.com/ferry-gitops/ferry/cache"
 )
 
 // FieldManager is the server-side apply field manager of everything the reconciler applies.
 const FieldManager = "ferry"
 
-// OwnerGroup prefixes the labels that mark an applied object as a Kustomization's:
-// kustomize.ferry.dev/name and kustomize.ferry.dev/namespace. Pruning deletes only objects
-// that carry them.
-const OwnerGroup = "kustomize.ferry.dev"
+// OwnerGroup prefixes the labels that mark an applied object as a Kustomization's, Flux's own:
+// kustomize.toolkit.fluxcd.io/name and kustomize.toolkit.fluxcd.io/namespace. Pruning deletes
+// only objects that carry them.
+const OwnerGroup = "kustomize.toolkit.fluxcd.io"
 
 // defaultTimeout bounds a reconciliation whose Kustomization sets neither timeout nor interval.
 const defaultTimeout = 5 * time.Minute
@@ -94,13 +95,13 @@ type Reconciler struct {
 	lastRun map[objKey]time.Time
 }
 
-// NewScheme returns a scheme with Kubernetes' built-in types and Ferry's.
+// NewScheme returns a scheme with Kubernetes' built-in types and the Flux kinds sync reconciles.
 func NewScheme() (*runtime.Scheme, error) {
 	s := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(s); err != nil {
 		return nil, err
 	}
-	if err := ferryv1.AddToScheme(s); err != nil {
+	if err := api.AddToScheme(s); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -155,8 +156,9 @@ type pass struct {
 	objects map[objKey]subject
 	order   []objKey
 	cycles  map[objKey]string
-	sources map[string]*source    // by item name
-	charts  map[string]*chartItem // by item name
+	// resolved holds each source object's resolution, gits the carried Git items' configs.
+	resolved map[objKey]resolution
+	gits     []gitItem
 	// force makes every object due; ran holds the objects reconciled so far in the pass.
 	force bool
 	ran   map[objKey]bool
@@ -192,10 +194,9 @@ func (r *Reconciler) newPassOf(ctx context.Context, c *cache.Snapshot) (*pass, e
 	rec := c.Record()
 	p := &pass{
 		cache: c, record: rec,
-		objects: map[objKey]subject{},
-		sources: map[string]*source{},
-		charts:  map[string]*chartItem{},
-		ran:     map[objKey]bool{},
+		objects:  map[objKey]subject{},
+		resolved: map[objKey]resolution{},
+		ran:      map[objKey]bool{},
 	}
 	deps := map[objKey][]objKey{}
 	for _, k := range kinds {
@@ -213,22 +214,9 @@ func (r *Reconciler) newPassOf(ctx context.Context, c *cache.Snapshot) (*pass, e
 	return p, nil
 }
 
-// source returns the named Git item of the pass's record, read once per pass.
-func (p *pass) source(ctx context.Context, name string) (*source, error) {
-	if s, ok := p.sources[name]; ok {
-		return s, nil
-	}
-	s, err := findSource(ctx, p.cache, p.record, name)
-	if err != nil {
-		return nil, err
-	}
-	p.sources[name] = s
-	return s, nil
-}
-
 // ReconcileAll reconciles the Kustomizations and HelmReleases of the cluster that are due
 // (see docs/reconcile.md, "Passes": a new generation, a new source revision, not Ready, a
-// reconcile.ferry.dev/requestedAt request, a dependency reconciled in this pass, or interval
+// reconcile.fluxcd.io/requestedAt request, a dependency reconciled in this pass, or interval
 // elapsed since this Reconciler last reconciled it), each after its dependencies, from the
 // cache's current bundle. Objects being deleted are finalized first, dependents before their
 // dependencies. It returns the failures joined, each naming its object; every outcome is also
@@ -267,7 +255,16 @@ func (r *Reconciler) reconcileAll(ctx context.Context, force bool) error {
 			errs = append(errs, err)
 		}
 	}
-	for _, key := range p.order {
+	// Sources first, then what reads them, each after its dependencies.
+	order := make([]objKey, 0, len(p.order))
+	for _, src := range []bool{true, false} {
+		for _, key := range p.order {
+			if kindNamed(key.Kind).source == src {
+				order = append(order, key)
+			}
+		}
+	}
+	for _, key := range order {
 		due, why := r.due(ctx, p, key)
 		if !due {
 			if !p.deleted(key) {
@@ -286,7 +283,7 @@ func (r *Reconciler) reconcileAll(ctx context.Context, force bool) error {
 // Reconcile reconciles one Kustomization; its dependencies must already be Ready.
 // ReconcileHelmRelease does the same for a HelmRelease.
 func (r *Reconciler) Reconcile(ctx context.Context, key types.NamespacedName) error {
-	return r.reconcileOne(ctx, objKey{Kind: ferryv1.KustomizationKind, NamespacedName: key})
+	return r.reconcileOne(ctx, objKey{Kind: kustomizev1.KustomizationKind, NamespacedName: key})
 }
 
 // reconcileOne reconciles the object named key in a pass of its own.

@@ -17,7 +17,7 @@ import (
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
+	"github.com/ferry-gitops/ferry/api"
 )
 
 // The runner: what reconciling any kind of object has in common (docs/design/reconcile-runner.md).
@@ -39,7 +39,7 @@ type subject interface {
 	fields() fields
 	// sourceRevision returns the revision of the object's source in pass p (a Git item's
 	// commit, a chart item's version), and false when p has none for it.
-	sourceRevision(ctx context.Context, p *pass) (string, bool)
+	sourceRevision(ctx context.Context, r *Reconciler, p *pass) (string, bool)
 	// reconcile does one reconciliation and sets the kind's own status fields; the runner
 	// writes the outcome as conditions.
 	reconcile(ctx context.Context, r *Reconciler, a attempt) outcome
@@ -58,10 +58,12 @@ type kind struct {
 	new func() subject
 	// list returns every object of the kind in the cluster.
 	list func(ctx context.Context, c client.Reader) ([]subject, error)
+	// source marks the source kinds, which a pass reconciles before the others.
+	source bool
 }
 
 // kinds are the kinds the runner reconciles, in the order a pass lists them.
-var kinds = []*kind{kustomizationKind, helmReleaseKind}
+var kinds = []*kind{gitRepositoryKind, ociRepositoryKind, helmRepositoryKind, helmChartKind, kustomizationKind, helmReleaseKind}
 
 // kindNamed returns the kind named name, or nil.
 func kindNamed(name string) *kind {
@@ -76,13 +78,15 @@ func kindNamed(name string) *kind {
 // fields are the spec and status fields every kind has; the status fields are pointers into
 // the object, so the runner sets them.
 type fields struct {
-	suspend   bool
-	interval  time.Duration
-	timeout   *metav1.Duration
-	dependsOn []ferryv1.DependencyReference
+	suspend  bool
+	interval time.Duration
+	timeout  *metav1.Duration
+	// dependsOn are the objects (of the same kind, as in Flux) that must be Ready first.
+	dependsOn []objKey
 
-	observedGeneration     *int64
-	lastAppliedRevision    *string
+	observedGeneration *int64
+	// appliedRevision reads the revision last applied successfully (a source: its artifact's).
+	appliedRevision        func() string
 	lastHandledReconcileAt *string
 }
 
@@ -106,7 +110,7 @@ func keyOf(o subject) objKey {
 
 // dependenciesOf returns the keys of o's dependsOn.
 func dependenciesOf(o subject) []objKey {
-	return dependencyKeys(o.kind().name, o.api().GetNamespace(), o.fields().dependsOn)
+	return o.fields().dependsOn
 }
 
 // attempt is what the runner hands a kind for one reconciliation or finalization.
@@ -203,7 +207,7 @@ func (r *Reconciler) runObject(ctx context.Context, p *pass, o subject) (err err
 	var out outcome
 	// The one status patch of the outcome, as kustomize-controller's finalizeStatus.
 	defer func() {
-		r.report(key.Kind, obj, *f.lastAppliedRevision, start, out)
+		r.report(key.Kind, obj, f.appliedRevision(), start, out)
 		*f.observedGeneration = obj.GetGeneration()
 		if v, ok := requestedAt(obj); ok {
 			*f.lastHandledReconcileAt = v
@@ -215,14 +219,14 @@ func (r *Reconciler) runObject(ctx context.Context, p *pass, o subject) (err err
 			return
 		}
 		if out.ready {
-			log.Info("applied", "revision", *f.lastAppliedRevision)
+			log.Info("applied", "revision", f.appliedRevision())
 			return
 		}
 		log.Warn("not ready", "reason", out.reason, "message", out.message)
 		err = fmt.Errorf("%s %s: %s: %s", label, name, out.reason, out.message)
 	}()
 	if c, ok := p.cycles[key]; ok {
-		out = outcome{reason: ferryv1.DependencyCycleReason, message: "dependency cycle: " + c}.terminal()
+		out = outcome{reason: api.DependencyCycleReason, message: "dependency cycle: " + c}.terminal()
 		return nil
 	}
 	out = o.reconcile(ctx, r, a)

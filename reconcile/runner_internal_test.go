@@ -4,21 +4,23 @@ import (
 	"testing"
 	"time"
 
+	helmv2 "github.com/fluxcd/helm-controller/api/v2"
+	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
 	"github.com/fluxcd/pkg/apis/meta"
 	"github.com/fluxcd/pkg/runtime/conditions"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
+	"github.com/ferry-gitops/ferry/api"
 )
 
 // TestSetConditions checks the conditions an outcome leaves, from each starting point, as Flux's
 // controllers leave them: Ready=True alone on success; Ready=False with Reconciling
 // (ProgressingWithRetry) on a failure that is retried; Ready=False with Stalled on a terminal one.
 func TestSetConditions(t *testing.T) {
-	ok := outcome{ready: true, reason: ferryv1.ReconciliationSucceededReason, message: "Applied revision: abc"}
-	retry := outcome{reason: ferryv1.SourceNotFoundReason, message: "no item"}
-	stalled := outcome{reason: ferryv1.DependencyCycleReason, message: "dependency cycle: ns/a -> ns/a"}.terminal()
-	exhausted := outcome{reason: ferryv1.InstallFailedReason, stalled: ferryv1.RetriesExceededReason, message: "retries exhausted"}
+	ok := outcome{ready: true, reason: meta.ReconciliationSucceededReason, message: "Applied revision: abc"}
+	retry := outcome{reason: meta.ArtifactFailedReason, message: "no item"}
+	stalled := outcome{reason: api.DependencyCycleReason, message: "dependency cycle: ns/a -> ns/a"}.terminal()
+	exhausted := outcome{reason: helmv2.InstallFailedReason, stalled: api.RetriesExceededReason, message: "retries exhausted"}
 	type want struct {
 		ready, readyReason   string
 		reconciling, stalled string // reasons; "" for absent
@@ -29,16 +31,16 @@ func TestSetConditions(t *testing.T) {
 		out   outcome
 		want  want
 	}{
-		{"success", nil, ok, want{"True", ferryv1.ReconciliationSucceededReason, "", ""}},
-		{"retried failure", nil, retry, want{"False", ferryv1.SourceNotFoundReason, meta.ProgressingWithRetryReason, ""}},
-		{"terminal failure", nil, stalled, want{"False", ferryv1.DependencyCycleReason, "", ferryv1.DependencyCycleReason}},
-		{"retries exhausted", nil, exhausted, want{"False", ferryv1.InstallFailedReason, "", ferryv1.RetriesExceededReason}},
-		{"success after stalled", []outcome{stalled}, ok, want{"True", ferryv1.ReconciliationSucceededReason, "", ""}},
-		{"retried after stalled", []outcome{stalled}, retry, want{"False", ferryv1.SourceNotFoundReason, meta.ProgressingWithRetryReason, ""}},
-		{"stalled after retried", []outcome{retry}, stalled, want{"False", ferryv1.DependencyCycleReason, "", ferryv1.DependencyCycleReason}},
+		{"success", nil, ok, want{"True", meta.ReconciliationSucceededReason, "", ""}},
+		{"retried failure", nil, retry, want{"False", meta.ArtifactFailedReason, meta.ProgressingWithRetryReason, ""}},
+		{"terminal failure", nil, stalled, want{"False", api.DependencyCycleReason, "", api.DependencyCycleReason}},
+		{"retries exhausted", nil, exhausted, want{"False", helmv2.InstallFailedReason, "", api.RetriesExceededReason}},
+		{"success after stalled", []outcome{stalled}, ok, want{"True", meta.ReconciliationSucceededReason, "", ""}},
+		{"retried after stalled", []outcome{stalled}, retry, want{"False", meta.ArtifactFailedReason, meta.ProgressingWithRetryReason, ""}},
+		{"stalled after retried", []outcome{retry}, stalled, want{"False", api.DependencyCycleReason, "", api.DependencyCycleReason}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			k := &ferryv1.Kustomization{}
+			k := &kustomizev1.Kustomization{}
 			k.Generation = 3
 			for _, o := range tc.start {
 				conditions.MarkReconciling(k, meta.ProgressingReason, "%s", progressMessage)

@@ -7,11 +7,10 @@ import (
 	"maps"
 
 	"github.com/drone/envsubst"
+	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/kustomize/api/resource"
 	"sigs.k8s.io/yaml"
-
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
 )
 
 // SubstituteKey is the annotation or label that, set to SubstituteDisabled on a built object,
@@ -24,7 +23,7 @@ const (
 // substitutionVars returns the variables of k's postBuild: the data of each substituteFrom
 // ConfigMap or Secret in order (a later one wins), then substitute over them. A missing object
 // that is not optional is an error naming it.
-func (r *Reconciler) substitutionVars(ctx context.Context, k *ferryv1.Kustomization) (map[string]string, error) {
+func (r *Reconciler) substitutionVars(ctx context.Context, k *kustomizev1.Kustomization) (map[string]string, error) {
 	vars := map[string]string{}
 	pb := k.Spec.PostBuild
 	if pb == nil {

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
+	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
+	"github.com/fluxcd/pkg/apis/meta"
 	"github.com/fluxcd/pkg/ssa"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,7 +20,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
+	"github.com/ferry-gitops/ferry/api"
 )
 
 // serviceAccountUser returns the user name Kubernetes gives the ServiceAccount ns/name.
@@ -29,8 +31,8 @@ func serviceAccountUser(ns, name string) string {
 // serviceAccountExists checks that the ServiceAccount k's spec.serviceAccountName names exists
 // in k's namespace; ok is true when it does or when k names none, and otherwise out says why
 // not.
-func (r *Reconciler) serviceAccountExists(ctx context.Context, k *ferryv1.Kustomization) (out outcome, ok bool) {
-	return r.serviceAccountFound(ctx, k.Namespace, k.Spec.ServiceAccountName, ferryv1.ApplyFailedReason)
+func (r *Reconciler) serviceAccountExists(ctx context.Context, k *kustomizev1.Kustomization) (out outcome, ok bool) {
+	return r.serviceAccountFound(ctx, k.Namespace, k.Spec.ServiceAccountName, meta.ReconciliationFailedReason)
 }
 
 // serviceAccountFound checks that the ServiceAccount ns/name exists; ok is true when it does or
@@ -46,7 +48,7 @@ func (r *Reconciler) serviceAccountFound(ctx context.Context, ns, name, failReas
 	case err == nil:
 		return outcome{}, true
 	case apierrors.IsNotFound(err):
-		return outcome{reason: ferryv1.ServiceAccountNotFoundReason, message: fmt.Sprintf("serviceaccount %s/%s not found", ns, name)}, false
+		return outcome{reason: api.ServiceAccountNotFoundReason, message: fmt.Sprintf("serviceaccount %s/%s not found", ns, name)}, false
 	default:
 		return outcome{reason: failReason, message: fmt.Sprintf("serviceaccount %s/%s: %v", ns, name, err)}, false
 	}
@@ -78,7 +80,7 @@ func (r *Reconciler) clientAs(ns, name string) (client.Client, error) {
 // managerFor returns the resource manager k's objects are applied, pruned and waited for
 // with: the reconciler's own, or, when k names a ServiceAccount, one whose client impersonates
 // it (sharing the reconciler's REST mapper), so k is bound by the ServiceAccount's RBAC.
-func (r *Reconciler) managerFor(k *ferryv1.Kustomization) (*ssa.ResourceManager, error) {
+func (r *Reconciler) managerFor(k *kustomizev1.Kustomization) (*ssa.ResourceManager, error) {
 	if k.Spec.ServiceAccountName == "" {
 		return r.manager, nil
 	}
@@ -95,7 +97,7 @@ func (r *Reconciler) managerFor(k *ferryv1.Kustomization) (*ssa.ResourceManager,
 // and why. Two refusals are expected and let through, because the apply stages them: a
 // namespaced object whose namespace is not found but is a Namespace of objs, and an object
 // whose kind is not served but is defined by a CustomResourceDefinition of objs.
-func (r *Reconciler) dryRun(ctx context.Context, c client.Client, k *ferryv1.Kustomization, objs []*unstructured.Unstructured) error {
+func (r *Reconciler) dryRun(ctx context.Context, c client.Client, k *kustomizev1.Kustomization, objs []*unstructured.Unstructured) error {
 	namespaces := map[string]bool{}
 	kinds := map[schema.GroupKind]bool{}
 	for _, o := range objs {
@@ -138,7 +140,7 @@ func (r *Reconciler) dryRun(ctx context.Context, c client.Client, k *ferryv1.Kus
 // refusal says why the API server refused o: the reason in lower case ("forbidden",
 // "invalid") and the server's message; a refusal of a ServiceAccount's request says which
 // ServiceAccount may not apply what where.
-func (r *Reconciler) refusal(k *ferryv1.Kustomization, o *unstructured.Unstructured, err error) string {
+func (r *Reconciler) refusal(k *kustomizev1.Kustomization, o *unstructured.Unstructured, err error) string {
 	reason := strings.ToLower(string(apierrors.ReasonForError(err)))
 	if reason == "" {
 		return err.Error()

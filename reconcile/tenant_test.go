@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
+	"github.com/fluxcd/pkg/apis/kustomize"
+	"github.com/fluxcd/pkg/apis/meta"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -14,7 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
+	"github.com/ferry-gitops/ferry/api"
 )
 
 // tenantEnv is e with its Kustomizations in namespace ns, which it creates together with
@@ -49,6 +52,7 @@ func tenantEnv(t *testing.T, e *env, ns string) *env {
 	})
 	tenant := *e
 	tenant.ns = ns
+	tenant.createSource("platform", gitServer.RepoURL(e.repo))
 	return &tenant
 }
 
@@ -78,11 +82,11 @@ func TestServiceAccountImpersonation(t *testing.T) {
 
 	// (a) The ConfigMap in other-ns is forbidden to deployer: nothing at all is applied.
 	err := e.r.Reconcile(ctx, types.NamespacedName{Namespace: "tenant-a", Name: "escape"})
-	if err == nil || !strings.Contains(err.Error(), "kustomization tenant-a/escape: "+ferryv1.ApplyFailedReason) {
-		t.Fatalf("Reconcile escape: %v, want kustomization tenant-a/escape: ApplyFailed", err)
+	if err == nil || !strings.Contains(err.Error(), "kustomization tenant-a/escape: "+meta.ReconciliationFailedReason) {
+		t.Fatalf("Reconcile escape: %v, want kustomization tenant-a/escape: ReconciliationFailed", err)
 	}
 	forbidden := "ConfigMap other-ns/tenant-other: forbidden: serviceaccount tenant-a/deployer cannot apply configmaps in namespace other-ns"
-	tenant.expectNotReady("escape", ferryv1.ApplyFailedReason, c1, "nothing applied", forbidden, `system:serviceaccount:tenant-a:deployer`)
+	tenant.expectNotReady("escape", meta.ReconciliationFailedReason, c1, "nothing applied", forbidden, `system:serviceaccount:tenant-a:deployer`)
 	if _, c := tenant.ready("escape"); strings.Contains(c.Message, "tenant-own") {
 		t.Fatalf("the permitted ConfigMap is named as refused: %q", c.Message)
 	}
@@ -104,10 +108,10 @@ func TestServiceAccountImpersonation(t *testing.T) {
 	if !ok {
 		t.Fatal("ConfigMap tenant-a/tenant-inside was not applied")
 	}
-	if cm.Labels["kustomize.ferry.dev/name"] != "inside" || cm.Labels["kustomize.ferry.dev/namespace"] != "tenant-a" {
+	if cm.Labels["kustomize.toolkit.fluxcd.io/name"] != "inside" || cm.Labels["kustomize.toolkit.fluxcd.io/namespace"] != "tenant-a" {
 		t.Fatalf("ConfigMap tenant-inside lacks the owner labels: %v", cm.Labels)
 	}
-	wantInv := []ferryv1.ResourceRef{{ID: "tenant-a_tenant-inside__ConfigMap", Version: "v1"}}
+	wantInv := []kustomizev1.ResourceRef{{ID: "tenant-a_tenant-inside__ConfigMap", Version: "v1"}}
 	if !slices.Equal(k.Status.Inventory.Entries, wantInv) {
 		t.Fatalf("inside inventory %v, want %v", k.Status.Inventory.Entries, wantInv)
 	}
@@ -123,12 +127,12 @@ func TestServiceAccountImpersonation(t *testing.T) {
 	if err := e.r.Reconcile(ctx, types.NamespacedName{Namespace: "tenant-a", Name: "inside"}); err == nil {
 		t.Fatal("Reconcile inside succeeded with a ConfigMap in other-ns")
 	}
-	tenant.expectNotReady("inside", ferryv1.ApplyFailedReason, c2, "ConfigMap other-ns/tenant-inside-other: forbidden")
+	tenant.expectNotReady("inside", meta.ReconciliationFailedReason, c2, "ConfigMap other-ns/tenant-inside-other: forbidden")
 	if _, ok := e.configMap("tenant-a", "tenant-new"); ok {
 		t.Error("ConfigMap tenant-a/tenant-new was written although the dry run failed")
 	}
 	k = tenant.get("inside")
-	if !slices.Equal(k.Status.Inventory.Entries, wantInv) || k.Status.LastAppliedRevision != c1 {
+	if !slices.Equal(k.Status.Inventory.Entries, wantInv) || k.Status.LastAppliedRevision != rev(c1) {
 		t.Fatalf("inside after a refused build: inventory %v, lastAppliedRevision %q; want %v, %s", k.Status.Inventory.Entries, k.Status.LastAppliedRevision, wantInv, c1)
 	}
 }
@@ -142,10 +146,10 @@ func TestServiceAccountNotFound(t *testing.T) {
 	k.Spec.ServiceAccountName = "nobody"
 	e.create(k)
 	err := e.r.ReconcileAll(ctx)
-	if err == nil || !strings.Contains(err.Error(), "kustomization "+e.ns+"/app: "+ferryv1.ServiceAccountNotFoundReason) {
+	if err == nil || !strings.Contains(err.Error(), "kustomization "+e.ns+"/app: "+api.ServiceAccountNotFoundReason) {
 		t.Fatalf("ReconcileAll: %v, want kustomization %s/app: ServiceAccountNotFound", err, e.ns)
 	}
-	e.expectNotReady("app", ferryv1.ServiceAccountNotFoundReason, "serviceaccount "+e.ns+"/nobody not found")
+	e.expectNotReady("app", api.ServiceAccountNotFoundReason, "serviceaccount "+e.ns+"/nobody not found")
 	if _, ok := e.configMap("default", "nosa-cm"); ok {
 		t.Fatal("ConfigMap nosa-cm was applied without its ServiceAccount")
 	}
@@ -176,7 +180,7 @@ spec:
 	const dgst = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	k := e.kustomization("app", "app", true)
 	k.Spec.TargetNamespace = e.ns
-	k.Spec.Images = []ferryv1.Image{{Name: "registry.example/team/app", NewName: "mirror.local/team/app", Digest: dgst}}
+	k.Spec.Images = []kustomize.Image{{Name: "registry.example/team/app", NewName: "mirror.local/team/app", Digest: dgst}}
 	e.create(k)
 	if got := e.get("app").Spec.Images; !slices.Equal(got, k.Spec.Images) {
 		t.Fatalf("images after a round trip: %v, want %v", got, k.Spec.Images)

@@ -34,7 +34,8 @@ func TestClusterDocuments(t *testing.T) {
 	}
 	want := []string{
 		"apps.d/config.yaml#1 v1 ConfigMap apps/settings",
-		"apps/platform.yml#1 ferry.dev/v1alpha1 Kustomization apps/platform",
+		"apps/platform.yml#1 kustomize.toolkit.fluxcd.io/v1 Kustomization apps/platform",
+		"apps/platform.yml#2 source.toolkit.fluxcd.io/v1 GitRepository apps/platform",
 		"namespaces.yaml#1 v1 Namespace /apps",
 		"namespaces.yaml#2 v1 Namespace /monitoring",
 	}
@@ -42,8 +43,8 @@ func TestClusterDocuments(t *testing.T) {
 		t.Fatalf("documents:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	wantYAML := "apiVersion: v1\nkind: Namespace\nmetadata:\n  labels:\n    team: ops\n  name: monitoring\n"
-	if string(docs[3].YAML) != wantYAML {
-		t.Fatalf("canonical YAML:\n%s\nwant:\n%s", docs[3].YAML, wantYAML)
+	if string(docs[4].YAML) != wantYAML {
+		t.Fatalf("canonical YAML:\n%s\nwant:\n%s", docs[4].YAML, wantYAML)
 	}
 	if !bytes.Contains(docs[0].YAML, []byte(`replicas: "3"`)) {
 		t.Fatalf("a string that looks like a number must stay quoted:\n%s", docs[0].YAML)

@@ -59,7 +59,9 @@ func TestPackVerifyInspectClusterItem(t *testing.T) {
 		"ferry.yaml": "apiVersion: ferry.dev/v1alpha1\nkind: Mirror\ngit:\n  - name: platform\n    url: " + git.RepoURL("platform") +
 			"\n    ref: {branch: main}\ncluster:\n  path: ./cluster\n",
 		"cluster/namespace.yaml":     "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n",
-		"cluster/kustomization.yaml": "apiVersion: ferry.dev/v1alpha1\nkind: Kustomization\nmetadata:\n  name: platform\n  namespace: apps\nspec:\n  interval: 5m\n  path: apps\n  sourceRef: {kind: GitSource, name: platform}\n",
+		"cluster/kustomization.yaml": "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: platform\n  namespace: apps\nspec:\n  interval: 5m\n  path: apps\n  sourceRef: {kind: GitRepository, name: platform}\n",
+		"cluster/gitrepository.yaml": "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: platform\n  namespace: apps\nspec:\n  interval: 1m\n  url: " + git.RepoURL("platform") +
+			"\n  ref: {branch: main}\n",
 	}
 	testenv.WriteFiles(t, dir, files)
 	out := filepath.Join(dir, "bundle")

@@ -23,7 +23,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
-	ferryv1 "github.com/ferry-gitops/ferry/api/v1alpha1"
+	"github.com/ferry-gitops/ferry/api"
 	"github.com/ferry-gitops/ferry/deploy"
 	"github.com/ferry-gitops/ferry/internal/buildinfo"
 	"github.com/ferry-gitops/ferry/verify"
@@ -49,7 +49,7 @@ const (
 	installRegistryPort  = "5000"
 	installHealthPort    = "8080"
 	installConfigDigest  = "ferry.dev/config-digest"
-	installSyncConfigAPI = ferryv1.Group + "/" + ferryv1.Version
+	installSyncConfigAPI = "ferry.dev/v1alpha1"
 )
 
 // The range kube-apiserver allots NodePorts from unless its --service-node-port-range says
@@ -236,7 +236,7 @@ func renderInstall(o installOptions) ([]byte, error) {
 	}
 	var out bytes.Buffer
 	if o.crds {
-		for _, crd := range ferryv1.CRDs() {
+		for _, crd := range api.CRDs() {
 			out.WriteString("---\n")
 			out.Write(bytes.TrimPrefix(bytes.TrimSpace(crd), []byte("---\n")))
 			out.WriteString("\n")

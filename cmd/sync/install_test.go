@@ -52,6 +52,14 @@ installCRDs: true
 leaderElection: {enabled: true, namespace: NAMESPACE, name: ferry-sync}
 `
 
+// installFluxCRDs are the CRDs `sync install --crds` renders, in its order (the file names of
+// api/crds): the Flux kinds sync reconciles.
+var installFluxCRDs = []string{
+	"helmreleases.helm.toolkit.fluxcd.io", "kustomizations.kustomize.toolkit.fluxcd.io",
+	"gitrepositories.source.toolkit.fluxcd.io", "helmcharts.source.toolkit.fluxcd.io",
+	"helmrepositories.source.toolkit.fluxcd.io", "ocirepositories.source.toolkit.fluxcd.io",
+}
+
 // installTestKey writes a fresh ECDSA P-256 public key, as cosign.pub holds, to dir/name.
 func installTestKey(t *testing.T, dir, name string) string {
 	t.Helper()
@@ -149,7 +157,9 @@ func TestInstallAppliesToAPIServer(t *testing.T) {
 	}
 	objs := installParseDocs(t, out)
 	want := []string{
-		"CustomResourceDefinition/kustomizations.ferry.dev", "CustomResourceDefinition/helmreleases.ferry.dev",
+		"CustomResourceDefinition/" + installFluxCRDs[0], "CustomResourceDefinition/" + installFluxCRDs[1],
+		"CustomResourceDefinition/" + installFluxCRDs[2], "CustomResourceDefinition/" + installFluxCRDs[3],
+		"CustomResourceDefinition/" + installFluxCRDs[4], "CustomResourceDefinition/" + installFluxCRDs[5],
 		"Namespace/" + ns, "ServiceAccount/" + ns + "/ferry-sync", "ClusterRole/ferry-sync",
 		"ClusterRoleBinding/ferry-sync", "ClusterRoleBinding/ferry-sync-cluster-admin",
 		"ConfigMap/" + ns + "/ferry-sync-config", "ConfigMap/" + ns + "/ferry-sync-keys",
@@ -184,7 +194,7 @@ func TestInstallAppliesToAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"kustomizations.ferry.dev", "helmreleases.ferry.dev"} {
+	for _, name := range installFluxCRDs {
 		if err := installWaitEstablished(ctx, ext, name); err != nil {
 			t.Fatal(err)
 		}
@@ -242,9 +252,11 @@ func TestInstallAppliesToAPIServer(t *testing.T) {
 		{Namespace: ns, Verb: "patch", Resource: "configmaps", Name: "ferry-sync-status"},
 		{Namespace: "team-a", Verb: "create", Resource: "secrets"},
 		{Namespace: "team-a", Verb: "impersonate", Resource: "serviceaccounts", Name: "deployer"},
-		{Namespace: "team-a", Verb: "patch", Group: "ferry.dev", Resource: "kustomizations", Subresource: "status"},
-		{Namespace: "team-a", Verb: "update", Group: "ferry.dev", Resource: "helmreleases", Subresource: "finalizers"},
-		{Verb: "patch", Group: "apiextensions.k8s.io", Resource: "customresourcedefinitions", Name: "kustomizations.ferry.dev"},
+		{Namespace: "team-a", Verb: "patch", Group: "kustomize.toolkit.fluxcd.io", Resource: "kustomizations", Subresource: "status"},
+		{Namespace: "team-a", Verb: "update", Group: "helm.toolkit.fluxcd.io", Resource: "helmreleases", Subresource: "finalizers"},
+		{Namespace: "team-a", Verb: "patch", Group: "source.toolkit.fluxcd.io", Resource: "gitrepositories", Subresource: "status"},
+		{Namespace: "team-a", Verb: "patch", Group: "source.toolkit.fluxcd.io", Resource: "helmrepositories", Subresource: "status"},
+		{Verb: "patch", Group: "apiextensions.k8s.io", Resource: "customresourcedefinitions", Name: "kustomizations.kustomize.toolkit.fluxcd.io"},
 	}
 	broad := authorizationv1.ResourceAttributes{Namespace: "team-a", Verb: "create", Group: "apps", Resource: "deployments"}
 	for _, a := range append(own, broad) {

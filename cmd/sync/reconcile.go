@@ -46,7 +46,7 @@ It uses the in-cluster credentials, or --kubeconfig.`,
 	}
 	addCacheFlag(cmd, &dir)
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster credentials)")
-	cmd.Flags().BoolVar(&installCRDs, "install-crds", false, "install or update Ferry's CRDs first")
+	cmd.Flags().BoolVar(&installCRDs, "install-crds", false, "install or update the Flux CRDs (Kustomization, HelmRelease, the sources) first")
 	return cmd
 }
 

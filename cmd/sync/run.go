@@ -72,7 +72,7 @@ var configFields = []configField{
 	field("burst", "requests a client may make at once above the rate", func(c *agent.Config) *int { return &c.Serve.Burst }, intFlag),
 	field("health-listen", "address /healthz, /readyz and /metrics listen on", func(c *agent.Config) *string { return &c.Health.Listen }, stringFlag),
 	field("leader-elect", "elect a leader with a Lease, so that several replicas are safe", func(c *agent.Config) *bool { return &c.LeaderElection.Enabled }, boolFlag),
-	field("install-crds", "install or update Ferry's CRDs before the first reconciliation", func(c *agent.Config) *bool { return &c.InstallCRDs }, boolFlag),
+	field("install-crds", "install or update the Flux CRDs (Kustomization, HelmRelease, the sources) before the first reconciliation", func(c *agent.Config) *bool { return &c.InstallCRDs }, boolFlag),
 }
 
 func runCommand() *cobra.Command {

@@ -158,11 +158,12 @@ images:
 	if err := os.MkdirAll(filepath.Join(work, "cluster"), 0o755); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(work, "cluster", "platform.yaml"), []byte(clusterObjects), 0o644); err != nil {
+	objects := clusterObjects(git.RepoURL("platform"), helm.URL)
+	if err := os.WriteFile(filepath.Join(work, "cluster", "platform.yaml"), []byte(objects), 0o644); err != nil {
 		return err
 	}
 	fmt.Println("    cluster/platform.yaml:")
-	for _, line := range strings.Split(strings.TrimSpace(clusterObjects), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(objects), "\n") {
 		fmt.Println("      " + line)
 	}
 
@@ -299,17 +300,17 @@ installCRDs: true
 	if err := agent.waitMetric(health, "ferry_current_bundle_sequence", 60*time.Second); err != nil {
 		return err
 	}
-	// The bundle's own objects (the Kustomization, the HelmRelease) are applied first.
+	// The bundle's own objects (the sources, the Kustomization, the HelmRelease) are applied first.
 	if err := waitFor(60*time.Second, func() bool {
 		return exec.Command(kubectl, append(kube, "get", "kustomization/platform", "helmrelease/demo")...).Run() == nil
 	}); err != nil {
 		return fmt.Errorf("the bundle's Kustomization and HelmRelease were not applied: %w; log %s", err, agent.logPath)
 	}
-	if err := show(work, kubectl, append(kube, "wait", "--for=condition=Ready", "kustomization/platform", "helmrelease/demo", "--timeout=60s")...); err != nil {
+	if err := show(work, kubectl, append(kube, "wait", "--for=condition=Ready", "gitrepository/platform", "helmrepository/demo", "kustomization/platform", "helmrelease/demo", "--timeout=60s")...); err != nil {
 		return err
 	}
 	agent.printLog("")
-	if err := show(work, kubectl, append(kube, "get", "kustomizations,helmreleases,configmaps")...); err != nil {
+	if err := show(work, kubectl, append(kube, "get", "gitrepositories,helmrepositories,kustomizations,helmreleases,configmaps")...); err != nil {
 		return err
 	}
 	if _, err := ferry(work, nil, "sync", "status", "--cache", "cache"); err != nil {
@@ -349,18 +350,35 @@ installCRDs: true
 	return agent.stop()
 }
 
-// clusterObjects is the desired state the bundle carries: the Kustomization applies the Git
-// source's apps folder and the HelmRelease installs the chart after it.
-const clusterObjects = `apiVersion: ferry.dev/v1alpha1
+// clusterObjects is the desired state the bundle carries, in Flux's own kinds: the
+// GitRepository and HelmRepository name the upstreams mirror fetched (gitURL, helmURL), which
+// sync resolves to the bundle's items without dialling them; the Kustomization applies the Git
+// source's apps folder and the HelmRelease installs the chart.
+func clusterObjects(gitURL, helmURL string) string {
+	return fmt.Sprintf(`apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {name: platform, namespace: default}
+spec: {interval: 5m, url: %s, ref: {branch: main}}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
 kind: Kustomization
 metadata: {name: platform, namespace: default}
-spec: {interval: 5s, sourceRef: {kind: GitSource, name: platform}, path: apps, prune: true}
+spec: {interval: 5s, sourceRef: {kind: GitRepository, name: platform}, path: apps, prune: true}
 ---
-apiVersion: ferry.dev/v1alpha1
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: HelmRepository
+metadata: {name: demo, namespace: default}
+spec: {interval: 5m, url: %s}
+---
+apiVersion: helm.toolkit.fluxcd.io/v2
 kind: HelmRelease
 metadata: {name: demo, namespace: default}
-spec: {interval: 1m, chart: {name: demo}, targetNamespace: default, dependsOn: [{name: platform, kind: Kustomization}]}
-`
+spec:
+  interval: 1m
+  chart: {spec: {chart: demo, version: ">=0.1.0", sourceRef: {kind: HelmRepository, name: demo}}}
+  targetNamespace: default
+`, gitURL, helmURL)
+}
 
 // podinfoDeployment runs podinfo from the upstream registry's name (%[1]s); the node's
 // containerd pulls it through the agent's registry.

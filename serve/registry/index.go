@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"slices"
@@ -97,11 +98,22 @@ func build(ctx context.Context, c *cache.Snapshot) (*index, error) {
 				blobs: map[digest.Digest]ocispec.Descriptor{}, referrers: map[digest.Digest][]ocispec.Descriptor{}}
 			idx.repos[name] = r
 		}
-		if tag != "" {
-			r.tags[tag] = it.Descriptor
-		}
 		if err := r.add(ctx, c, it.Descriptor, it.Platforms); err != nil {
 			return nil, fmt.Errorf("item %s: %w", it.Name, err)
+		}
+		if tag != "" {
+			if it.Kind == bundle.KindGit {
+				// The tag names the Flux artifact alone, as `flux push artifact` lays it out, so
+				// an OCIRepository (or any OCI client) reads the tree; the root index, with the
+				// Git pack beside it, stays reachable by digest.
+				// A root index without a Flux artifact (none in the format requires one) keeps
+				// the tag.
+				if d, ok := gitFluxManifest(ctx, c, it); ok {
+					r.tags[tag] = d
+					continue
+				}
+			}
+			r.tags[tag] = it.Descriptor
 		}
 		for _, ref := range it.Referrers {
 			if err := r.add(ctx, c, ref.Descriptor, nil); err != nil {
@@ -119,6 +131,26 @@ func build(ctx context.Context, c *cache.Snapshot) (*index, error) {
 		}
 	}
 	return idx, nil
+}
+
+// gitFluxManifest returns the descriptor of a Git item's Flux artifact manifest, if its root
+// index (already read whole and verified by add) names one.
+func gitFluxManifest(ctx context.Context, c *cache.Snapshot, it bundle.Item) (ocispec.Descriptor, bool) {
+	b, err := c.ReadAll(ctx, it.Descriptor, bundle.DefaultMaxManifestSize)
+	if err != nil {
+		return ocispec.Descriptor{}, false
+	}
+	var idx ocispec.Index
+	if json.Unmarshal(b, &idx) != nil {
+		return ocispec.Descriptor{}, false
+	}
+	_, flux := bundle.GitRoles(idx)
+	if flux == nil {
+		return ocispec.Descriptor{}, false
+	}
+	d := *flux
+	d.Annotations = nil
+	return d, true
 }
 
 // add records d and everything under it (for an image limited to platforms, only their children).
