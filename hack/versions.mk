@@ -37,5 +37,8 @@ CONTAINERD_VERSION    := debian
 
 # Flux's API: the versions of the Go API modules are in go.mod; controller-gen turns their types
 # into the CRDs api/crds holds (`make crds`), the version Flux generated its own with.
+# The flux CLI, the release matching those API modules: tests read Ferry's objects with it.
+FLUX_MODULE            := github.com/fluxcd/flux2/v2
+FLUX_VERSION           := v2.9.5
 CONTROLLER_GEN_MODULE  := sigs.k8s.io/controller-tools/cmd/controller-gen
 CONTROLLER_GEN_VERSION := v0.21.0

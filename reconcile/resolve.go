@@ -35,9 +35,10 @@ type sourceError struct {
 
 func (e *sourceError) Error() string { return e.msg }
 
-// notCarried returns a SourceNotCarried error.
+// notCarried returns a SourceNotCarried error. Its message starts with the reason, so it reads
+// the same where only messages are shown (flux get).
 func notCarried(format string, args ...any) error {
-	return &sourceError{reason: api.SourceNotCarriedReason, msg: fmt.Sprintf(format, args...)}
+	return &sourceError{reason: api.SourceNotCarriedReason, msg: api.SourceNotCarriedReason + ": " + fmt.Sprintf(format, args...)}
 }
 
 // sourceReason returns the condition reason for a resolution error: SourceNotCarried,
