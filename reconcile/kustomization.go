@@ -3,6 +3,8 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
@@ -10,6 +12,7 @@ import (
 	"github.com/fluxcd/pkg/runtime/conditions"
 	"github.com/fluxcd/pkg/ssa"
 	sourcev1 "github.com/fluxcd/source-controller/api/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
@@ -117,6 +120,10 @@ func (k kustomization) reconcile(ctx context.Context, r *Reconciler, a attempt) 
 	if err != nil {
 		return outcome{reason: meta.BuildFailedReason, message: fmt.Sprintf("revision %s: %v", revision, err)}
 	}
+	objs, skipped := skipFluxControllers(objs)
+	for _, s := range skipped {
+		log.Info("skipped: sync reconciles in place of Flux's controllers", "object", s)
+	}
 	r.manager.SetOwnerLabels(objs, k.Name, k.Namespace)
 
 	mgr, err := r.managerFor(k.Kustomization)
@@ -182,7 +189,7 @@ func (k kustomization) reconcile(ctx context.Context, r *Reconciler, a attempt) 
 		ready:   true,
 		drift:   drift,
 		reason:  meta.ReconciliationSucceededReason,
-		message: "Applied revision: " + revision,
+		message: "Applied revision: " + revision + skippedNote(skipped),
 		event:   fmt.Sprintf("Applied revision: %s: %d created, %d configured, %d pruned", revision, created, configured, pruned),
 	}
 }
@@ -256,4 +263,37 @@ func unsupportedKustomization(k *kustomizev1.Kustomization) string {
 		return "spec.healthCheckExprs is not supported yet: use spec.healthChecks or spec.wait"
 	}
 	return ""
+}
+
+// fluxControllers are the Deployments of Flux's own controllers, as Flux's bootstrap
+// (flux-system/gotk-components.yaml) installs them.
+var fluxControllers = map[string]bool{
+	"source-controller": true, "kustomize-controller": true, "helm-controller": true,
+	"notification-controller": true, "image-reflector-controller": true,
+	"image-automation-controller": true, "source-watcher": true,
+}
+
+// skipFluxControllers leaves out the Deployments of Flux's controllers (labelled
+// app.kubernetes.io/part-of: flux, named as Flux names them): with sync as the reconciler they
+// must not also run. Everything else of Flux's bootstrap (its CRDs, namespace, RBAC, services,
+// network policies) is applied. It returns what is kept and what was skipped.
+func skipFluxControllers(objs []*unstructured.Unstructured) (kept []*unstructured.Unstructured, skipped []string) {
+	for _, o := range objs {
+		if o.GetKind() == "Deployment" && o.GroupVersionKind().Group == "apps" &&
+			o.GetLabels()["app.kubernetes.io/part-of"] == "flux" && fluxControllers[o.GetName()] {
+			skipped = append(skipped, "Deployment "+o.GetNamespace()+"/"+o.GetName())
+			continue
+		}
+		kept = append(kept, o)
+	}
+	sort.Strings(skipped)
+	return kept, skipped
+}
+
+// skippedNote says, for the Ready message, which of Flux's controllers were left out.
+func skippedNote(skipped []string) string {
+	if len(skipped) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d of Flux's controllers not applied, sync reconciles in their place: %s", len(skipped), strings.Join(skipped, ", "))
 }
