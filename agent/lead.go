@@ -401,12 +401,12 @@ func (l *leaderRun) failed(ctx context.Context, src *source, c candidate, root *
 	if root != nil {
 		rej.Sequence, rej.Root = root.Sequence, root.Root
 	}
-	a.metrics.stuck.WithLabelValues(src.String()).Inc()
 	l.log.Error("candidate stuck: the medium keeps failing; retrying, and importing the later bundles without it",
 		"source", src.String(), "candidate", c.Name, "sequence", rej.Sequence, "failures", maxRetries+1, "err", err, "retryIn", d.String())
 	if err := l.c.RecordRejection(rej); err != nil {
 		l.log.Error("cannot record the stuck candidate in the cache", "err", err)
 	}
+	a.metrics.stuck.WithLabelValues(src.String()).Inc()
 	if err := l.rep.publish(ctx, l.c); err != nil && ctx.Err() == nil {
 		l.log.Warn("cannot publish the status", "err", err)
 	}
@@ -545,11 +545,12 @@ func (l *leaderRun) reject(ctx context.Context, log *slog.Logger, src *source, p
 		}
 		rej.Item, rej.Fix = e.Item, e.Fix
 	}
-	a.metrics.rejected.WithLabelValues(check).Inc()
 	log.Warn("bundle rejected; left where it was", "check", check, "item", rej.Item, "root", rej.Root, "current", st.Sequence, "err", err)
 	if err := l.c.RecordRejection(rej); err != nil {
 		log.Error("cannot record the rejection in the cache", "err", err)
 	}
+	// Counted once recorded: whoever sees the counter move finds the record in 'sync status'.
+	a.metrics.rejected.WithLabelValues(check).Inc()
 	l.cands.get(p.c.ID).reject(check, st)
 	if err := l.rep.publish(ctx, l.c); err != nil && ctx.Err() == nil {
 		log.Warn("cannot publish the status", "err", err)
