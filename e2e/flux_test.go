@@ -37,18 +37,7 @@ func TestFluxCLI(t *testing.T) {
 	}
 	spec := fmt.Sprintf("apiVersion: ferry.dev/v1alpha1\nkind: Mirror\ngit:\n  - name: platform\n    url: %s\n    ref: {branch: main}\n"+
 		"charts:\n  - name: web\n    repository: %s\n    version: 1.2.0\n", gitSrv.RepoURL("platform"), helm.URL)
-	os.WriteFile(filepath.Join(dir, "ferry.yaml"), []byte(spec), 0o644)
-	must(t, dir, []string{"COSIGN_PASSWORD=ferry"}, "cosign", "generate-key-pair")
-	must(t, dir, []string{"COSIGN_PASSWORD=ferry"}, "mirror", "pack", "-f", "ferry.yaml", "--key", "cosign.key", "--out", "bundle")
-	gitSrv.Stop()
-	helm.Stop()
-	cacheDir := filepath.Join(dir, "cache")
-	must(t, dir, nil, "sync", "import", "--cache", cacheDir, "--key", "cosign.pub", "bundle")
-
-	cluster := testenv.NewCluster(t)
-	if err := reconcile.InstallCRDs(ctx, cluster.Config); err != nil {
-		t.Fatal(err)
-	}
+	cacheDir, cluster := packImportCluster(t, dir, spec, gitSrv.Stop, helm.Stop)
 	kube := []string{"--kubeconfig", cluster.Kubeconfig}
 	objects := fmt.Sprintf(`apiVersion: v1
 kind: Namespace

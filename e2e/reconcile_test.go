@@ -27,17 +27,7 @@ func TestReconcileWithStockKubectl(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := fmt.Sprintf("apiVersion: ferry.dev/v1alpha1\nkind: Mirror\ngit:\n  - name: platform\n    url: %s\n    ref: {branch: main}\n", gitSrv.RepoURL("platform"))
-	os.WriteFile(filepath.Join(dir, "ferry.yaml"), []byte(spec), 0o644)
-	must(t, dir, []string{"COSIGN_PASSWORD=ferry"}, "cosign", "generate-key-pair")
-	must(t, dir, []string{"COSIGN_PASSWORD=ferry"}, "mirror", "pack", "-f", "ferry.yaml", "--key", "cosign.key", "--out", "bundle")
-	gitSrv.Stop()
-	cacheDir := filepath.Join(dir, "cache")
-	must(t, dir, nil, "sync", "import", "--cache", cacheDir, "--key", "cosign.pub", "bundle")
-
-	cluster := testenv.NewCluster(t)
-	if err := reconcile.InstallCRDs(ctx, cluster.Config); err != nil {
-		t.Fatal(err)
-	}
+	cacheDir, cluster := packImportCluster(t, dir, spec, gitSrv.Stop)
 	kube := []string{"--kubeconfig", cluster.Kubeconfig}
 	// The GitRepository names the Git URL and ref exactly as ferry.yaml does: sync resolves it to
 	// the bundle's item (the Git server is stopped by now).
@@ -86,4 +76,26 @@ func TestReconcileWithStockKubectl(t *testing.T) {
 		t.Fatalf("ConfigMap demo/greeting: %q", cm)
 	}
 	t.Logf("kubectl wait: %s; kubectl get kustomizations:\n%s", strings.TrimSpace(out), table)
+}
+
+// packImportCluster packs spec (ferry.yaml in dir) signed with a new key, calls stopUpstreams,
+// imports the bundle into dir/cache with sync import, and starts a cluster with the CRDs sync
+// reconciles; it returns the cache folder and the cluster.
+func packImportCluster(t *testing.T, dir, spec string, stopUpstreams ...func() error) (string, *testenv.Cluster) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "ferry.yaml"), []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	must(t, dir, []string{"COSIGN_PASSWORD=ferry"}, "cosign", "generate-key-pair")
+	must(t, dir, []string{"COSIGN_PASSWORD=ferry"}, "mirror", "pack", "-f", "ferry.yaml", "--key", "cosign.key", "--out", "bundle")
+	for _, stop := range stopUpstreams {
+		stop()
+	}
+	cacheDir := filepath.Join(dir, "cache")
+	must(t, dir, nil, "sync", "import", "--cache", cacheDir, "--key", "cosign.pub", "bundle")
+	cluster := testenv.NewCluster(t)
+	if err := reconcile.InstallCRDs(context.Background(), cluster.Config); err != nil {
+		t.Fatal(err)
+	}
+	return cacheDir, cluster
 }
