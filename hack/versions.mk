@@ -40,5 +40,9 @@ CONTAINERD_VERSION    := debian
 # The flux CLI, the release matching those API modules: tests read Ferry's objects with it.
 FLUX_MODULE            := github.com/fluxcd/flux2/v2
 FLUX_VERSION           := v2.9.5
+# Flux's own source-controller, at the API module's version: a test points it at what Ferry
+# serves, as a team that keeps Flux's controllers does.
+SOURCE_CONTROLLER_MODULE  := github.com/fluxcd/source-controller
+SOURCE_CONTROLLER_VERSION := v1.9.6
 CONTROLLER_GEN_MODULE  := sigs.k8s.io/controller-tools/cmd/controller-gen
 CONTROLLER_GEN_VERSION := v0.21.0
