@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/fluxcd/pkg/apis/meta"
@@ -205,11 +206,37 @@ func offlineNotes(secretRef, proxySecretRef *meta.LocalObjectReference, verify b
 }
 
 func (g gitRepository) reconcile(ctx context.Context, r *Reconciler, a attempt) outcome {
-	return reconcileSource(ctx, r, a, g, &g.Status.Artifact, offlineNotes(g.Spec.SecretRef, g.Spec.ProxySecretRef, g.Spec.Verification != nil))
+	notes := offlineNotes(g.Spec.SecretRef, g.Spec.ProxySecretRef, g.Spec.Verification != nil)
+	notes = append(notes, treeNotes(map[string]bool{
+		"ignore": g.Spec.Ignore != nil, "include": len(g.Spec.Include) > 0,
+		"sparseCheckout": len(g.Spec.SparseCheckout) > 0, "recurseSubmodules": g.Spec.RecurseSubmodules,
+	})...)
+	return reconcileSource(ctx, r, a, g, &g.Status.Artifact, notes)
+}
+
+// treeNotes says which of the fields that shape a source's tree are set and not applied: the
+// artifact is the tree mirror packed (ferry.yaml git[].paths chooses its folders).
+func treeNotes(set map[string]bool) []string {
+	var names []string
+	for name, ok := range set {
+		if ok {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	sort.Strings(names)
+	return []string{fmt.Sprintf("%s not applied: the artifact is the tree as mirror packed it (choose its folders with ferry.yaml git[].paths)", strings.Join(names, ", "))}
 }
 
 func (o ociRepository) reconcile(ctx context.Context, r *Reconciler, a attempt) outcome {
-	out := reconcileSource(ctx, r, a, o, &o.Status.Artifact, offlineNotes(o.Spec.SecretRef, o.Spec.ProxySecretRef, o.Spec.Verify != nil))
+	notes := offlineNotes(o.Spec.SecretRef, o.Spec.ProxySecretRef, o.Spec.Verify != nil)
+	notes = append(notes, treeNotes(map[string]bool{"ignore": o.Spec.Ignore != nil})...)
+	if o.Spec.LayerSelector != nil {
+		notes = append(notes, "layerSelector is not applied: a chart is read whole, and a tree from the artifact's Flux content layer")
+	}
+	out := reconcileSource(ctx, r, a, o, &o.Status.Artifact, notes)
 	o.Status.URL = o.Spec.URL
 	return out
 }

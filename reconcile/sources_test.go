@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ferry-gitops/ferry/api"
@@ -62,6 +63,7 @@ func TestGitRepositoryFromBundle(t *testing.T) {
 		Spec: sourcev1.GitRepositorySpec{
 			URL: url, Reference: &sourcev1.GitRepositoryRef{Branch: "dev"}, Interval: metav1.Duration{Duration: time.Minute},
 			SecretRef: &meta.LocalObjectReference{Name: "git-credentials"},
+			Ignore:    ptr.To("/docs"),
 		},
 	}
 	if err := e.c.Create(ctx, dev); err != nil {
@@ -100,7 +102,7 @@ func TestGitRepositoryFromBundle(t *testing.T) {
 	}
 	e.expectNotReady("dev-app", api.SourceNotCarriedReason, "Source 'GitRepository/"+e.ns+"/dev'", url+" at branch dev")
 
-	// secretRef is accepted and said to be unused, on a source the bundle does carry.
+	// secretRef and ignore are accepted and said to be unused, on a source the bundle does carry.
 	var got sourcev1.GitRepository
 	if err := e.c.Get(ctx, types.NamespacedName{Namespace: e.ns, Name: "dev"}, &got); err != nil {
 		t.Fatal(err)
@@ -113,7 +115,8 @@ func TestGitRepositoryFromBundle(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, revision = sourceReady(t, e.c, &sourcev1.GitRepository{}, e.ns, "dev")
-	if c.Status != metav1.ConditionTrue || revision != "main@sha1:"+commit || !strings.Contains(c.Message, "secretRef git-credentials is not used") {
+	if c.Status != metav1.ConditionTrue || revision != "main@sha1:"+commit || !strings.Contains(c.Message, "secretRef git-credentials is not used") ||
+		!strings.Contains(c.Message, "ignore not applied: the artifact is the tree as mirror packed it") {
 		t.Fatalf("dev at main: Ready %s %s %q, revision %q", c.Status, c.Reason, c.Message, revision)
 	}
 	e.expectReady("dev-app", commit)
