@@ -33,12 +33,16 @@ func Chart(ctx context.Context, dst Store, src spec.Chart, o *Options) (bundle.I
 	if src.IsOCI() {
 		r, err = chartFromOCI(ctx, dst, src, o)
 	} else {
-		r, err = chartFromHTTP(ctx, dst, src)
+		r, err = chartFromHTTP(ctx, dst, src, o)
 	}
 	if err != nil {
 		return fail(err)
 	}
-	o.logger().Info("chart resolved", "name", src.Name, "source", source, "version", r.version, "digest", r.manifest.Digest)
+	attrs := []any{"name", src.Name, "source", source, "version", r.version, "digest", r.manifest.Digest}
+	if r.mirror != "" {
+		attrs = append(attrs, "mirror", r.mirror)
+	}
+	o.logger().Info("chart resolved", attrs...)
 	return bundle.Item{
 		Name:       src.Name,
 		Kind:       bundle.KindChart,
@@ -52,6 +56,8 @@ func Chart(ctx context.Context, dst Store, src spec.Chart, o *Options) (bundle.I
 type chartResult struct {
 	version  string
 	manifest ocispec.Descriptor
+	// mirror is the mirror dialled for the repository (redacted), "" for none.
+	mirror string
 }
 
 // chartSource returns the repository URL joined with the chart's name, without credentials:

@@ -41,7 +41,13 @@ const chartProvenanceHeader = "-----BEGIN PGP SIGNED MESSAGE-----"
 // index.yaml and the archive are each read through a bound (maxIndexSize, bundle.MaxChartSize)
 // that a Content-Length over it fails before anything is read, and the archive is downloaded
 // only from the repository's own host or one the spec allows.
-func chartFromHTTP(ctx context.Context, dst Store, src spec.Chart) (chartResult, error) {
+//
+// Each URL (index.yaml, the archive, its provenance) is dialled at the mirror o's upstreams
+// send it to, if any; what is checked against the repository's host and the allowed hosts is
+// the URL before rewriting, and the repository's credentials are sent only to its own host.
+// An index.yaml served by a mirror may also send the download to the mirror's own host, as
+// Artifactory and Nexus rewrite it to.
+func chartFromHTTP(ctx context.Context, dst Store, src spec.Chart, o *Options) (chartResult, error) {
 	repoURL, user, pass, err := chartSplitCredentials(src.Repository)
 	if err != nil {
 		return chartResult{}, err
@@ -54,9 +60,10 @@ func chartFromHTTP(ctx context.Context, dst Store, src spec.Chart) (chartResult,
 	if err != nil {
 		return chartResult{}, fmt.Errorf("index.yaml: %w", err)
 	}
-	indexData, err := chartGet(ctx, client, indexURL, repoURL, user, pass, maxIndexSize, "index.yaml", "limit of an index.yaml")
+	indexDial := o.rewriteURL(indexURL)
+	indexData, err := chartGet(ctx, client, indexDial, repoURL, user, pass, maxIndexSize, "index.yaml", "limit of an index.yaml")
 	if err != nil {
-		return chartResult{}, fmt.Errorf("download index.yaml: %w", err)
+		return chartResult{}, fmt.Errorf("download index.yaml%s: %w", viaMirror(indexURL, indexDial), err)
 	}
 	cache, err := os.MkdirTemp("", "ferry-chart-index-")
 	if err != nil {
@@ -96,25 +103,29 @@ func chartFromHTTP(ctx context.Context, dst Store, src spec.Chart) (chartResult,
 	if err != nil {
 		return chartResult{}, fmt.Errorf("version %s: %w", version, err)
 	}
-	if err := chartCheckHost(repoURL, chartURL, src.AllowedHosts); err != nil {
-		return chartResult{}, fmt.Errorf("version %s: %w", version, err)
+	if !chartOnMirror(indexURL, indexDial, chartURL) {
+		if err := chartCheckHost(repoURL, chartURL, src.AllowedHosts); err != nil {
+			return chartResult{}, fmt.Errorf("version %s: %w", version, err)
+		}
 	}
-	archive, err := chartGet(ctx, client, chartURL, repoURL, user, pass, bundle.MaxChartSize, "chart archive "+RedactURL(chartURL), "bundle.MaxChartSize, which sync applies too")
+	chartDial := o.rewriteURL(chartURL)
+	shown := RedactURL(chartURL) + viaMirror(chartURL, chartDial)
+	archive, err := chartGet(ctx, client, chartDial, repoURL, user, pass, bundle.MaxChartSize, "chart archive "+RedactURL(chartURL), "bundle.MaxChartSize, which sync applies too")
 	if err != nil {
-		return chartResult{}, fmt.Errorf("version %s: download %s: %w", version, RedactURL(chartURL), err)
+		return chartResult{}, fmt.Errorf("version %s: download %s: %w", version, shown, err)
 	}
 	sum := sha256.Sum256(archive)
 	got := hex.EncodeToString(sum[:])
 	if cv.Digest != "" {
 		if want := strings.TrimPrefix(strings.ToLower(cv.Digest), "sha256:"); want != got {
-			return chartResult{}, fmt.Errorf("version %s: %s hashes to sha256:%s, index.yaml says sha256:%s; fix: the repository's index and archive disagree, ask its owner to re-index it", version, RedactURL(chartURL), got, want)
+			return chartResult{}, fmt.Errorf("version %s: %s hashes to sha256:%s, index.yaml says sha256:%s; fix: the repository's index and archive disagree, ask its owner to re-index it", version, shown, got, want)
 		}
 	}
 	ch, err := chartLoad(archive, name, version)
 	if err != nil {
 		return chartResult{}, fmt.Errorf("version %s: %w", version, err)
 	}
-	prov, err := chartFetchProvenance(ctx, tr, chartURL, repoURL, user, pass, got)
+	prov, err := chartFetchProvenance(ctx, tr, chartURL, repoURL, user, pass, got, o)
 	if err != nil {
 		return chartResult{}, fmt.Errorf("version %s: %w", version, err)
 	}
@@ -122,7 +133,11 @@ func chartFromHTTP(ctx context.Context, dst Store, src spec.Chart) (chartResult,
 	if err != nil {
 		return chartResult{}, fmt.Errorf("version %s: %w", version, err)
 	}
-	return chartResult{version: ch.Metadata.Version, manifest: desc}, nil
+	r := chartResult{version: ch.Metadata.Version, manifest: desc}
+	if indexDial != indexURL {
+		r.mirror = RedactURL(indexDial)
+	}
+	return r, nil
 }
 
 // chartGet downloads rawURL, at most max bytes of it, sending the repository's credentials
@@ -150,6 +165,25 @@ func chartGet(ctx context.Context, client *http.Client, rawURL, repoURL, user, p
 		return nil, chartCtxErr(ctx, err)
 	}
 	return b, nil
+}
+
+// chartOnMirror says whether chartURL, as an index.yaml gives it, is on the host of the mirror
+// that served the index (indexDial, the mirror's URL for indexURL): a mirror may rewrite the
+// download URLs of the index it serves to point at itself. The mirror is trusted as the
+// repository is.
+func chartOnMirror(indexURL, indexDial, chartURL string) bool {
+	if indexDial == indexURL {
+		return false
+	}
+	m, err := url.Parse(indexDial)
+	if err != nil {
+		return false
+	}
+	u, err := url.Parse(chartURL)
+	if err != nil {
+		return false
+	}
+	return strings.EqualFold(u.Scheme, m.Scheme) && strings.EqualFold(u.Host, m.Host)
 }
 
 // chartCheckHost fails unless chartURL is on the repository's own host, or on a host the spec
@@ -192,17 +226,23 @@ func chartSplitCredentials(raw string) (clean, user, pass string, err error) {
 // chartFetchProvenance downloads the .prov file published beside a chart archive, if there is
 // one. A repository without one answers 404 (410, or 403 for object stores that hide missing
 // keys); a file that is not a PGP-signed message is not a provenance file. A provenance file
-// must name the archive's digest.
-func chartFetchProvenance(ctx context.Context, tr *http.Transport, chartURL, repoURL, user, pass, archiveSum string) ([]byte, error) {
-	u, err := url.Parse(chartURL)
+// must name the archive's digest. chartURL is the archive's URL before o's upstreams rewrite
+// it; the provenance file's is rewritten in turn.
+func chartFetchProvenance(ctx context.Context, tr *http.Transport, chartURL, repoURL, user, pass, archiveSum string, o *Options) ([]byte, error) {
+	orig, err := url.Parse(chartURL)
 	if err != nil {
 		return nil, err
 	}
-	u.Path += ".prov"
-	if u.RawPath != "" {
-		u.RawPath += ".prov"
+	orig.Path += ".prov"
+	if orig.RawPath != "" {
+		orig.RawPath += ".prov"
 	}
-	shown := RedactURL(u.String())
+	dial := o.rewriteURL(orig.String())
+	shown := RedactURL(orig.String()) + viaMirror(orig.String(), dial)
+	u, err := url.Parse(dial)
+	if err != nil {
+		return nil, fmt.Errorf("provenance %s: %w", shown, errors.Unwrap(err))
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), http.NoBody)
 	if err != nil {
 		return nil, err

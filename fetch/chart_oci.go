@@ -47,12 +47,19 @@ func chartFromOCI(ctx context.Context, dst Store, src spec.Chart, o *Options) (_
 		return chartResult{}, errors.New("an oci:// repository URL cannot carry credentials; fix: remove them and log in with 'helm registry login' or 'docker login'")
 	}
 	name := src.ChartName()
-	r, err := remote.NewRepository(strings.Trim(strings.TrimPrefix(src.Repository, "oci://"), "/") + "/" + name)
+	// The chart's repository, or the mirror o's upstreams send it to: the item's source stays
+	// the original (Chart), and errors say which mirror was dialled.
+	ref := strings.Trim(strings.TrimPrefix(src.Repository, "oci://"), "/") + "/" + name
+	dial, _ := o.rewrite(ref)
+	defer func() {
+		if err != nil && dial != ref {
+			err = fmt.Errorf("via mirror oci://%s: %w", dial, err)
+		}
+	}()
+	r, err := dialRepository(ref, o)
 	if err != nil {
 		return chartResult{}, err
 	}
-	r.PlainHTTP = o.plainHTTP(r.Reference.Registry)
-	limitRepository(r)
 	r.Client = &auth.Client{Client: &http.Client{Transport: retry.NewTransport(upstreamTransport())}, Cache: auth.NewCache(), Credential: chartRegistryCredential()}
 	defer func() { err = chartAuthHint(err, r.Reference.Registry) }()
 
@@ -99,10 +106,14 @@ func chartFromOCI(ctx context.Context, dst Store, src spec.Chart, o *Options) (_
 	if err := oras.CopyGraph(ctx, from, chartStorage(dst), desc, opts); err != nil {
 		return chartResult{}, fmt.Errorf("tag %s: copy %s: %w", tag, desc.Digest, err)
 	}
-	return chartResult{
+	res := chartResult{
 		version:  ch.Metadata.Version,
 		manifest: ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size},
-	}, nil
+	}
+	if dial != ref {
+		res.mirror = "oci://" + dial
+	}
+	return res, nil
 }
 
 // chartResolveTag finds the tag for a version or range: the version's own tag if it exists

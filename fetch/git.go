@@ -39,14 +39,18 @@ func Git(ctx context.Context, dst Store, src spec.Git, o *Options) (bundle.Item,
 	if o != nil && o.GitMaxFetchSize > 0 {
 		s.maxFetch = o.GitMaxFetchSize
 	}
-	if err := s.setURL(); err != nil {
+	if err := s.setURL(o); err != nil {
 		return bundle.Item{}, err
 	}
 	defer s.close()
 	if err := s.clone(ctx); err != nil {
 		return bundle.Item{}, err
 	}
-	s.log.Info("resolved git source", "name", src.Name, "url", s.redacted, "ref", gitRefString(src.Ref), "resolvedRef", s.resolvedRef, "commit", s.commit.Hash.String())
+	attrs := []any{"name", src.Name, "url", s.redacted, "ref", gitRefString(src.Ref), "resolvedRef", s.resolvedRef, "commit", s.commit.Hash.String()}
+	if s.mirror != "" {
+		attrs = append(attrs, "mirror", s.mirror)
+	}
+	s.log.Info("resolved git source", attrs...)
 
 	pack, err := s.pushPack(ctx, dst)
 	if err != nil {

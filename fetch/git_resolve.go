@@ -45,11 +45,15 @@ type gitSource struct {
 	log *slog.Logger
 	// maxFetch bounds the bytes the server may send.
 	maxFetch int64
-	// dial is the URL go-git is given: src.URL without HTTP credentials.
+	// dial is the URL go-git is given: src.URL without HTTP credentials, or the mirror an
+	// upstream sends it to.
 	dial string
 	// redacted is src.URL without userinfo or query values: what logs, errors and the bundle show.
 	redacted string
-	auth     transport.AuthMethod
+	// mirror is dial redacted when it is a mirror's URL, else "": errors and logs name it
+	// beside the original, the bundle never.
+	mirror string
+	auth   transport.AuthMethod
 	// store holds the fetched objects in tmp, a temporary folder: on disk, not in memory.
 	store storage.Storer
 	tmp   string
@@ -60,11 +64,27 @@ type gitSource struct {
 
 // errorf returns an error that names the source.
 func (s *gitSource) errorf(format string, args ...any) error {
-	return fmt.Errorf("git %s (%s): "+format, append([]any{s.Name, s.redacted}, args...)...)
+	shown := s.redacted
+	if s.mirror != "" {
+		shown += " via mirror " + s.mirror
+	}
+	return fmt.Errorf("git %s (%s): "+format, append([]any{s.Name, shown}, args...)...)
 }
 
-// setURL splits src.URL into what is dialled, what is shown and the credentials to send.
-func (s *gitSource) setURL() error {
+// scrub removes src.URL's credentials from an error, and names what was dialled redacted.
+func (s *gitSource) scrub(err error) error {
+	dialShown := s.redacted
+	if s.mirror != "" {
+		dialShown = s.mirror
+	}
+	return scrubError(err, s.URL, s.redacted, s.dial, dialShown)
+}
+
+// setURL splits src.URL into what is dialled, what is shown and the credentials to send. An
+// http(s) URL that one of o's upstreams matches is dialled at the mirror, without its query and
+// with the credentials ~/.git-credentials holds for the mirror's host: those of src.URL are
+// the original host's, never sent anywhere else.
+func (s *gitSource) setURL(o *Options) error {
 	s.redacted = "invalid URL"
 	u, err := url.Parse(s.URL)
 	if err != nil || u.Scheme == "" || u.Host == "" && u.Scheme != "file" {
@@ -80,11 +100,36 @@ func (s *gitSource) setURL() error {
 		return nil
 	}
 	s.dial = u.String()
+	if mirror := o.rewriteURL(s.dial); mirror != s.dial {
+		return s.setMirror(mirror)
+	}
 	if pass, ok := user.Password(); ok {
 		s.auth = &githttp.BasicAuth{Username: user.Username(), Password: pass}
 		return nil
 	}
 	cred, err := gitStoredCredential(u.Scheme, u.Host, user.Username())
+	if err != nil {
+		return s.errorf("%w", err)
+	}
+	if cred != nil {
+		s.auth = cred
+	}
+	return nil
+}
+
+// setMirror makes s dial mirror, the URL an upstream sends src.URL to, with the credentials
+// ~/.git-credentials holds for the mirror's scheme and host.
+func (s *gitSource) setMirror(mirror string) error {
+	s.mirror = RedactURL(mirror)
+	m, err := url.Parse(mirror)
+	if err != nil || (m.Scheme != "http" && m.Scheme != "https") || m.Host == "" {
+		return s.errorf("the mirror's URL is not an http(s)://host/path URL; fix: correct the upstream's mirror")
+	}
+	if m.User != nil {
+		return s.errorf("the mirror's URL carries credentials; fix: keep them in ~/.git-credentials")
+	}
+	s.dial = mirror
+	cred, err := gitStoredCredential(m.Scheme, m.Host, "")
 	if err != nil {
 		return s.errorf("%w", err)
 	}
@@ -154,7 +199,7 @@ func (s *gitSource) clone(ctx context.Context) error {
 		return s.errorf("%s not found: the repository is empty", gitRefString(s.Ref))
 	}
 	if err != nil {
-		return s.errorf("list refs: %w", scrubError(err, s.URL, s.redacted, s.dial, s.redacted))
+		return s.errorf("list refs: %w", s.scrub(err))
 	}
 	var fetch []config.RefSpec
 	want := plumbing.ZeroHash
@@ -201,7 +246,7 @@ func (s *gitSource) clone(ctx context.Context) error {
 	}
 	err = remote.FetchContext(ctx, &git.FetchOptions{RefSpecs: fetch, Auth: s.auth, Tags: git.NoTags})
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return s.errorf("fetch %s: %w", gitRefString(s.Ref), scrubError(err, s.URL, s.redacted, s.dial, s.redacted))
+		return s.errorf("fetch %s: %w", gitRefString(s.Ref), s.scrub(err))
 	}
 	if s.resolvedRef != "" {
 		ref, err := s.store.Reference(plumbing.ReferenceName(s.resolvedRef))

@@ -27,8 +27,11 @@ var cosignTagSuffixes = []string{".sig", ".att", ".sbom"}
 // layers, and, unless the spec turns them off, every signature, attestation and SBOM attached
 // to those manifests, in cosign's tag-based form and as OCI referrers.
 func Image(ctx context.Context, dst Store, src spec.Image, o *Options) (bundle.Item, error) {
+	// What is dialled may be a mirror (o.Upstreams); what the item records is src.Image.
+	dial, _ := o.rewrite(src.Image)
+	via := viaMirror(src.Image, dial)
 	fail := func(format string, args ...any) (bundle.Item, error) {
-		return bundle.Item{}, fmt.Errorf("image %s (%s): %s", src.Name, src.Image, fmt.Sprintf(format, args...))
+		return bundle.Item{}, fmt.Errorf("image %s (%s%s): %s", src.Name, src.Image, via, fmt.Sprintf(format, args...))
 	}
 	repo, err := repository(src.Image, o)
 	if err != nil {
@@ -81,8 +84,12 @@ func Image(ctx context.Context, dst Store, src spec.Image, o *Options) (bundle.I
 		}
 		item.Referrers = refs
 	}
-	o.logger().Info("image resolved", "name", src.Name, "source", source, "digest", root.Digest,
-		"manifests", len(manifests), "referrers", len(item.Referrers))
+	attrs := []any{"name", src.Name, "source", source, "digest", root.Digest,
+		"manifests", len(manifests), "referrers", len(item.Referrers)}
+	if via != "" {
+		attrs = append(attrs, "mirror", dial)
+	}
+	o.logger().Info("image resolved", attrs...)
 	return item, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ferry-gitops/ferry/bundle"
+	"github.com/ferry-gitops/ferry/discover"
 	"github.com/ferry-gitops/ferry/fetch"
 	"github.com/ferry-gitops/ferry/signing"
 	"github.com/ferry-gitops/ferry/spec"
@@ -60,6 +62,8 @@ type Result struct {
 	Signed bool               `json:"signed"`
 	Blobs  int                `json:"blobs"`
 	Bytes  int64              `json:"bytes"`
+	// Discovery is what the spec's Flux entry points needed (nil without flux:).
+	Discovery *discover.Result `json:"discovery,omitempty"`
 }
 
 // Pack fetches every source of the spec into a layout at o.Dir and writes a complete,
@@ -84,6 +88,9 @@ func Pack(ctx context.Context, o Options) (*Result, error) {
 	if fo.Logger == nil {
 		fo.Logger = logger
 	}
+	if len(fo.Upstreams) == 0 {
+		fo.Upstreams = o.Spec.Upstreams
+	}
 	l, err := bundle.NewLayout(o.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("pack: %w", err)
@@ -96,20 +103,49 @@ func Pack(ctx context.Context, o Options) (*Result, error) {
 		timeout time.Duration
 		run     func(context.Context) (bundle.Item, error)
 	}
+	var found *discover.Result
+	var items []bundle.Item
+	have := map[string]bool{}
+	if len(o.Spec.Flux) > 0 {
+		if found, err = discover.Run(ctx, discover.Options{Spec: o.Spec, Store: l, Fetch: fo, Logger: logger}); err != nil {
+			return nil, fmt.Errorf("pack: discovery: %w", err)
+		}
+		for _, it := range found.Items {
+			items = append(items, it)
+			have[it.Name] = true
+			if o.Progress != nil {
+				fmt.Fprintf(o.Progress, "[discovery] %s %s: %s\n", it.Kind, it.Name, it.Revision)
+			}
+		}
+	}
 	var jobs []job
 	for _, g := range o.Spec.Git {
+		if have[g.Name] {
+			continue
+		}
 		jobs = append(jobs, job{"git " + g.Name, g.Deadline(), func(ctx context.Context) (bundle.Item, error) { return fetch.Git(ctx, l, g, fo) }})
 	}
 	for _, c := range o.Spec.Charts {
+		if have[c.Name] {
+			continue
+		}
 		jobs = append(jobs, job{"chart " + c.Name, c.Deadline(), func(ctx context.Context) (bundle.Item, error) { return fetch.Chart(ctx, l, c, fo) }})
 	}
-	for _, im := range o.Spec.Images {
+	images := o.Spec.Images
+	if found != nil {
+		images = append(slices.Clone(images), found.Images...)
+	}
+	for _, im := range images {
 		jobs = append(jobs, job{"image " + im.Name, im.Deadline(), func(ctx context.Context) (bundle.Item, error) { return fetch.Image(ctx, l, im, fo) }})
 	}
-	if o.Spec.Cluster != nil {
-		jobs = append(jobs, job{"cluster " + o.Spec.Cluster.Path, 0, func(ctx context.Context) (bundle.Item, error) { return ClusterItem(ctx, l, o.Spec) }})
+	if o.Spec.Cluster != nil || found != nil && len(found.Roots) > 0 {
+		var roots []map[string]any
+		if found != nil {
+			roots = found.Roots
+		}
+		jobs = append(jobs, job{"cluster", 0, func(ctx context.Context) (bundle.Item, error) { return ClusterItem(ctx, l, o.Spec, roots...) }})
 	}
-	items := make([]bundle.Item, len(jobs))
+	fetched := make([]bundle.Item, len(jobs))
 	var done atomic.Int32
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
@@ -133,7 +169,7 @@ func Pack(ctx context.Context, o Options) (*Result, error) {
 			if err != nil {
 				return err
 			}
-			items[i] = item
+			fetched[i] = item
 			if o.Progress != nil {
 				mu.Lock()
 				fmt.Fprintf(o.Progress, "[%d/%d] %s: %s\n", done.Add(1), len(jobs), j.name, item.Revision)
@@ -145,6 +181,7 @@ func Pack(ctx context.Context, o Options) (*Result, error) {
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	items = append(items, fetched...)
 	slices.SortFunc(items, func(a, b bundle.Item) int { return strings.Compare(a.Name, b.Name) })
 
 	seq := o.Sequence
@@ -178,5 +215,35 @@ func Pack(ctx context.Context, o Options) (*Result, error) {
 		return nil, fmt.Errorf("pack bundle %d into %s: %w", seq, o.Dir, err)
 	}
 	logger.Info("bundle packed", "dir", o.Dir, "root", root.Digest, "sequence", seq, "items", len(items), "blobs", res.Blobs, "bytes", res.Bytes, "signed", o.Signer != nil)
-	return &Result{Dir: o.Dir, Root: root, Bundle: b, Signed: o.Signer != nil, Blobs: res.Blobs, Bytes: res.Bytes}, nil
+	return &Result{Dir: o.Dir, Root: root, Bundle: b, Signed: o.Signer != nil, Blobs: res.Blobs, Bytes: res.Bytes, Discovery: found}, nil
+}
+
+// Explain runs the spec's Flux discovery without packing: it fetches the Git sources and
+// charts it must read into a scratch layout under dir (removed when it returns) and says
+// what the entry points need.
+func Explain(ctx context.Context, o Options) (*discover.Result, error) {
+	if o.Spec == nil || len(o.Spec.Flux) == 0 {
+		return nil, fmt.Errorf("explain: the spec has no flux: entry points to discover from")
+	}
+	fo := &fetch.Options{}
+	if o.Fetch != nil {
+		c := *o.Fetch
+		fo = &c
+	}
+	if len(fo.Upstreams) == 0 {
+		fo.Upstreams = o.Spec.Upstreams
+	}
+	if fo.Logger == nil {
+		fo.Logger = o.Logger
+	}
+	dir, err := os.MkdirTemp(o.Dir, "ferry-explain-")
+	if err != nil {
+		return nil, fmt.Errorf("explain: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	l, err := bundle.NewLayout(dir)
+	if err != nil {
+		return nil, fmt.Errorf("explain: %w", err)
+	}
+	return discover.Run(ctx, discover.Options{Spec: o.Spec, Store: l, Fetch: fo, Logger: o.Logger})
 }

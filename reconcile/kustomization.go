@@ -3,20 +3,20 @@ package reconcile
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
+	"github.com/fluxcd/cli-utils/pkg/object"
 	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
 	"github.com/fluxcd/pkg/apis/meta"
 	"github.com/fluxcd/pkg/runtime/conditions"
 	"github.com/fluxcd/pkg/ssa"
 	sourcev1 "github.com/fluxcd/source-controller/api/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/ferry-gitops/ferry/api"
+	"github.com/ferry-gitops/ferry/kbuild"
 )
 
 // The Kustomization kind: build a Git item's folder with kustomize, apply it with server-side
@@ -107,7 +107,7 @@ func (k kustomization) reconcile(ctx context.Context, r *Reconciler, a attempt) 
 	defer cancel()
 
 	fsys := filesys.MakeFsInMemory()
-	if err := src.extract(ctx, p.cache, fsys, srcRoot); err != nil {
+	if err := src.extract(ctx, p.cache, fsys, kbuild.SourceRoot); err != nil {
 		return outcome{reason: meta.BuildFailedReason, message: fmt.Sprintf("revision %s: extract %s/%s/%s: %v", revision, kind, ns, name, err)}
 	}
 	var vars map[string]string
@@ -116,13 +116,20 @@ func (k kustomization) reconcile(ctx context.Context, r *Reconciler, a attempt) 
 			return failure(meta.BuildFailedReason, fmt.Sprintf("revision %s: postBuild: %v", revision, err), err)
 		}
 	}
-	objs, err := build(fsys, k.Spec.Path, overlayOf(k.Kustomization), vars)
+	objs, err := kbuild.Build(fsys, k.Spec.Path, kbuild.OverlayOf(k.Kustomization), vars)
 	if err != nil {
 		return outcome{reason: meta.BuildFailedReason, message: fmt.Sprintf("revision %s: %v", revision, err)}
 	}
-	objs, skipped := skipFluxControllers(objs)
+	objs, skipped := kbuild.SkipFluxControllers(objs)
 	for _, s := range skipped {
 		log.Info("skipped: sync reconciles in place of Flux's controllers", "object", s)
+	}
+	migrated, err := kbuild.MigrateFluxAPIs(objs)
+	if err != nil {
+		return outcome{reason: meta.BuildFailedReason, message: fmt.Sprintf("revision %s: nothing applied: %v", revision, err)}
+	}
+	for _, m := range migrated {
+		log.Info("applied as the Flux API version served now", "object", m)
 	}
 	r.manager.SetOwnerLabels(objs, k.Name, k.Namespace)
 
@@ -167,9 +174,12 @@ func (k kustomization) reconcile(ctx context.Context, r *Reconciler, a attempt) 
 			}
 		}
 	}
+	var waitHere object.ObjMetadataSet
 	if k.Spec.Wait {
+		var others object.ObjMetadataSet
+		waitHere, others = splitWait(cs.ToObjMetadataSet())
 		wo := ssa.WaitOptions{Interval: 2 * time.Second, Timeout: timeout}
-		if err := mgr.WaitForSetWithContext(ctx, cs.ToObjMetadataSet(), wo); err != nil {
+		if err := mgr.WaitForSetWithContext(ctx, others, wo); err != nil {
 			return outcome{reason: meta.HealthCheckFailedReason, message: fmt.Sprintf("revision %s: %v", revision, err)}
 		}
 	}
@@ -177,6 +187,9 @@ func (k kustomization) reconcile(ctx context.Context, r *Reconciler, a attempt) 
 		if msg := r.healthCheck(ctx, mgr, k.Kustomization, timeout); msg != "" {
 			return outcome{reason: meta.HealthCheckFailedReason, message: fmt.Sprintf("revision %s: %s", revision, msg)}
 		}
+	}
+	if msg := r.notReady(ctx, r.client, waitHere); msg != "" {
+		return outcome{reason: meta.ProgressingReason, message: fmt.Sprintf("revision %s: applied, waiting for what sync reconciles next: %s", revision, msg)}
 	}
 	unchanged := k.Status.LastAppliedRevision == revision && k.Status.ObservedGeneration == k.Generation
 	k.Status.LastAppliedRevision = revision
@@ -189,7 +202,7 @@ func (k kustomization) reconcile(ctx context.Context, r *Reconciler, a attempt) 
 		ready:   true,
 		drift:   drift,
 		reason:  meta.ReconciliationSucceededReason,
-		message: "Applied revision: " + revision + skippedNote(skipped),
+		message: "Applied revision: " + revision + skippedNote(skipped) + migratedNote(migrated),
 		event:   fmt.Sprintf("Applied revision: %s: %d created, %d configured, %d pruned", revision, created, configured, pruned),
 	}
 }
@@ -265,35 +278,19 @@ func unsupportedKustomization(k *kustomizev1.Kustomization) string {
 	return ""
 }
 
-// fluxControllers are the Deployments of Flux's own controllers, as Flux's bootstrap
-// (flux-system/gotk-components.yaml) installs them.
-var fluxControllers = map[string]bool{
-	"source-controller": true, "kustomize-controller": true, "helm-controller": true,
-	"notification-controller": true, "image-reflector-controller": true,
-	"image-automation-controller": true, "source-watcher": true,
-}
-
-// skipFluxControllers leaves out the Deployments of Flux's controllers (labelled
-// app.kubernetes.io/part-of: flux, named as Flux names them): with sync as the reconciler they
-// must not also run. Everything else of Flux's bootstrap (its CRDs, namespace, RBAC, services,
-// network policies) is applied. It returns what is kept and what was skipped.
-func skipFluxControllers(objs []*unstructured.Unstructured) (kept []*unstructured.Unstructured, skipped []string) {
-	for _, o := range objs {
-		if o.GetKind() == "Deployment" && o.GroupVersionKind().Group == "apps" &&
-			o.GetLabels()["app.kubernetes.io/part-of"] == "flux" && fluxControllers[o.GetName()] {
-			skipped = append(skipped, "Deployment "+o.GetNamespace()+"/"+o.GetName())
-			continue
-		}
-		kept = append(kept, o)
-	}
-	sort.Strings(skipped)
-	return kept, skipped
-}
-
 // skippedNote says, for the Ready message, which of Flux's controllers were left out.
 func skippedNote(skipped []string) string {
 	if len(skipped) == 0 {
 		return ""
 	}
 	return fmt.Sprintf("; %d of Flux's controllers not applied, sync reconciles in their place: %s", len(skipped), strings.Join(skipped, ", "))
+}
+
+// migratedNote says, for the Ready message, how many objects of Flux API versions Flux no
+// longer serves were applied as the version it serves.
+func migratedNote(migrated []string) string {
+	if len(migrated) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d object(s) of Flux API versions no longer served applied as the served version: %s", len(migrated), strings.Join(migrated, ", "))
 }

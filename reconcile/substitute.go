@@ -6,18 +6,17 @@ import (
 	"fmt"
 	"maps"
 
-	"github.com/drone/envsubst"
 	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/kustomize/api/resource"
-	"sigs.k8s.io/yaml"
+
+	"github.com/ferry-gitops/ferry/kbuild"
 )
 
 // SubstituteKey is the annotation or label that, set to SubstituteDisabled on a built object,
-// leaves it out of postBuild substitution.
+// leaves it out of postBuild substitution (kbuild's, which does the substitution).
 const (
-	SubstituteKey      = "kustomize.toolkit.fluxcd.io/substitute"
-	SubstituteDisabled = "disabled"
+	SubstituteKey      = kbuild.SubstituteKey
+	SubstituteDisabled = kbuild.SubstituteDisabled
 )
 
 // substitutionVars returns the variables of k's postBuild: the data of each substituteFrom
@@ -46,28 +45,4 @@ func (r *Reconciler) substitutionVars(ctx context.Context, k *kustomizev1.Kustom
 	}
 	maps.Copy(vars, pb.Substitute)
 	return vars, nil
-}
-
-// substituteJSON returns res as JSON with ${VAR} and ${VAR:=default} replaced by vars (a
-// variable that is not set becomes the empty string), or as built when vars is nil or res's
-// annotation or label SubstituteKey is SubstituteDisabled. The substitution is done on res's
-// YAML text, which keeps the quoting of the source: replicas: ${REPLICAS} becomes a number,
-// value: "${VALUE}" stays a string.
-func substituteJSON(res *resource.Resource, vars map[string]string) ([]byte, error) {
-	if vars == nil || res.GetAnnotations()[SubstituteKey] == SubstituteDisabled || res.GetLabels()[SubstituteKey] == SubstituteDisabled {
-		return res.MarshalJSON()
-	}
-	y, err := res.AsYAML()
-	if err != nil {
-		return nil, err
-	}
-	out, err := envsubst.Eval(string(y), func(name string) string { return vars[name] })
-	if err != nil {
-		return nil, fmt.Errorf("postBuild substitution: %w", err)
-	}
-	b, err := yaml.YAMLToJSON([]byte(out))
-	if err != nil {
-		return nil, fmt.Errorf("postBuild substitution: the result does not parse: %w", err)
-	}
-	return b, nil
 }

@@ -43,6 +43,12 @@ type Spec struct {
 	// Cluster names a folder of Kubernetes manifests the bundle carries as its cluster item,
 	// applied by sync before anything else.
 	Cluster *Cluster `json:"cluster,omitempty"`
+	// Flux lists Flux entry points: mirror pack builds each as Flux would and carries every
+	// source, chart and image it reaches, beside what git:, charts: and images: list.
+	Flux []Flux `json:"flux,omitempty"`
+	// Upstreams send the connected side's requests to the mirrors a site reaches; the bundle
+	// records the original identities.
+	Upstreams []Upstream `json:"upstreams,omitempty"`
 	// Dir is the folder of the spec file: relative paths (cluster.path) are resolved from it.
 	// Parse sets it from the source it is given.
 	Dir string `json:"-"`
@@ -233,6 +239,7 @@ func (s *Spec) validate() []string {
 	if len(s.Git)+len(s.Charts)+len(s.Images) == 0 && s.Cluster == nil {
 		add("git, charts, images, cluster: the spec lists nothing to carry")
 	}
+	s.validateFlux(add)
 	if s.Cluster != nil && s.Cluster.Path == "" {
 		add("cluster.path: required (a folder of YAML manifests, relative to the spec file)")
 	}

@@ -8,10 +8,12 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
+	"github.com/ferry-gitops/ferry/discover"
 	"github.com/ferry-gitops/ferry/fetch"
 	"github.com/ferry-gitops/ferry/internal/cli"
 	"github.com/ferry-gitops/ferry/medium"
@@ -29,6 +31,7 @@ func packCommand() *cobra.Command {
 		sequence                                                uint64
 		keyStatements                                           []string
 		concurrency                                             int
+		explain                                                 bool
 	)
 	cmd := &cobra.Command{
 		Use:   "pack",
@@ -41,9 +44,18 @@ past one is refused with an error naming the source and the limit (docs/spec.md)
 
 The bundle is built as a directory (--out, or a temporary folder) and then written to every
 other output asked for: a tar file (--tar), its parts (--tar with --split), an S3 bucket (--s3)
-and an OCI registry (--registry).`,
+and an OCI registry (--registry).
+
+With flux: entry points in the spec, pack builds each as Flux would (Kustomizations, their
+sources, HelmReleases' charts rendered with their values) and carries every source, chart and
+image the objects need, besides what git:, charts: and images: list; upstreams: sends its
+requests to the mirrors your site reaches. --explain lists what discovery found, and which
+object needs each, without packing (docs/flux.md, "Discovery").`,
 		Example: `  # Pack into a directory and a tar split into 4 GiB parts, signed
   COSIGN_PASSWORD=… mirror pack -f ferry.yaml --key cosign.key --out bundle/ --tar /media/usb/bundle.tar --split 4GiB
+
+  # What do the Flux entry points need? (fetches only the Git sources and charts it reads)
+  mirror pack -f ferry.yaml --explain
 
   # Pack straight to a bucket and a registry, with a summary for scripts
   mirror pack --key cosign.key --s3 s3://transfer/ferry --s3-endpoint minio.example:9000 \
@@ -55,6 +67,14 @@ and an OCI registry (--registry).`,
 			s, err := spec.Load(specPath)
 			if err != nil {
 				return err
+			}
+			if explain {
+				o := pack.Options{Spec: s, Fetch: &fetch.Options{PlainHTTP: plainHTTP}, Logger: logger(cmd)}
+				res, err := pack.Explain(ctx, o)
+				if err != nil {
+					return err
+				}
+				return cli.Print(cmd.OutOrStdout(), output, res, explainText(res))
 			}
 			var partSize int64
 			if split != "" {
@@ -145,6 +165,7 @@ and an OCI registry (--registry).`,
 	f.StringVar(&previous, "previous", "", "root digest of the bundle packed before this one, to chain them")
 	f.StringSliceVar(&plainHTTP, "plain-http", nil, "registry hosts (host:port) to reach over plain HTTP, upstream or output")
 	f.IntVar(&concurrency, "concurrency", 4, "sources fetched at once")
+	f.BoolVar(&explain, "explain", false, "list what the spec's flux: entry points need and which object needs each, without packing")
 	cli.AddOutputFlag(cmd, &output)
 	return cmd
 }
@@ -189,4 +210,34 @@ func nonEmpty(s ...string) []string {
 		}
 	}
 	return out
+}
+
+// explainText writes discovery's findings as a table, each artifact with the objects that
+// need it, then its warnings.
+func explainText(res *discover.Result) string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KIND\tITEM\tSOURCE\tREVISION\tNEEDED BY")
+	for _, a := range res.Artifacts {
+		rev := a.Revision
+		if rev == "" {
+			rev = "-"
+		}
+		name := a.Name
+		if a.Listed {
+			name += " (listed)"
+		}
+		for i, n := range a.NeededBy {
+			if i == 0 {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.Kind, name, a.Source, rev, n)
+				continue
+			}
+			fmt.Fprintf(tw, "\t\t\t\t%s\n", n)
+		}
+	}
+	tw.Flush()
+	for _, w := range res.Warnings {
+		fmt.Fprintf(&b, "warning: %s\n", w)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }

@@ -34,7 +34,8 @@ type Cluster struct {
 	Host      string
 	etcd      *process
 	apiserver *process
-	ca, saKey string // the serving certificate and the service account signing key
+	kcm       *process // kube-controller-manager, when started
+	ca, saKey string   // the serving certificate and the service account signing key
 }
 
 // StartCluster starts etcd and kube-apiserver keeping their data under dir.
@@ -75,8 +76,47 @@ func (c *Cluster) Clientset() (*kubernetes.Clientset, error) {
 	return kubernetes.NewForConfig(c.Config)
 }
 
-// Stop stops the API server, then etcd.
+// StartControllerManager runs kube-controller-manager against the cluster, which has no node:
+// it writes the status of Deployments, ReplicaSets and the like, so a workload scaled to zero
+// becomes Available (and health checks that read that status pass), while a Pod it creates is
+// never scheduled or run. It stops with the cluster.
+func (c *Cluster) StartControllerManager() error {
+	if c.kcm != nil {
+		return nil
+	}
+	bin, err := ToolPath("kube-controller-manager")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(c.Kubeconfig)
+	kcm, err := startProcess("kube-controller-manager", bin, []string{
+		"--kubeconfig", c.Kubeconfig,
+		"--leader-elect=false",
+		"--bind-address", "127.0.0.1", "--secure-port", "0",
+		"--service-account-private-key-file", c.saKey,
+		"--root-ca-file", c.ca,
+		"--use-service-account-credentials=false",
+		"--controllers", "*,-nodeipam,-nodelifecycle",
+		"--flex-volume-plugin-dir", filepath.Join(dir, "kube-controller-manager-volume-plugins"),
+	}, nil, dir)
+	if err != nil {
+		return err
+	}
+	// It exits at once on a bad flag: give it a moment and say so.
+	select {
+	case <-kcm.done:
+		return fmt.Errorf("kube-controller-manager exited at start (%v):\n%s", kcm.waitErr, kcm.logTail())
+	case <-time.After(time.Second):
+	}
+	c.kcm = kcm
+	return nil
+}
+
+// Stop stops kube-controller-manager if started, the API server, then etcd.
 func (c *Cluster) Stop() error {
+	if c.kcm != nil {
+		c.kcm.stop()
+	}
 	c.apiserver.stop()
 	return c.etcd.stop()
 }

@@ -1,4 +1,4 @@
-package reconcile
+package kbuild
 
 import (
 	"fmt"
@@ -16,35 +16,36 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// Where build puts things in its in-memory file system.
+// Where Build puts things in its in-memory file system: SourceRoot is where the source tree is
+// extracted (ExtractTarGz's root), overlayRoot where the generated overlay is written.
 const (
-	srcRoot     = "/source"
+	SourceRoot  = "/source"
 	overlayRoot = "/ferry-overlay"
 )
 
-// errRemoteRefused is wrapped by the error for a kustomization that names anything remote.
-var errRemoteRefused = fmt.Errorf("remote bases are refused: Ferry builds only from the bundle")
+// ErrRemoteRefused is wrapped by the error for a kustomization that names anything remote.
+var ErrRemoteRefused = fmt.Errorf("remote bases are refused: Ferry builds only from the bundle")
 
-// overlay is what Ferry's generated kustomize overlay sets over the build: a Kustomization's
+// Overlay is what Ferry's generated kustomize overlay sets over the build: a Kustomization's
 // targetNamespace and images.
-type overlay struct {
-	// targetNamespace, when set, becomes the overlay's namespace.
-	targetNamespace string
-	// images become the overlay's images list, patches its patches.
-	images  []kustypes.Image
-	patches []kustypes.Patch
-	// namePrefix and nameSuffix become the overlay's.
-	namePrefix, nameSuffix string
-	// labels and annotations are set on every built object (spec.commonMetadata): on the
+type Overlay struct {
+	// TargetNamespace, when set, becomes the overlay's namespace.
+	TargetNamespace string
+	// Images become the overlay's images list, Patches its patches.
+	Images  []kustypes.Image
+	Patches []kustypes.Patch
+	// NamePrefix and NameSuffix become the overlay's.
+	NamePrefix, NameSuffix string
+	// Labels and Annotations are set on every built object (spec.commonMetadata): on the
 	// objects themselves, not on selectors or templates, as Flux does.
-	labels, annotations map[string]string
+	Labels, Annotations map[string]string
 }
 
-// overlayOf returns the overlay a Kustomization's spec asks for.
-func overlayOf(k *kustomizev1.Kustomization) overlay {
-	o := overlay{targetNamespace: k.Spec.TargetNamespace}
+// OverlayOf returns the overlay a Kustomization's spec asks for.
+func OverlayOf(k *kustomizev1.Kustomization) Overlay {
+	o := Overlay{TargetNamespace: k.Spec.TargetNamespace}
 	for _, img := range k.Spec.Images {
-		o.images = append(o.images, kustypes.Image{Name: img.Name, NewName: img.NewName, NewTag: img.NewTag, Digest: img.Digest})
+		o.Images = append(o.Images, kustypes.Image{Name: img.Name, NewName: img.NewName, NewTag: img.NewTag, Digest: img.Digest})
 	}
 	for _, p := range k.Spec.Patches {
 		kp := kustypes.Patch{Patch: p.Patch}
@@ -55,30 +56,30 @@ func overlayOf(k *kustomizev1.Kustomization) overlay {
 				LabelSelector:      t.LabelSelector,
 			}
 		}
-		o.patches = append(o.patches, kp)
+		o.Patches = append(o.Patches, kp)
 	}
-	o.namePrefix, o.nameSuffix = k.Spec.NamePrefix, k.Spec.NameSuffix
+	o.NamePrefix, o.NameSuffix = k.Spec.NamePrefix, k.Spec.NameSuffix
 	if m := k.Spec.CommonMetadata; m != nil {
-		o.labels, o.annotations = m.Labels, m.Annotations
+		o.Labels, o.Annotations = m.Labels, m.Annotations
 	}
 	return o
 }
 
 // needed says whether the overlay changes anything kustomize builds.
-func (ov overlay) needed() bool {
-	return ov.targetNamespace != "" || len(ov.images) > 0 || len(ov.patches) > 0 || ov.namePrefix != "" || ov.nameSuffix != ""
+func (ov Overlay) needed() bool {
+	return ov.TargetNamespace != "" || len(ov.Images) > 0 || len(ov.Patches) > 0 || ov.NamePrefix != "" || ov.NameSuffix != ""
 }
 
-// build runs kustomize on dir (relative to the source's root) in fsys, with the source tree at
-// srcRoot. With a target namespace or images, a generated overlay sets them. Remote references
+// Build runs kustomize on dir (relative to the source's root) in fsys, with the source tree at
+// SourceRoot. With a target namespace or images, a generated overlay sets them. Remote references
 // and plugins are refused; loading files is restricted to each kustomization's root. With
 // vars not nil, postBuild substitution is done on every object that does not disable it.
-func build(fsys filesys.FileSystem, dir string, ov overlay, vars map[string]string) ([]*unstructured.Unstructured, error) {
+func Build(fsys filesys.FileSystem, dir string, ov Overlay, vars map[string]string) ([]*unstructured.Unstructured, error) {
 	rel, err := cleanEntry(strings.TrimPrefix(path.Clean("/"+dir), "/"))
 	if err != nil {
 		return nil, fmt.Errorf("path %q: %w", dir, err)
 	}
-	buildDir := path.Join(srcRoot, rel)
+	buildDir := path.Join(SourceRoot, rel)
 	if !fsys.IsDir(buildDir) {
 		return nil, fmt.Errorf("path %q: no such folder in the source", dir)
 	}
@@ -94,11 +95,11 @@ func build(fsys filesys.FileSystem, dir string, ov overlay, vars map[string]stri
 	if ov.needed() {
 		k := kustypes.Kustomization{
 			TypeMeta:   kustypes.TypeMeta{APIVersion: kustypes.KustomizationVersion, Kind: kustypes.KustomizationKind},
-			Namespace:  ov.targetNamespace,
-			Images:     ov.images,
-			Patches:    ov.patches,
-			NamePrefix: ov.namePrefix,
-			NameSuffix: ov.nameSuffix,
+			Namespace:  ov.TargetNamespace,
+			Images:     ov.Images,
+			Patches:    ov.Patches,
+			NamePrefix: ov.NamePrefix,
+			NameSuffix: ov.NameSuffix,
 			Resources:  []string{".." + buildDir},
 		}
 		b, err := yaml.Marshal(k)
@@ -132,7 +133,7 @@ func build(fsys filesys.FileSystem, dir string, ov overlay, vars map[string]stri
 		if err := u.UnmarshalJSON(b); err != nil {
 			return nil, fmt.Errorf("kustomize build %q: %s: %w", dir, res.CurId(), err)
 		}
-		setMetadata(u, ov.labels, ov.annotations)
+		setMetadata(u, ov.Labels, ov.Annotations)
 		objs = append(objs, u)
 	}
 	return objs, nil
@@ -213,10 +214,10 @@ func checkLocal(fsys filesys.FileSystem, dir string, seen map[string]bool) error
 	}
 	var k kustypes.Kustomization
 	if err := yaml.Unmarshal(b, &k); err != nil {
-		return fmt.Errorf("%s: %w", strings.TrimPrefix(file, srcRoot+"/"), err)
+		return fmt.Errorf("%s: %w", strings.TrimPrefix(file, SourceRoot+"/"), err)
 	}
 	refuse := func(field, ref string) error {
-		return fmt.Errorf("%s: %s %q: %w", strings.TrimPrefix(file, srcRoot+"/"), field, ref, errRemoteRefused)
+		return fmt.Errorf("%s: %s %q: %w", strings.TrimPrefix(file, SourceRoot+"/"), field, ref, ErrRemoteRefused)
 	}
 	// References that may be folders to follow. Deprecated fields are read too: kustomize
 	// still honours them.
