@@ -153,8 +153,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		return a.Source < b.Source
 	})
+	seen := map[string]bool{}
 	for _, it := range w.fetched {
-		res.Items = append(res.Items, *it)
+		if !seen[it.Name] { // two ranges of one chart at one version are one item
+			seen[it.Name] = true
+			res.Items = append(res.Items, *it)
+		}
 	}
 	sort.Slice(res.Items, func(i, j int) bool { return res.Items[i].Name < res.Items[j].Name })
 	res.Images = w.images
