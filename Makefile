@@ -122,10 +122,11 @@ lint: $(STAMPS)/staticcheck@$(STATICCHECK_VERSION) ## gofmt, go vet and staticch
 # The CRDs of the Flux kinds Ferry reconciles, generated from the Flux API modules go.mod pins
 # (as Flux generates the CRDs it publishes) and embedded in sync: run after changing those pins.
 FLUX_API_PKGS := github.com/fluxcd/kustomize-controller/api/v1 github.com/fluxcd/helm-controller/api/v2 \
-	github.com/fluxcd/source-controller/api/v1
+	github.com/fluxcd/source-controller/api/v1 github.com/fluxcd/source-watcher/api/v2/v1beta1
 FLUX_CRDS := kustomize.toolkit.fluxcd.io_kustomizations helm.toolkit.fluxcd.io_helmreleases \
 	source.toolkit.fluxcd.io_gitrepositories source.toolkit.fluxcd.io_ocirepositories \
-	source.toolkit.fluxcd.io_helmrepositories source.toolkit.fluxcd.io_helmcharts
+	source.toolkit.fluxcd.io_helmrepositories source.toolkit.fluxcd.io_helmcharts \
+	source.extensions.fluxcd.io_artifactgenerators source.toolkit.fluxcd.io_externalartifacts
 
 .PHONY: crds
 crds: ## regenerate api/crds from the Flux API modules in go.mod

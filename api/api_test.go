@@ -22,6 +22,7 @@ func TestCRDsMatchTheScheme(t *testing.T) {
 		"kustomize.toolkit.fluxcd.io/v1/Kustomization": false, "helm.toolkit.fluxcd.io/v2/HelmRelease": false,
 		"source.toolkit.fluxcd.io/v1/GitRepository": false, "source.toolkit.fluxcd.io/v1/OCIRepository": false,
 		"source.toolkit.fluxcd.io/v1/HelmRepository": false, "source.toolkit.fluxcd.io/v1/HelmChart": false,
+		"source.toolkit.fluxcd.io/v1/ExternalArtifact": false, "source.extensions.fluxcd.io/v1beta1/ArtifactGenerator": false,
 	}
 	for _, doc := range api.CRDs() {
 		var crd apiextensionsv1.CustomResourceDefinition

@@ -3,8 +3,6 @@ package discover
 import (
 	"context"
 	"fmt"
-	"path"
-	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
@@ -52,115 +50,44 @@ func (w *walker) externalArtifact(ctx context.Context, ns, name, needer string, 
 		aliases[alias] = src
 	}
 	what := fmt.Sprintf("ArtifactGenerator %s/%s artifact %s", ns, gen.GetName(), name)
-	extracted := map[string]bool{}
 	copies, _, _ := unstructured.NestedSlice(art, "copy")
+	var ops []kbuild.CopyOp
+	roots := map[string]string{}
 	for _, c := range copies {
 		m, _ := c.(map[string]any)
-		from, _ := m["from"].(string)
-		to, _ := m["to"].(string)
-		alias, rel, ok := splitAlias(from)
-		if !ok || !strings.HasPrefix(to, "@artifact/") && to != "@artifact" {
-			return false, fmt.Errorf("%s: copy from %q to %q: want from @alias/path and to @artifact/path", what, from, to)
+		op := kbuild.CopyOp{}
+		op.From, _ = m["from"].(string)
+		op.To, _ = m["to"].(string)
+		op.Strategy, _ = m["strategy"].(string)
+		excl, _, _ := unstructured.NestedStringSlice(m, "exclude")
+		op.Exclude = excl
+		ops = append(ops, op)
+		alias, _, err := kbuild.ParseFrom(op.From)
+		if err != nil {
+			return false, fmt.Errorf("%s: %w", what, err)
 		}
 		src := aliases[alias]
 		if src == nil {
-			return false, fmt.Errorf("%s: copy from %q: no source with alias %q", what, from, alias)
+			return false, fmt.Errorf("%s: copy from %q: no source with alias %q", what, op.From, alias)
+		}
+		if _, ok := roots[alias]; ok {
+			continue
 		}
 		root := "/generator/" + alias
-		if !extracted[alias] {
-			it, err := w.treeSource(ctx, src, needer+" via "+what)
-			if err != nil {
-				return false, err
-			}
-			if it == nil {
-				return true, nil
-			}
-			if err := extractTree(ctx, w.o.Store, *it, fsys, root); err != nil {
-				return false, err
-			}
-			extracted[alias] = true
+		it, err := w.treeSource(ctx, src, needer+" via "+what)
+		if err != nil {
+			return false, err
 		}
-		dst := path.Join(kbuild.SourceRoot, strings.TrimPrefix(strings.TrimPrefix(to, "@artifact"), "/"))
-		if err := copyGlob(fsys, root, rel, dst, strings.HasSuffix(to, "/")); err != nil {
-			return false, fmt.Errorf("%s: copy from %q to %q: %w", what, from, to, err)
+		if it == nil {
+			return true, nil
 		}
+		if err := extractTree(ctx, w.o.Store, *it, fsys, root); err != nil {
+			return false, err
+		}
+		roots[alias] = root
+	}
+	if err := kbuild.CopyArtifact(fsys, roots, ops, kbuild.SourceRoot); err != nil {
+		return false, fmt.Errorf("%s: %w", what, err)
 	}
 	return true, nil
-}
-
-// splitAlias splits "@alias/path" into alias and path.
-func splitAlias(s string) (string, string, bool) {
-	if !strings.HasPrefix(s, "@") {
-		return "", "", false
-	}
-	s = s[1:]
-	i := strings.Index(s, "/")
-	if i < 0 {
-		return s, "", true
-	}
-	return s[:i], s[i+1:], true
-}
-
-// copyGlob copies what pattern (relative to root) matches into dst, as an ArtifactGenerator's
-// copy does: "dir/**" copies dir's contents, keeping their paths below dir; "dir/*.yaml"
-// copies the matching files; a plain path copies that file or folder. With toDir, a single
-// file goes into dst rather than becoming it.
-func copyGlob(fsys filesys.FileSystem, root, pattern, dst string, toDir bool) error {
-	switch {
-	case pattern == "**" || strings.HasSuffix(pattern, "/**"):
-		dir := path.Join(root, strings.TrimSuffix(strings.TrimSuffix(pattern, "**"), "/"))
-		if !fsys.IsDir(dir) {
-			return fmt.Errorf("%s: no such folder in the source", strings.TrimPrefix(dir, root+"/"))
-		}
-		return copyTree(fsys, dir, dst)
-	case strings.ContainsAny(pattern, "*?["):
-		dir, pat := path.Split(pattern)
-		entries, err := fsys.ReadDir(path.Join(root, dir))
-		if err != nil {
-			return err
-		}
-		for _, e := range entries {
-			if ok, _ := path.Match(pat, e); ok {
-				if err := copyTree(fsys, path.Join(root, dir, e), path.Join(dst, e)); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	src := path.Join(root, pattern)
-	if !fsys.Exists(src) {
-		return fmt.Errorf("%s: no such file in the source", pattern)
-	}
-	if !fsys.IsDir(src) && toDir {
-		dst = path.Join(dst, path.Base(src))
-	}
-	return copyTree(fsys, src, dst)
-}
-
-// copyTree copies a file or a folder's contents recursively.
-func copyTree(fsys filesys.FileSystem, src, dst string) error {
-	if !fsys.IsDir(src) {
-		b, err := fsys.ReadFile(src)
-		if err != nil {
-			return err
-		}
-		if err := fsys.MkdirAll(path.Dir(dst)); err != nil {
-			return err
-		}
-		return fsys.WriteFile(dst, b)
-	}
-	if err := fsys.MkdirAll(dst); err != nil {
-		return err
-	}
-	entries, err := fsys.ReadDir(src)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if err := copyTree(fsys, path.Join(src, e), path.Join(dst, e)); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -357,7 +357,8 @@ func TestBundleObjectsForbiddenInventory(t *testing.T) {
 			Rules: []rbacv1.PolicyRule{
 				{APIGroups: []string{"kustomize.toolkit.fluxcd.io"}, Resources: []string{"kustomizations"}, Verbs: []string{"get", "list", "watch"}},
 				{APIGroups: []string{"helm.toolkit.fluxcd.io"}, Resources: []string{"helmreleases"}, Verbs: []string{"get", "list", "watch"}},
-				{APIGroups: []string{"source.toolkit.fluxcd.io"}, Resources: []string{"gitrepositories", "ocirepositories", "helmrepositories", "helmcharts"}, Verbs: []string{"get", "list", "watch"}},
+				{APIGroups: []string{"source.toolkit.fluxcd.io"}, Resources: []string{"gitrepositories", "ocirepositories", "helmrepositories", "helmcharts", "externalartifacts"}, Verbs: []string{"get", "list", "watch"}},
+				{APIGroups: []string{"source.extensions.fluxcd.io"}, Resources: []string{"artifactgenerators"}, Verbs: []string{"get", "list", "watch"}},
 			},
 		},
 		&rbacv1.ClusterRoleBinding{

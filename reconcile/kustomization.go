@@ -69,7 +69,7 @@ func (k kustomization) sourceRef() (kind, ns, name string) {
 func (k kustomization) sourceRevision(ctx context.Context, r *Reconciler, p *pass) (string, bool) {
 	kind, ns, name := k.sourceRef()
 	res, err := p.resolveRef(ctx, r, kind, ns, name)
-	if err != nil || res.tree == nil {
+	if err != nil || !res.hasTree() {
 		return "", false
 	}
 	return res.revision, true
@@ -82,17 +82,16 @@ func (k kustomization) reconcile(ctx context.Context, r *Reconciler, a attempt) 
 		return outcome{reason: api.UnsupportedReason, message: msg}.terminal()
 	}
 	kind, ns, name := k.sourceRef()
-	if kind != sourcev1.GitRepositoryKind && kind != sourcev1.OCIRepositoryKind {
-		return outcome{reason: api.UnsupportedReason, message: fmt.Sprintf("sourceRef kind %q is not supported: GitRepository or OCIRepository", kind)}.terminal()
+	if kind != sourcev1.GitRepositoryKind && kind != sourcev1.OCIRepositoryKind && kind != sourcev1.ExternalArtifactKind {
+		return outcome{reason: api.UnsupportedReason, message: fmt.Sprintf("sourceRef kind %q is not supported: GitRepository, OCIRepository or ExternalArtifact", kind)}.terminal()
 	}
 	res, err := p.resolveRef(ctx, r, kind, ns, name)
 	if err != nil {
 		return outcome{reason: sourceReason(err), message: fmt.Sprintf("Source '%s/%s/%s': %v", kind, ns, name, err)}
 	}
-	if res.tree == nil {
+	if !res.hasTree() {
 		return outcome{reason: meta.ArtifactFailedReason, message: fmt.Sprintf("Source '%s/%s/%s' resolves to item %q, which holds no manifests (a chart?)", kind, ns, name, res.item.Name)}
 	}
-	src := res.tree
 	revision := res.revision
 	k.Status.LastAttemptedRevision = revision
 	if msg := r.dependenciesReady(ctx, p, k); msg != "" {
@@ -107,7 +106,7 @@ func (k kustomization) reconcile(ctx context.Context, r *Reconciler, a attempt) 
 	defer cancel()
 
 	fsys := filesys.MakeFsInMemory()
-	if err := src.extract(ctx, p.cache, fsys, kbuild.SourceRoot); err != nil {
+	if err := res.writeTree(ctx, p, fsys, kbuild.SourceRoot); err != nil {
 		return outcome{reason: meta.BuildFailedReason, message: fmt.Sprintf("revision %s: extract %s/%s/%s: %v", revision, kind, ns, name, err)}
 	}
 	var vars map[string]string

@@ -16,6 +16,7 @@ import (
 	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
 	"github.com/fluxcd/pkg/apis/meta"
 	sourcev1 "github.com/fluxcd/source-controller/api/v1"
+	swv1beta1 "github.com/fluxcd/source-watcher/api/v2/v1beta1"
 	"github.com/opencontainers/go-digest"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -347,7 +348,7 @@ func removeAll(c client.Client, ns string) {
 	ctx := context.Background()
 	c.DeleteAllOf(ctx, &kustomizev1.Kustomization{}, client.InNamespace(ns))
 	c.DeleteAllOf(ctx, &helmv2.HelmRelease{}, client.InNamespace(ns))
-	for _, o := range []client.Object{&sourcev1.GitRepository{}, &sourcev1.OCIRepository{}, &sourcev1.HelmRepository{}, &sourcev1.HelmChart{}} {
+	for _, o := range []client.Object{&sourcev1.GitRepository{}, &sourcev1.OCIRepository{}, &sourcev1.HelmRepository{}, &sourcev1.HelmChart{}, &swv1beta1.ArtifactGenerator{}, &sourcev1.ExternalArtifact{}} {
 		c.DeleteAllOf(ctx, o, client.InNamespace(ns))
 	}
 	noFinalizers := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`))
@@ -363,7 +364,7 @@ func removeAll(c client.Client, ns string) {
 			c.Patch(ctx, &hrs.Items[i], noFinalizers)
 		}
 	}
-	for _, l := range []client.ObjectList{&sourcev1.GitRepositoryList{}, &sourcev1.OCIRepositoryList{}, &sourcev1.HelmRepositoryList{}, &sourcev1.HelmChartList{}} {
+	for _, l := range []client.ObjectList{&sourcev1.GitRepositoryList{}, &sourcev1.OCIRepositoryList{}, &sourcev1.HelmRepositoryList{}, &sourcev1.HelmChartList{}, &swv1beta1.ArtifactGeneratorList{}} {
 		if c.List(ctx, l, client.InNamespace(ns)) != nil {
 			continue
 		}

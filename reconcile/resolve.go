@@ -68,6 +68,10 @@ type resolved struct {
 	chart *chartItem
 	// charts lists a HelmRepository's carried charts, "name version".
 	charts []string
+	// composed is set for an ExternalArtifact: the files of the tree its ArtifactGenerator
+	// composed, by path; origin is the revision of the source its originRevision names.
+	composed map[string][]byte
+	origin   string
 }
 
 // resolveRef resolves the source object of kind kind named name in namespace ns, once per pass.
@@ -87,9 +91,12 @@ type resolution struct {
 }
 
 func (p *pass) resolveKey(ctx context.Context, r *Reconciler, key objKey) (*resolved, error) {
+	if key.Kind == sourcev1.ExternalArtifactKind {
+		return p.resolveExternalArtifact(ctx, r, key)
+	}
 	k := kindNamed(key.Kind)
 	if k == nil || !k.source {
-		return nil, &sourceError{reason: api.UnsupportedReason, msg: fmt.Sprintf("source kind %q is not supported (GitRepository, OCIRepository, HelmRepository, HelmChart)", key.Kind)}
+		return nil, &sourceError{reason: api.UnsupportedReason, msg: fmt.Sprintf("source kind %q is not supported (GitRepository, OCIRepository, HelmRepository, HelmChart, ExternalArtifact)", key.Kind)}
 	}
 	o, ok := p.objects[key]
 	if !ok {

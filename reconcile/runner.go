@@ -63,7 +63,7 @@ type kind struct {
 }
 
 // kinds are the kinds the runner reconciles, in the order a pass lists them.
-var kinds = []*kind{gitRepositoryKind, ociRepositoryKind, helmRepositoryKind, helmChartKind, kustomizationKind, helmReleaseKind}
+var kinds = []*kind{gitRepositoryKind, ociRepositoryKind, helmRepositoryKind, helmChartKind, artifactGeneratorKind, kustomizationKind, helmReleaseKind}
 
 // kindNamed returns the kind named name, or nil.
 func kindNamed(name string) *kind {

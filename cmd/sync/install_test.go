@@ -56,6 +56,7 @@ leaderElection: {enabled: true, namespace: NAMESPACE, name: ferry-sync}
 // api/crds): the Flux kinds sync reconciles.
 var installFluxCRDs = []string{
 	"helmreleases.helm.toolkit.fluxcd.io", "kustomizations.kustomize.toolkit.fluxcd.io",
+	"artifactgenerators.source.extensions.fluxcd.io", "externalartifacts.source.toolkit.fluxcd.io",
 	"gitrepositories.source.toolkit.fluxcd.io", "helmcharts.source.toolkit.fluxcd.io",
 	"helmrepositories.source.toolkit.fluxcd.io", "ocirepositories.source.toolkit.fluxcd.io",
 }
@@ -156,15 +157,16 @@ func TestInstallAppliesToAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	objs := installParseDocs(t, out)
-	want := []string{
-		"CustomResourceDefinition/" + installFluxCRDs[0], "CustomResourceDefinition/" + installFluxCRDs[1],
-		"CustomResourceDefinition/" + installFluxCRDs[2], "CustomResourceDefinition/" + installFluxCRDs[3],
-		"CustomResourceDefinition/" + installFluxCRDs[4], "CustomResourceDefinition/" + installFluxCRDs[5],
-		"Namespace/" + ns, "ServiceAccount/" + ns + "/ferry-sync", "ClusterRole/ferry-sync",
-		"ClusterRoleBinding/ferry-sync", "ClusterRoleBinding/ferry-sync-cluster-admin",
-		"ConfigMap/" + ns + "/ferry-sync-config", "ConfigMap/" + ns + "/ferry-sync-keys",
-		"Service/" + ns + "/ferry", "PersistentVolumeClaim/" + ns + "/ferry-cache", "Deployment/" + ns + "/ferry-sync",
+	var want []string
+	for _, c := range installFluxCRDs {
+		want = append(want, "CustomResourceDefinition/"+c)
 	}
+	want = append(want,
+		"Namespace/"+ns, "ServiceAccount/"+ns+"/ferry-sync", "ClusterRole/ferry-sync",
+		"ClusterRoleBinding/ferry-sync", "ClusterRoleBinding/ferry-sync-cluster-admin",
+		"ConfigMap/"+ns+"/ferry-sync-config", "ConfigMap/"+ns+"/ferry-sync-keys",
+		"Service/"+ns+"/ferry", "PersistentVolumeClaim/"+ns+"/ferry-cache", "Deployment/"+ns+"/ferry-sync",
+	)
 	if got := installObjectIDs(objs); !slices.Equal(got, want) {
 		t.Fatalf("rendered\n  %v\nwant\n  %v", got, want)
 	}
@@ -256,6 +258,8 @@ func TestInstallAppliesToAPIServer(t *testing.T) {
 		{Namespace: "team-a", Verb: "update", Group: "helm.toolkit.fluxcd.io", Resource: "helmreleases", Subresource: "finalizers"},
 		{Namespace: "team-a", Verb: "patch", Group: "source.toolkit.fluxcd.io", Resource: "gitrepositories", Subresource: "status"},
 		{Namespace: "team-a", Verb: "patch", Group: "source.toolkit.fluxcd.io", Resource: "helmrepositories", Subresource: "status"},
+		{Namespace: "team-a", Verb: "patch", Group: "source.extensions.fluxcd.io", Resource: "artifactgenerators", Subresource: "status"},
+		{Namespace: "team-a", Verb: "patch", Group: "source.toolkit.fluxcd.io", Resource: "externalartifacts", Subresource: "status"},
 		{Verb: "patch", Group: "apiextensions.k8s.io", Resource: "customresourcedefinitions", Name: "kustomizations.kustomize.toolkit.fluxcd.io"},
 	}
 	broad := authorizationv1.ResourceAttributes{Namespace: "team-a", Verb: "create", Group: "apps", Resource: "deployments"}
