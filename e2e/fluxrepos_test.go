@@ -218,10 +218,15 @@ spec:
 		if strings.HasSuffix(plural, "ss") {
 			plural = strings.ToLower(kind) + "es"
 		}
+		// Groups under k8s.io are protected: their CRDs say where the API was approved.
+		approved := ""
+		if strings.HasSuffix(group, ".k8s.io") {
+			approved = "\n  annotations: {api-approved.kubernetes.io: \"https://github.com/kubernetes-sigs/gateway-api/pull/1538\"}"
+		}
 		tpl(fmt.Sprintf("crd-%d.yaml", i), fmt.Sprintf(`apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:
-  name: %[3]s.%[1]s
+  name: %[3]s.%[1]s%[6]s
 spec:
   group: %[1]s
   names: {kind: %[2]s, listKind: %[2]sList, plural: %[3]s, singular: %[4]s}
@@ -232,7 +237,7 @@ spec:
     storage: true
     schema:
       openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
-`, group, kind, plural, strings.ToLower(kind), scope))
+`, group, kind, plural, strings.ToLower(kind), scope, approved))
 	}
 	return c
 }
