@@ -313,28 +313,7 @@ func matchSegments(pat, name []string) bool {
 // copyTree copies the file or folder at rel (below root) to dst; of a folder, the entries
 // skip(rel, entry path below root) excludes are left out, a folder's whole.
 func copyTree(fsys filesys.FileSystem, root, rel, dst string, skip func(top, p string) bool) error {
-	src := path.Join(root, rel)
-	if !fsys.IsDir(src) {
-		return copyFile(fsys, src, dst)
-	}
-	if err := fsys.MkdirAll(dst); err != nil {
-		return err
-	}
-	entries, err := fsys.ReadDir(src)
-	if err != nil {
-		return err
-	}
-	sort.Strings(entries)
-	for _, e := range entries {
-		p := path.Join(rel, e)
-		if skip(rel, p) {
-			continue
-		}
-		if err := copyEntry(fsys, root, rel, p, path.Join(dst, e), skip); err != nil {
-			return err
-		}
-	}
-	return nil
+	return copyEntry(fsys, root, rel, rel, dst, skip)
 }
 
 // copyEntry copies the entry p of the folder top being copied to dst.
