@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"path"
 	"sort"
 	"strings"
@@ -496,18 +495,6 @@ func specGitRef(r spec.GitRef) string {
 	return "branch:" + r.Branch
 }
 
-// normalURL is a URL as Ferry compares upstreams: no credentials or query, lower-case scheme
-// and host, no trailing "/" or ".git".
-func normalURL(s string) string {
-	u, err := url.Parse(strings.TrimSpace(s))
-	if err != nil {
-		return strings.TrimSuffix(strings.TrimSuffix(s, "/"), ".git")
-	}
-	u.User, u.RawQuery, u.ForceQuery, u.Fragment = nil, "", false, ""
-	u.Scheme, u.Host = strings.ToLower(u.Scheme), strings.ToLower(u.Host)
-	return strings.TrimSuffix(strings.TrimSuffix(u.String(), "/"), ".git")
-}
-
 // git fetches the Git item a GitRepository names (once per URL and ref).
 func (w *walker) git(ctx context.Context, g *sourcev1.GitRepository, needer string) (*bundle.Item, error) {
 	ref, refText := gitRef(g.Spec.Reference)
@@ -515,17 +502,17 @@ func (w *walker) git(ctx context.Context, g *sourcev1.GitRepository, needer stri
 		w.warn("GitRepository %s/%s: ref.name %q is not carried by mirror (use branch, tag, semver or commit); not followed", g.Namespace, g.Name, g.Spec.Reference.Name)
 		return nil, nil
 	}
-	id := normalURL(g.Spec.URL) + "@" + refText
+	id := bundle.NormalURL(g.Spec.URL) + "@" + refText
 	src := spec.Git{URL: g.Spec.URL, Ref: ref}
 	listed := false
 	for _, sg := range w.o.Spec.Git {
-		if normalURL(sg.URL) == normalURL(g.Spec.URL) && specGitRef(sg.Ref) == refText {
+		if bundle.NormalURL(sg.URL) == bundle.NormalURL(g.Spec.URL) && specGitRef(sg.Ref) == refText {
 			src, listed = sg, true
 			break
 		}
 	}
 	if src.Name == "" {
-		base := strings.TrimSuffix(path.Base(normalURL(g.Spec.URL)), ".git")
+		base := strings.TrimSuffix(path.Base(bundle.NormalURL(g.Spec.URL)), ".git")
 		src.Name = w.names.take(itemName(base, strings.SplitN(refText, ":", 2)[1]))
 	}
 	if it, ok := w.fetched["git "+id]; ok {

@@ -129,7 +129,7 @@ func (w *walker) repoChart(what, ns, kind, name, chart, version string) (*chartW
 
 // chart fetches a chart once per repository, name and version range.
 func (w *walker) chart(ctx context.Context, c chartWant, needer string) (*bundle.Item, error) {
-	id := normalURL(c.repository) + "/" + c.chart + "@" + c.version
+	id := bundle.NormalURL(c.repository) + "/" + c.chart + "@" + c.version
 	src := fmt.Sprintf("%s/%s@%s", c.repository, c.chart, c.version)
 	if it, ok := w.fetched["chart "+id]; ok {
 		w.artifact(bundle.KindChart, id, it.Name, src, it.Revision, false, needer)
@@ -138,7 +138,7 @@ func (w *walker) chart(ctx context.Context, c chartWant, needer string) (*bundle
 	sc := spec.Chart{Repository: c.repository, Chart: c.chart, Version: c.version}
 	listed := false
 	for _, l := range w.o.Spec.Charts {
-		if normalURL(l.Repository) == normalURL(c.repository) && l.ChartName() == c.chart && l.Version == c.version {
+		if bundle.NormalURL(l.Repository) == bundle.NormalURL(c.repository) && l.ChartName() == c.chart && l.Version == c.version {
 			sc, listed = l, true
 			break
 		}

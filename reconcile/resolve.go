@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
 	"sort"
 	"strings"
 
@@ -121,19 +120,6 @@ func (p *pass) resolveKey(ctx context.Context, r *Reconciler, key objKey) (*reso
 	return nil, fmt.Errorf("%s '%s': not a source", key.Kind, key.NamespacedName)
 }
 
-// normalURL is a URL as compared with an item's upstream: no credentials or query, scheme and
-// host in lower case, no trailing "/" or ".git".
-func normalURL(s string) string {
-	u, err := url.Parse(strings.TrimSpace(s))
-	if err != nil {
-		return strings.TrimSuffix(strings.TrimSuffix(s, "/"), ".git")
-	}
-	u.User, u.RawQuery, u.ForceQuery, u.Fragment = nil, "", false, ""
-	u.Scheme, u.Host = strings.ToLower(u.Scheme), strings.ToLower(u.Host)
-	out := strings.TrimSuffix(u.String(), "/")
-	return strings.TrimSuffix(out, ".git")
-}
-
 // gitItem is a carried Git item with its pack config.
 type gitItem struct {
 	item *cache.RecordItem
@@ -242,10 +228,10 @@ func (p *pass) resolveGit(ctx context.Context, g *sourcev1.GitRepository) (*reso
 		return nil, err
 	}
 	ref := gitRefOf(g)
-	want := normalURL(g.Spec.URL)
+	want := bundle.NormalURL(g.Spec.URL)
 	var same []string
 	for _, it := range items {
-		if normalURL(it.cfg.URL) != want {
+		if bundle.NormalURL(it.cfg.URL) != want {
 			continue
 		}
 		ok, name := gitMatch(ref, it.cfg)
@@ -320,7 +306,7 @@ func (p *pass) resolveOCI(ctx context.Context, o *sourcev1.OCIRepository) (*reso
 		return nil, &sourceError{reason: "URLInvalid", msg: fmt.Sprintf("url %q must start with oci://", o.Spec.URL)}
 	}
 	ref := ociRefOf(o)
-	want := normalURL(o.Spec.URL)
+	want := bundle.NormalURL(o.Spec.URL)
 	repo := strings.TrimPrefix(want, "oci://")
 	var best *cache.RecordItem
 	var bestTag string
@@ -331,7 +317,7 @@ func (p *pass) resolveOCI(ctx context.Context, o *sourcev1.OCIRepository) (*reso
 			var tag, dgst string
 			switch it.Kind {
 			case bundle.KindChart:
-				if normalURL(it.Source) != want {
+				if bundle.NormalURL(it.Source) != want {
 					continue
 				}
 				tag, dgst = it.Revision, string(it.Root.Digest)
@@ -418,12 +404,12 @@ func (p *pass) repoCharts(repoURL string) []*cache.RecordItem {
 	if p.record == nil {
 		return nil
 	}
-	prefix := normalURL(repoURL) + "/"
+	prefix := bundle.NormalURL(repoURL) + "/"
 	var out []*cache.RecordItem
 	for i := range p.record.Items {
 		it := &p.record.Items[i]
-		if it.Kind == bundle.KindChart && strings.HasPrefix(normalURL(it.Source), prefix) &&
-			!strings.Contains(strings.TrimPrefix(normalURL(it.Source), prefix), "/") {
+		if it.Kind == bundle.KindChart && strings.HasPrefix(bundle.NormalURL(it.Source), prefix) &&
+			!strings.Contains(strings.TrimPrefix(bundle.NormalURL(it.Source), prefix), "/") {
 			out = append(out, it)
 		}
 	}
@@ -470,12 +456,12 @@ func (p *pass) resolveChart(ctx context.Context, r *Reconciler, repoNS, repoName
 	if err != nil {
 		return nil, &sourceError{reason: "InvalidChartReference", msg: fmt.Sprintf("chart %s: version %q is not a semver constraint: %v", chartName, version, err)}
 	}
-	want := normalURL(repo.Spec.URL) + "/" + chartName
+	want := bundle.NormalURL(repo.Spec.URL) + "/" + chartName
 	var best *cache.RecordItem
 	var bestVer *semver.Version
 	var other []string
 	for _, it := range p.repoCharts(repo.Spec.URL) {
-		if normalURL(it.Source) != want {
+		if bundle.NormalURL(it.Source) != want {
 			continue
 		}
 		v, err := semver.NewVersion(it.Revision)
