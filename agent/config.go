@@ -20,6 +20,7 @@ import (
 	"github.com/ferry-gitops/ferry/internal/cli"
 	"github.com/ferry-gitops/ferry/internal/strictyaml"
 	"github.com/ferry-gitops/ferry/medium"
+	"github.com/ferry-gitops/ferry/reconcile"
 	"github.com/ferry-gitops/ferry/serve"
 	"github.com/ferry-gitops/ferry/verify"
 )
@@ -88,6 +89,9 @@ type Config struct {
 	Health HealthConfig `json:"health"`
 	// Kubeconfig is a kubeconfig file; empty: the in-cluster credentials.
 	Kubeconfig string `json:"kubeconfig"`
+	// Concurrent is how many Kustomizations and HelmReleases a reconciliation pass works on
+	// at once, each after its dependsOn (default reconcile.DefaultConcurrent, 4).
+	Concurrent int `json:"concurrent,omitempty"`
 	// InstallCRDs installs or updates the CRDs of the Flux kinds sync reconciles before the first reconciliation.
 	InstallCRDs bool `json:"installCRDs"`
 	// LeaderElection makes replicas safe: only the leader imports and reconciles.
@@ -430,6 +434,9 @@ func (c *Config) validate(source string) error {
 	}
 	if c.Threshold < 1 || (len(c.Keys) > 0 && c.Threshold > len(c.Keys)) {
 		add("threshold: %d, want between 1 and the number of keys (%d)", c.Threshold, len(c.Keys))
+	}
+	if c.Concurrent < 0 {
+		add("concurrent: %d, want 1 or more (0: the default, %d)", c.Concurrent, reconcile.DefaultConcurrent)
 	}
 	if c.OnExpiry != OnExpiryKeep && c.OnExpiry != OnExpiryStopReconcile {
 		add("onExpiry: %q, want %s or %s", c.OnExpiry, OnExpiryKeep, OnExpiryStopReconcile)

@@ -147,11 +147,11 @@ const (
 // latest@<digest>), the digest of the tree (kbuild.TreeDigest) and its files.
 func (p *pass) composeArtifact(ctx context.Context, r *Reconciler, g *swv1beta1.ArtifactGenerator, a swv1beta1.OutputArtifact) (*resolved, error) {
 	key := objKey{Kind: sourcev1.ExternalArtifactKind, NamespacedName: types.NamespacedName{Namespace: g.Namespace, Name: a.Name}}
-	if res, ok := p.resolved[key]; ok {
+	if res, ok := p.lookup(key); ok {
 		return res.res, res.err
 	}
 	res, err := p.compose(ctx, r, g, a)
-	p.resolved[key] = resolution{res, err}
+	p.keep(key, resolution{res, err})
 	return res, err
 }
 

@@ -55,10 +55,14 @@ func (r *Reconciler) due(ctx context.Context, p *pass, key objKey) (bool, string
 	if rev, ok := o.sourceRevision(ctx, r, p); !ok || rev != f.appliedRevision() {
 		return true, "new revision"
 	}
+	p.mu.Lock()
+	depRan := false
 	for _, d := range dependenciesOf(o) {
-		if p.ran[d] {
-			return true, "dependency reconciled"
-		}
+		depRan = depRan || p.ran[d]
+	}
+	p.mu.Unlock()
+	if depRan {
+		return true, "dependency reconciled"
 	}
 	r.mu.Lock()
 	last, ok := r.lastRun[key]
@@ -75,7 +79,9 @@ func (r *Reconciler) due(ctx context.Context, p *pass, key objKey) (bool, string
 // ran records that the object named key was reconciled in pass p (p may be nil) just now.
 func (r *Reconciler) ran(p *pass, key objKey) {
 	if p != nil {
+		p.mu.Lock()
 		p.ran[key] = true
+		p.mu.Unlock()
 	}
 	r.mu.Lock()
 	r.lastRun[key] = time.Now()

@@ -105,9 +105,9 @@ func helmTimeout(h *helmv2.HelmRelease) time.Duration {
 
 // helmConfig returns a Helm action configuration for the release namespace relNS, storing
 // releases as Secrets there, talking to the cluster as h's ServiceAccount when it names one.
-func (r *Reconciler) helmConfig(h *helmv2.HelmRelease, relNS string, log *slog.Logger) (*action.Configuration, error) {
+func (r *Reconciler) helmConfig(t *target, h *helmv2.HelmRelease, relNS string, log *slog.Logger) (*action.Configuration, error) {
 	cfg := action.NewConfiguration(action.ConfigurationSetLogger(log.Handler()))
-	getter := newRESTGetter(r.restConfigAs(h.Namespace, h.Spec.ServiceAccountName), relNS)
+	getter := newRESTGetter(restConfigAs(t, h.Namespace, h.Spec.ServiceAccountName), relNS)
 	if err := cfg.Init(getter, relNS, "secret"); err != nil {
 		return nil, fmt.Errorf("helm configuration: %w", err)
 	}
@@ -139,8 +139,6 @@ func helmChartName(h *helmv2.HelmRelease) string {
 // unsupportedHelmRelease names a field of h that asks for what sync does not do, or "".
 func unsupportedHelmRelease(h *helmv2.HelmRelease) string {
 	switch {
-	case h.Spec.KubeConfig != nil:
-		return "spec.kubeConfig is not supported: sync releases into the cluster it runs in"
 	case len(h.Spec.PostRenderers) > 0:
 		return "spec.postRenderers is not supported yet"
 	case h.Spec.StorageNamespace != "" && h.Spec.StorageNamespace != h.GetReleaseNamespace():
@@ -169,7 +167,11 @@ func (hr helmRelease) reconcile(ctx context.Context, r *Reconciler, a attempt) o
 	if msg := r.dependenciesReady(ctx, p, hr); msg != "" {
 		return outcome{reason: meta.DependencyNotReadyReason, message: msg}
 	}
-	if out, ok := r.serviceAccountFound(ctx, h.Namespace, h.Spec.ServiceAccountName, helmv2.InstallFailedReason); !ok {
+	tgt, err := r.targetOf(ctx, h.Namespace, h.Spec.KubeConfig)
+	if err != nil {
+		return outcome{reason: helmv2.InstallFailedReason, message: fmt.Sprintf("chart %s %s: nothing released: %v", item.name, item.version, err)}
+	}
+	if out, ok := r.serviceAccountFound(ctx, tgt, h.Namespace, h.Spec.ServiceAccountName, helmv2.InstallFailedReason); !ok {
 		return out
 	}
 
@@ -192,7 +194,7 @@ func (hr helmRelease) reconcile(ctx context.Context, r *Reconciler, a attempt) o
 	}
 
 	relName, relNS := releaseNames(h)
-	cfg, err := r.helmConfig(h, relNS, log)
+	cfg, err := r.helmConfig(tgt, h, relNS, log)
 	if err != nil {
 		return outcome{reason: helmv2.InstallFailedReason, message: err.Error()}
 	}
@@ -216,7 +218,7 @@ func (hr helmRelease) reconcile(ctx context.Context, r *Reconciler, a attempt) o
 	installWait := waitFor(h.Spec.Install != nil && h.Spec.Install.DisableWait)
 	upgradeWait := waitFor(h.Spec.Upgrade != nil && h.Spec.Upgrade.DisableWait)
 	rollbackWait := waitFor(h.Spec.Rollback != nil && h.Spec.Rollback.DisableWait)
-	what := fmt.Sprintf("release %s/%s", relNS, relName)
+	what := fmt.Sprintf("release %s/%s", relNS, relName) + tgt.in()
 
 	last, err := cfg.Releases.Last(relName)
 	if err != nil && !errors.Is(err, driver.ErrReleaseNotFound) {
@@ -270,7 +272,7 @@ func (hr helmRelease) reconcile(ctx context.Context, r *Reconciler, a attempt) o
 				// Until the chart version or the values change.
 				return outcome{reason: helmv2.TestFailedReason, message: at + ": " + failed}.terminal()
 			}
-			return r.checkDrift(ctx, h, lastRel, at, log)
+			return r.checkDrift(ctx, tgt, h, lastRel, at, log)
 		}
 	}
 
@@ -332,13 +334,21 @@ func (hr helmRelease) finalize(ctx context.Context, r *Reconciler, a attempt) cl
 	if h.Spec.Suspend {
 		return cleanup{reason: api.FinalizedReason, note: "suspended: " + what + " left installed"}
 	}
-	if out, ok := r.serviceAccountFound(ctx, h.Namespace, h.Spec.ServiceAccountName, helmv2.UninstallFailedReason); !ok {
+	tgt, err := r.targetOf(ctx, h.Namespace, h.Spec.KubeConfig)
+	if errors.Is(err, errKubeConfig) {
+		return cleanup{warning: true, reason: helmv2.UninstallFailedReason, note: fmt.Sprintf("%v: %s left installed", err, what)}
+	}
+	if err != nil {
+		return cleanup{failed: true, reason: helmv2.UninstallFailedReason, note: err.Error()}
+	}
+	what += tgt.in()
+	if out, ok := r.serviceAccountFound(ctx, tgt, h.Namespace, h.Spec.ServiceAccountName, helmv2.UninstallFailedReason); !ok {
 		if out.reason != api.ServiceAccountNotFoundReason {
 			return cleanup{failed: true, reason: out.reason, note: out.message}
 		}
 		return cleanup{warning: true, reason: out.reason, note: fmt.Sprintf("%s: %s left installed", out.message, what)}
 	}
-	cfg, err := r.helmConfig(h, relNS, a.log)
+	cfg, err := r.helmConfig(tgt, h, relNS, a.log)
 	if err != nil {
 		return cleanup{failed: true, reason: helmv2.UninstallFailedReason, note: err.Error()}
 	}

@@ -53,12 +53,12 @@ func driftMode(h *helmv2.HelmRelease) helmv2.DriftDetectionMode {
 // releaseObjects returns the objects of rel's manifest (hooks are not in it) as Helm applied
 // them: namespaced objects without a namespace in rel's namespace, with Helm's ownership
 // label and annotations.
-func (r *Reconciler) releaseObjects(rel *release.Release) ([]*unstructured.Unstructured, error) {
+func releaseObjects(t *target, rel *release.Release) ([]*unstructured.Unstructured, error) {
 	objs, err := ssautils.ReadObjects(strings.NewReader(rel.Manifest))
 	if err != nil {
 		return nil, fmt.Errorf("read the release manifest: %w", err)
 	}
-	mapper := r.client.RESTMapper()
+	mapper := t.client.RESTMapper()
 	for _, o := range objs {
 		gvk := o.GroupVersionKind()
 		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
@@ -95,7 +95,7 @@ func (r *Reconciler) releaseObjects(rel *release.Release) ([]*unstructured.Unstr
 // manager: Helm's), as h's ServiceAccount when it names one. With mode enabled, objects that
 // differ or are missing are applied again, and counted in the outcome's drift; with warn, they
 // are reported in the message, a log line and a Warning Event, and left alone.
-func (r *Reconciler) checkDrift(ctx context.Context, h *helmv2.HelmRelease, rel *release.Release, at string, log *slog.Logger) outcome {
+func (r *Reconciler) checkDrift(ctx context.Context, t *target, h *helmv2.HelmRelease, rel *release.Release, at string, log *slog.Logger) outcome {
 	ok := outcome{ready: true, reason: meta.ReconciliationSucceededReason, message: at}
 	mode := driftMode(h)
 	if mode == helmv2.DriftDetectionDisabled {
@@ -104,14 +104,14 @@ func (r *Reconciler) checkDrift(ctx context.Context, h *helmv2.HelmRelease, rel 
 	fail := func(err error) outcome {
 		return outcome{reason: api.DriftCorrectionFailedReason, message: fmt.Sprintf("%s; drift detection: %v", at, err)}
 	}
-	objs, err := r.releaseObjects(rel)
+	objs, err := releaseObjects(t, rel)
 	if err != nil {
 		return fail(err)
 	}
 	if len(objs) == 0 {
 		return ok
 	}
-	c, err := r.clientAs(h.Namespace, h.Spec.ServiceAccountName)
+	c, err := clientAs(t, h.Namespace, h.Spec.ServiceAccountName)
 	if err != nil {
 		return fail(err)
 	}

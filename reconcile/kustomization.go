@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -97,7 +98,11 @@ func (k kustomization) reconcile(ctx context.Context, r *Reconciler, a attempt) 
 	if msg := r.dependenciesReady(ctx, p, k); msg != "" {
 		return outcome{reason: meta.DependencyNotReadyReason, message: msg}
 	}
-	if out, ok := r.serviceAccountExists(ctx, k.Kustomization); !ok {
+	tgt, err := r.targetOf(ctx, k.Namespace, k.Spec.KubeConfig)
+	if err != nil {
+		return outcome{reason: meta.ReconciliationFailedReason, message: fmt.Sprintf("revision %s: nothing applied: %v", revision, err)}
+	}
+	if out, ok := r.serviceAccountFound(ctx, tgt, k.Namespace, k.Spec.ServiceAccountName, meta.ReconciliationFailedReason); !ok {
 		return out
 	}
 
@@ -132,11 +137,11 @@ func (k kustomization) reconcile(ctx context.Context, r *Reconciler, a attempt) 
 	}
 	r.manager.SetOwnerLabels(objs, k.Name, k.Namespace)
 
-	mgr, err := r.managerFor(k.Kustomization)
+	mgr, err := managerAs(tgt, k.Namespace, k.Spec.ServiceAccountName)
 	if err != nil {
 		return outcome{reason: meta.ReconciliationFailedReason, message: fmt.Sprintf("revision %s: %v", revision, err)}
 	}
-	if err := r.dryRun(ctx, mgr.Client(), k.Kustomization, objs); err != nil {
+	if err := dryRun(ctx, mgr.Client(), k.Kustomization, objs); err != nil {
 		return outcome{reason: meta.ReconciliationFailedReason, message: fmt.Sprintf("revision %s: nothing applied: %v", revision, err)}
 	}
 
@@ -175,8 +180,12 @@ func (k kustomization) reconcile(ctx context.Context, r *Reconciler, a attempt) 
 	}
 	var waitHere object.ObjMetadataSet
 	if k.Spec.Wait {
-		var others object.ObjMetadataSet
-		waitHere, others = splitWait(cs.ToObjMetadataSet())
+		others := cs.ToObjMetadataSet()
+		if !tgt.remote() {
+			// Flux objects sync itself reconciles here are read once, not waited for; in
+			// another cluster they are that cluster's to reconcile, and waited for.
+			waitHere, others = splitWait(others)
+		}
 		wo := ssa.WaitOptions{Interval: 2 * time.Second, Timeout: timeout}
 		if err := mgr.WaitForSetWithContext(ctx, others, wo); err != nil {
 			return outcome{reason: meta.HealthCheckFailedReason, message: fmt.Sprintf("revision %s: %v", revision, err)}
@@ -222,12 +231,21 @@ func (k kustomization) finalize(ctx context.Context, r *Reconciler, a attempt) c
 	case entries == 0:
 		return cleanup{reason: api.FinalizedReason, note: "the inventory is empty: nothing to delete"}
 	}
-	if out, ok := r.serviceAccountExists(ctx, k.Kustomization); !ok {
+	tgt, err := r.targetOf(ctx, k.Namespace, k.Spec.KubeConfig)
+	if errors.Is(err, errKubeConfig) {
+		// As for a missing ServiceAccount: the cluster cannot be reached as the deleted
+		// Kustomization said, and keeping the finalizer would block the deletion for good.
+		return cleanup{warning: true, reason: meta.ReconciliationFailedReason, note: fmt.Sprintf("%v: %d objects of the inventory left in place", err, entries)}
+	}
+	if err != nil {
+		return cleanup{failed: true, reason: meta.PruneFailedReason, note: err.Error()}
+	}
+	if out, ok := r.serviceAccountFound(ctx, tgt, k.Namespace, k.Spec.ServiceAccountName, meta.ReconciliationFailedReason); !ok {
 		// As Flux: without the ServiceAccount nothing can be deleted as it, and keeping the
 		// finalizer would block the deletion (of the namespace, often) for good.
 		return cleanup{warning: true, reason: out.reason, note: fmt.Sprintf("%s: %d objects of the inventory left in place", out.message, entries)}
 	}
-	deleted, err := k.pruneInventory(ctx, r, a)
+	deleted, err := k.pruneInventory(ctx, tgt, r, a)
 	if err != nil {
 		return cleanup{failed: true, reason: meta.PruneFailedReason, note: fmt.Sprintf("delete the inventory of the deleted kustomization: %v", err)}
 	}
@@ -236,14 +254,14 @@ func (k kustomization) finalize(ctx context.Context, r *Reconciler, a attempt) c
 
 // pruneInventory deletes the objects of k's inventory that carry k's owner labels, as k's
 // ServiceAccount when it names one, within the timeout, and returns how many it deleted.
-func (k kustomization) pruneInventory(ctx context.Context, r *Reconciler, a attempt) (int, error) {
+func (k kustomization) pruneInventory(ctx context.Context, tgt *target, r *Reconciler, a attempt) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
 	objs, err := staleObjects(k.Status.Inventory, &kustomizev1.ResourceInventory{})
 	if err != nil {
 		return 0, err
 	}
-	mgr, err := r.managerFor(k.Kustomization)
+	mgr, err := managerAs(tgt, k.Namespace, k.Spec.ServiceAccountName)
 	if err != nil {
 		return 0, err
 	}
@@ -267,8 +285,6 @@ func unsupportedKustomization(k *kustomizev1.Kustomization) string {
 	switch {
 	case k.Spec.Decryption != nil:
 		return "spec.decryption is not supported: sync applies what the signed bundle carries; decrypt on the connected side before mirror packs it, or keep Secrets out of Git"
-	case k.Spec.KubeConfig != nil:
-		return "spec.kubeConfig is not supported: sync applies to the cluster it runs in"
 	case len(k.Spec.Components) > 0:
 		return "spec.components is not supported yet: list the components in the folder's kustomization.yaml"
 	case len(k.Spec.HealthCheckExprs) > 0:

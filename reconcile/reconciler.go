@@ -30,6 +30,9 @@ const FieldManager = "ferry"
 // only objects that carry them.
 const OwnerGroup = "kustomize.toolkit.fluxcd.io"
 
+// DefaultConcurrent is Options.Concurrent's default, as Flux's controllers' --concurrent.
+const DefaultConcurrent = 4
+
 // defaultTimeout bounds a reconciliation whose Kustomization sets neither timeout nor interval.
 const defaultTimeout = 5 * time.Minute
 
@@ -43,6 +46,10 @@ type Options struct {
 	// Namespace holds the inventory ConfigMap of the bundle's own cluster objects (created if
 	// missing); default DefaultNamespace ("ferry-system").
 	Namespace string
+	// Concurrent is how many Kustomizations and HelmReleases a pass reconciles at once, each
+	// after its dependsOn (Flux's --concurrent); default DefaultConcurrent. 1 reconciles them
+	// one by one in dependency order.
+	Concurrent int
 	// Cache gives each reconciliation run a snapshot of the cache's current bundle, which the
 	// whole run reads (the bundle's objects, then every Kustomization and HelmRelease); a
 	// *cache.Cache does. Nil: the cache in New's cacheDir, opened read-only.
@@ -85,6 +92,7 @@ type Reconciler struct {
 	log      *slog.Logger
 	onResult func(Result)
 	bundleNS string // Options.Namespace
+	workers  int    // Options.Concurrent
 	// broadcaster and events record an Event for each reconciliation's outcome.
 	broadcaster events.EventBroadcaster
 	events      events.EventRecorder
@@ -93,6 +101,8 @@ type Reconciler struct {
 	// (ReconcileAll reconciles an object whose interval has passed since).
 	mu      sync.Mutex
 	lastRun map[objKey]time.Time
+	// targets holds the clients of remote clusters, per kubeconfig Secret (guarded by mu).
+	targets map[types.NamespacedName]cachedTarget
 }
 
 // NewScheme returns a scheme with Kubernetes' built-in types and the Flux kinds sync reconciles.
@@ -124,6 +134,10 @@ func New(cfg *rest.Config, cacheDir string, o Options) (*Reconciler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("event recorder: %w", err)
 	}
+	workers := o.Concurrent
+	if workers == 0 {
+		workers = DefaultConcurrent
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -137,6 +151,7 @@ func New(cfg *rest.Config, cacheDir string, o Options) (*Reconciler, error) {
 		log:      log,
 		onResult: o.OnResult,
 		bundleNS: o.Namespace,
+		workers:  workers,
 
 		broadcaster: broadcaster,
 		events:      recorder,
@@ -162,6 +177,8 @@ type pass struct {
 	// force makes every object due; ran holds the objects reconciled so far in the pass.
 	force bool
 	ran   map[objKey]bool
+	// mu guards resolved, gits and ran: a pass reconciles several objects at once.
+	mu sync.Mutex
 }
 
 // snapshot takes a snapshot of the cache's current bundle for one reconciliation run.
@@ -255,28 +272,31 @@ func (r *Reconciler) reconcileAll(ctx context.Context, force bool) error {
 			errs = append(errs, err)
 		}
 	}
-	// Sources first, then what reads them, each after its dependencies.
-	order := make([]objKey, 0, len(p.order))
-	for _, src := range []bool{true, false} {
-		for _, key := range p.order {
-			if kindNamed(key.Kind).source == src {
-				order = append(order, key)
-			}
-		}
-	}
-	for _, key := range order {
+	order := p.order
+	run := func(key objKey) error {
 		due, why := r.due(ctx, p, key)
 		if !due {
 			if !p.deleted(key) {
 				r.log.Debug("not due, skipped", "kind", key.Kind, "object", key.NamespacedName.String())
 			}
-			continue
+			return nil
 		}
 		r.log.Debug("due", "kind", key.Kind, "object", key.NamespacedName.String(), "why", why)
-		if err := r.runObject(ctx, p, p.objects[key]); err != nil {
+		return r.runObject(ctx, p, p.objects[key])
+	}
+	// Sources one by one (they read only the cache); then Kustomizations and HelmReleases,
+	// several at once, each once its dependencies are done.
+	var rest []objKey
+	for _, key := range order {
+		if !kindNamed(key.Kind).source {
+			rest = append(rest, key)
+			continue
+		}
+		if err := run(key); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, runOrdered(r.workers, rest, func(key objKey) []objKey { return dependenciesOf(p.objects[key]) }, run)...)
 	return errors.Join(errs...)
 }
 

@@ -76,12 +76,27 @@ type resolved struct {
 // resolveRef resolves the source object of kind kind named name in namespace ns, once per pass.
 func (p *pass) resolveRef(ctx context.Context, r *Reconciler, kind, ns, name string) (*resolved, error) {
 	key := objKey{Kind: kind, NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}
-	if res, ok := p.resolved[key]; ok {
+	if res, ok := p.lookup(key); ok {
 		return res.res, res.err
 	}
 	res, err := p.resolveKey(ctx, r, key)
-	p.resolved[key] = resolution{res, err}
+	p.keep(key, resolution{res, err})
 	return res, err
+}
+
+// lookup returns the resolution of key made earlier in the pass.
+func (p *pass) lookup(key objKey) (resolution, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	res, ok := p.resolved[key]
+	return res, ok
+}
+
+// keep records the resolution of key for the rest of the pass.
+func (p *pass) keep(key objKey, res resolution) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.resolved[key] = res
 }
 
 type resolution struct {
@@ -128,6 +143,8 @@ type gitItem struct {
 
 // gitItems reads the pack config of every Git item of the pass's record, once.
 func (p *pass) gitItems(ctx context.Context) ([]gitItem, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.gits != nil || p.record == nil {
 		return p.gits, nil
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
 	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
-	"github.com/fluxcd/pkg/apis/meta"
 	"github.com/fluxcd/pkg/ssa"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -28,63 +27,56 @@ func serviceAccountUser(ns, name string) string {
 	return "system:serviceaccount:" + ns + ":" + name
 }
 
-// serviceAccountExists checks that the ServiceAccount k's spec.serviceAccountName names exists
-// in k's namespace; ok is true when it does or when k names none, and otherwise out says why
-// not.
-func (r *Reconciler) serviceAccountExists(ctx context.Context, k *kustomizev1.Kustomization) (out outcome, ok bool) {
-	return r.serviceAccountFound(ctx, k.Namespace, k.Spec.ServiceAccountName, meta.ReconciliationFailedReason)
-}
-
-// serviceAccountFound checks that the ServiceAccount ns/name exists; ok is true when it does or
-// when name is empty, and otherwise out says why not (ServiceAccountNotFound, or failReason
-// when it could not be read).
-func (r *Reconciler) serviceAccountFound(ctx context.Context, ns, name, failReason string) (out outcome, ok bool) {
+// serviceAccountFound checks that the ServiceAccount ns/name exists in t; ok is true when it
+// does or when name is empty, and otherwise out says why not (ServiceAccountNotFound, or
+// failReason when it could not be read).
+func (r *Reconciler) serviceAccountFound(ctx context.Context, t *target, ns, name, failReason string) (out outcome, ok bool) {
 	if name == "" {
 		return outcome{}, true
 	}
 	var sa corev1.ServiceAccount
-	err := r.client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &sa)
+	err := t.client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &sa)
 	switch {
 	case err == nil:
 		return outcome{}, true
 	case apierrors.IsNotFound(err):
-		return outcome{reason: api.ServiceAccountNotFoundReason, message: fmt.Sprintf("serviceaccount %s/%s not found", ns, name)}, false
+		return outcome{reason: api.ServiceAccountNotFoundReason, message: fmt.Sprintf("serviceaccount %s/%s not found%s", ns, name, t.in())}, false
 	default:
-		return outcome{reason: failReason, message: fmt.Sprintf("serviceaccount %s/%s: %v", ns, name, err)}, false
+		return outcome{reason: failReason, message: fmt.Sprintf("serviceaccount %s/%s%s: %v", ns, name, t.in(), err)}, false
 	}
 }
 
-// restConfigAs returns the reconciler's REST config, impersonating the ServiceAccount ns/name
-// when name is not empty.
-func (r *Reconciler) restConfigAs(ns, name string) *rest.Config {
-	cfg := rest.CopyConfig(r.restCfg)
+// restConfigAs returns t's REST config, impersonating the ServiceAccount ns/name (of t) when
+// name is not empty.
+func restConfigAs(t *target, ns, name string) *rest.Config {
+	cfg := rest.CopyConfig(t.cfg)
 	if name != "" {
 		cfg.Impersonate = rest.ImpersonationConfig{UserName: serviceAccountUser(ns, name)}
 	}
 	return cfg
 }
 
-// clientAs returns the reconciler's client, or, when name is not empty, a client impersonating
-// the ServiceAccount ns/name (sharing the reconciler's REST mapper).
-func (r *Reconciler) clientAs(ns, name string) (client.Client, error) {
+// clientAs returns t's client, or, when name is not empty, a client impersonating the
+// ServiceAccount ns/name (sharing t's REST mapper).
+func clientAs(t *target, ns, name string) (client.Client, error) {
 	if name == "" {
-		return r.client, nil
+		return t.client, nil
 	}
-	c, err := client.New(r.restConfigAs(ns, name), client.Options{Scheme: r.client.Scheme(), Mapper: r.client.RESTMapper()})
+	c, err := client.New(restConfigAs(t, ns, name), client.Options{Scheme: t.client.Scheme(), Mapper: t.client.RESTMapper()})
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client as serviceaccount %s/%s: %w", ns, name, err)
+		return nil, fmt.Errorf("kubernetes client as serviceaccount %s/%s%s: %w", ns, name, t.in(), err)
 	}
 	return c, nil
 }
 
-// managerFor returns the resource manager k's objects are applied, pruned and waited for
-// with: the reconciler's own, or, when k names a ServiceAccount, one whose client impersonates
-// it (sharing the reconciler's REST mapper), so k is bound by the ServiceAccount's RBAC.
-func (r *Reconciler) managerFor(k *kustomizev1.Kustomization) (*ssa.ResourceManager, error) {
-	if k.Spec.ServiceAccountName == "" {
-		return r.manager, nil
+// managerAs returns the resource manager objects are applied, pruned and waited for with in
+// t: t's own, or, when name is not empty, one whose client impersonates the ServiceAccount
+// ns/name (sharing t's REST mapper), so what it does is bound by the ServiceAccount's RBAC.
+func managerAs(t *target, ns, name string) (*ssa.ResourceManager, error) {
+	if name == "" {
+		return t.manager, nil
 	}
-	c, err := r.clientAs(k.Namespace, k.Spec.ServiceAccountName)
+	c, err := clientAs(t, ns, name)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +89,7 @@ func (r *Reconciler) managerFor(k *kustomizev1.Kustomization) (*ssa.ResourceMana
 // and why. Two refusals are expected and let through, because the apply stages them: a
 // namespaced object whose namespace is not found but is a Namespace of objs, and an object
 // whose kind is not served but is defined by a CustomResourceDefinition of objs.
-func (r *Reconciler) dryRun(ctx context.Context, c client.Client, k *kustomizev1.Kustomization, objs []*unstructured.Unstructured) error {
+func dryRun(ctx context.Context, c client.Client, k *kustomizev1.Kustomization, objs []*unstructured.Unstructured) error {
 	namespaces := map[string]bool{}
 	kinds := map[schema.GroupKind]bool{}
 	for _, o := range objs {
@@ -129,7 +121,7 @@ func (r *Reconciler) dryRun(ctx context.Context, c client.Client, k *kustomizev1
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 			return fmt.Errorf("dry-run %s: %w", objectName(o), err)
 		}
-		refused = append(refused, objectName(o)+": "+r.refusal(k, o, err))
+		refused = append(refused, objectName(o)+": "+refusal(c, k, o, err))
 	}
 	if len(refused) > 0 {
 		return fmt.Errorf("dry-run refused %s", strings.Join(refused, "; "))
@@ -140,7 +132,7 @@ func (r *Reconciler) dryRun(ctx context.Context, c client.Client, k *kustomizev1
 // refusal says why the API server refused o: the reason in lower case ("forbidden",
 // "invalid") and the server's message; a refusal of a ServiceAccount's request says which
 // ServiceAccount may not apply what where.
-func (r *Reconciler) refusal(k *kustomizev1.Kustomization, o *unstructured.Unstructured, err error) string {
+func refusal(c client.Client, k *kustomizev1.Kustomization, o *unstructured.Unstructured, err error) string {
 	reason := strings.ToLower(string(apierrors.ReasonForError(err)))
 	if reason == "" {
 		return err.Error()
@@ -148,7 +140,7 @@ func (r *Reconciler) refusal(k *kustomizev1.Kustomization, o *unstructured.Unstr
 	if apierrors.IsForbidden(err) && k.Spec.ServiceAccountName != "" {
 		resource := strings.ToLower(o.GetKind())
 		gvk := o.GroupVersionKind()
-		if m, merr := r.client.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); merr == nil {
+		if m, merr := c.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); merr == nil {
 			resource = m.Resource.Resource
 		}
 		where := "at cluster scope"

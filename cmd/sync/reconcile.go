@@ -14,6 +14,7 @@ import (
 func reconcileCommand() *cobra.Command {
 	var dir, kubeconfig string
 	var installCRDs bool
+	var concurrent int
 	cmd := &cobra.Command{
 		Use:   "reconcile",
 		Short: "Reconcile the cluster's Kustomizations and HelmReleases once, from the cache",
@@ -36,7 +37,10 @@ It uses the in-cluster credentials, or --kubeconfig.`,
 				}
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			r, err := reconcile.New(cfg, dir, reconcile.Options{Logger: log})
+			if concurrent < 0 {
+				return fmt.Errorf("--concurrent %d: want 1 or more (0: %d)", concurrent, reconcile.DefaultConcurrent)
+			}
+			r, err := reconcile.New(cfg, dir, reconcile.Options{Logger: log, Concurrent: concurrent})
 			if err != nil {
 				return err
 			}
@@ -47,6 +51,7 @@ It uses the in-cluster credentials, or --kubeconfig.`,
 	addCacheFlag(cmd, &dir)
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster credentials)")
 	cmd.Flags().BoolVar(&installCRDs, "install-crds", false, "install or update the Flux CRDs (Kustomization, HelmRelease, the sources) first")
+	cmd.Flags().IntVar(&concurrent, "concurrent", 0, "Kustomizations and HelmReleases worked on at once, each after its dependsOn (0: 4)")
 	return cmd
 }
 
