@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -31,7 +32,10 @@ type leaderRun struct {
 	// reconciliation may be reading a bundle the collection would drop. Collection runs in the
 	// poll loop (never beside an import, which relies on the blobs it found held); gcPending
 	// says one is due.
+	// rec is the reconciler, once made: a reconciliation that outlived its pass (a release
+	// waiting for its Pods) holds back collection too, until rec.Idle.
 	reconcileMu sync.Mutex
+	rec         atomic.Pointer[reconcile.Reconciler]
 	gcPending   bool
 	kick        chan struct{}
 
@@ -168,6 +172,7 @@ func (l *leaderRun) reconcileLoop(ctx context.Context) {
 				r = nil
 				continue
 			}
+			l.rec.Store(r)
 		}
 		start := time.Now()
 		l.reconcileMu.Lock()
@@ -216,6 +221,9 @@ func (l *leaderRun) collect(ctx context.Context) {
 		return
 	}
 	defer l.reconcileMu.Unlock()
+	if rec := l.rec.Load(); rec != nil && !rec.Idle() {
+		return
+	}
 	gc, err := l.c.GC(ctx, l.a.cfg.Retention.Keep)
 	switch {
 	case ctx.Err() != nil:

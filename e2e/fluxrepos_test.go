@@ -20,7 +20,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"helm.sh/helm/v4/pkg/chart/common"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
-	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
 
 	"github.com/ferry-gitops/ferry/discover"
@@ -596,59 +595,5 @@ func TestFluxRepoMultiTenancy(t *testing.T) {
 				t.Fatalf("Flux's kustomize-controller Deployment was applied: %s", res.Stdout)
 			}
 		})
-	}
-}
-
-// TestFluxRepoHubSpoke packs fluxcd/flux2-hub-spoke-example from its hub/ entry point:
-// discovery follows the hub's Kustomizations (which target the spokes through kubeConfig) into
-// clusters/staging and clusters/production, to the charts of cert-manager and ingress-nginx
-// (HTTP chart repositories, stand-ins here) and podinfo's (an OCI HelmRepository), with their
-// images, for both spokes; the bundle carries them all.
-func TestFluxRepoHubSpoke(t *testing.T) {
-	w := newFluxWorld(t)
-	const url = "https://github.com/fluxcd/flux2-hub-spoke-example"
-	files := snapshotFiles(t, "flux2-hub-spoke-example")
-	files["hub/flux-system/gotk-components.yaml"] = gotkComponents()
-	files["hub/flux-system/gotk-sync.yaml"] = gotkSync(url, "hub")
-	w.repo(url, files)
-	w.helmRepo("https://charts.jetstack.io", standIn("cert-manager", "1.16.0", "quay.io/jetstack/cert-manager-controller:v1.16.0", "cert-manager.io/ClusterIssuer/Cluster"))
-	w.helmRepo("https://kubernetes.github.io/ingress-nginx", standIn("ingress-nginx", "4.12.0", "registry.k8s.io/ingress-nginx/controller:v1.12.0"))
-	w.upstream("registry.k8s.io", "http://"+w.reg.Host+"/registry.k8s.io")
-	dir, err := testenv.PodinfoChart()
-	if err != nil {
-		t.Fatal(err)
-	}
-	podinfo, err := loader.LoadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.ociChart("ghcr.io/stefanprodan/charts", podinfo)
-	spec := w.spec(url, "hub")
-	res := w.explain(spec)
-	for _, spoke := range []string{"staging", "production"} {
-		expectArtifact(t, res, "chart", "https://charts.jetstack.io/cert-manager@1.x", "HelmRelease "+spoke+"/cert-manager")
-		expectArtifact(t, res, "chart", "https://kubernetes.github.io/ingress-nginx/ingress-nginx@*", "HelmRelease "+spoke+"/ingress-nginx")
-		expectArtifact(t, res, "chart", "oci://ghcr.io/stefanprodan/charts/podinfo@", "HelmRelease "+spoke+"/podinfo")
-		expectArtifact(t, res, "image", "ghcr.io/stefanprodan/podinfo:", "HelmRelease "+spoke+"/podinfo")
-	}
-	expectArtifact(t, res, "image", "quay.io/jetstack/cert-manager-controller:v1.16.0", "chart cert-manager 1.16.0")
-	expectArtifact(t, res, "image", "registry.k8s.io/ingress-nginx/controller:v1.12.0", "chart ingress-nginx 4.12.0")
-	w.pushImages(res)
-	os.WriteFile(filepath.Join(w.dir, "ferry.yaml"), []byte(spec), 0o644)
-	out := must(t, w.dir, nil, "mirror", "pack", "-f", "ferry.yaml", "--out", "bundle", "--output", "json")
-	var packed struct {
-		Items int `json:"items"`
-	}
-	if err := json.Unmarshal([]byte(out), &packed); err != nil {
-		t.Fatalf("mirror pack --output json: %v\n%s", err, out)
-	}
-	// The cluster item and one item per artifact (two version ranges of one chart that
-	// resolve to the same version are one item).
-	names := map[string]bool{}
-	for _, a := range res.Artifacts {
-		names[a.Name] = true
-	}
-	if want := 1 + len(names); packed.Items != want {
-		t.Fatalf("the bundle carries %d items, want %d: %s", packed.Items, want, out)
 	}
 }

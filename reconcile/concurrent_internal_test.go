@@ -15,10 +15,10 @@ func key(name string) objKey {
 	return objKey{Kind: "Kustomization", NamespacedName: types.NamespacedName{Namespace: "ns", Name: name}}
 }
 
-// runOrdered starts a key only after the earlier keys it depends on finished, runs at most n
+// scheduler.run starts a key only after the earlier keys it depends on finished, runs at most n
 // at once, lets independent keys overlap (a slow one does not hold the others back), cannot
 // deadlock on a cycle, and returns the errors in the order of keys.
-func TestRunOrdered(t *testing.T) {
+func TestSchedulerOrders(t *testing.T) {
 	// a <- b <- c, d alone (slow), e depends on d, f depends on g which comes later (a
 	// cycle's or an unordered dependency: not waited for).
 	keys := []objKey{key("a"), key("d"), key("b"), key("c"), key("e"), key("f"), key("g")}
@@ -55,7 +55,7 @@ func TestRunOrdered(t *testing.T) {
 			}
 			return nil
 		}
-		errs := runOrdered(n, keys, func(k objKey) []objKey { return deps[k] }, run)
+		errs := newScheduler(n).run(keys, func(k objKey) []objKey { return deps[k] }, 0, run)
 		var got []string
 		for _, err := range errs {
 			got = append(got, err.Error())
@@ -83,5 +83,55 @@ func TestRunOrdered(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A key running longer than detach is left running: the pass returns without it, its
+// dependents start, busy says it still runs until it is done, and its slot stays taken until
+// then.
+func TestSchedulerDetaches(t *testing.T) {
+	s := newScheduler(2)
+	release := make(chan struct{})
+	var eStarted atomic.Bool
+	run := func(k objKey) error {
+		switch k.Name {
+		case "slow":
+			<-release
+			return errors.New("slow failed")
+		case "after":
+			eStarted.Store(true)
+		}
+		return nil
+	}
+	keys := []objKey{key("slow"), key("after"), key("other")}
+	deps := map[objKey][]objKey{key("after"): {key("slow")}}
+	start := time.Now()
+	errs := s.run(keys, func(k objKey) []objKey { return deps[k] }, 100*time.Millisecond, run)
+	if len(errs) != 0 {
+		t.Fatalf("errors %v: the detached key's error is not the pass's", errs)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the pass took %s", d)
+	}
+	if !eStarted.Load() {
+		t.Fatal("the dependent of the detached key did not run")
+	}
+	if !s.busy(key("slow")) || s.idle() {
+		t.Fatal("the detached key is not busy")
+	}
+	// Its slot is still taken: one of two is free.
+	select {
+	case s.slots <- struct{}{}:
+		<-s.slots
+	default:
+		t.Fatal("no slot free")
+	}
+	close(release)
+	s.wait()
+	if s.busy(key("slow")) || !s.idle() {
+		t.Fatal("the finished key is still busy")
+	}
+	if len(s.slots) != 0 {
+		t.Fatalf("%d slots still taken", len(s.slots))
 	}
 }

@@ -44,5 +44,6 @@ func (r *Reconciler) recordEvent(obj runtime.Object, out outcome) {
 // Close stops recording Events. Events of the reconciliations just done may still be on their
 // way to the API server when it returns.
 func (r *Reconciler) Close() {
+	r.sched.wait()
 	r.broadcaster.Shutdown()
 }

@@ -50,6 +50,11 @@ type Options struct {
 	// after its dependsOn (Flux's --concurrent); default DefaultConcurrent. 1 reconciles them
 	// one by one in dependency order.
 	Concurrent int
+	// DetachAfter is how long ReconcileAll waits for one Kustomization or HelmRelease before
+	// the pass goes on without it; it goes on running, later passes skip it until it is done
+	// (Idle says when none is left). Default DefaultDetachAfter; negative: wait for each.
+	// ReconcileAllForce always waits.
+	DetachAfter time.Duration
 	// Cache gives each reconciliation run a snapshot of the cache's current bundle, which the
 	// whole run reads (the bundle's objects, then every Kustomization and HelmRelease); a
 	// *cache.Cache does. Nil: the cache in New's cacheDir, opened read-only.
@@ -92,7 +97,8 @@ type Reconciler struct {
 	log      *slog.Logger
 	onResult func(Result)
 	bundleNS string // Options.Namespace
-	workers  int    // Options.Concurrent
+	sched    *scheduler
+	detach   time.Duration // Options.DetachAfter
 	// broadcaster and events record an Event for each reconciliation's outcome.
 	broadcaster events.EventBroadcaster
 	events      events.EventRecorder
@@ -138,6 +144,13 @@ func New(cfg *rest.Config, cacheDir string, o Options) (*Reconciler, error) {
 	if workers == 0 {
 		workers = DefaultConcurrent
 	}
+	detach := o.DetachAfter
+	switch {
+	case detach == 0:
+		detach = DefaultDetachAfter
+	case detach < 0:
+		detach = 0
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -151,7 +164,8 @@ func New(cfg *rest.Config, cacheDir string, o Options) (*Reconciler, error) {
 		log:      log,
 		onResult: o.OnResult,
 		bundleNS: o.Namespace,
-		workers:  workers,
+		sched:    newScheduler(workers),
+		detach:   detach,
 
 		broadcaster: broadcaster,
 		events:      recorder,
@@ -242,6 +256,10 @@ func (r *Reconciler) ReconcileAll(ctx context.Context) error {
 	return r.reconcileAll(ctx, false)
 }
 
+// Idle reports whether no Kustomization or HelmRelease is still running from a pass that
+// ended without it (Options.DetachAfter): whoever drops bundles from the cache waits for it.
+func (r *Reconciler) Idle() bool { return r.sched.idle() }
+
 // ReconcileAllForce is ReconcileAll with every object due: everything is reconciled, as a
 // one-shot run (sync reconcile) wants.
 func (r *Reconciler) ReconcileAllForce(ctx context.Context) error {
@@ -265,7 +283,7 @@ func (r *Reconciler) reconcileAll(ctx context.Context, force bool) error {
 	// Deleted objects first, dependents before their dependencies.
 	for i := len(p.order) - 1; i >= 0; i-- {
 		key := p.order[i]
-		if !p.deleted(key) {
+		if !p.deleted(key) || r.sched.busy(key) {
 			continue
 		}
 		if err := r.runObject(ctx, p, p.objects[key]); err != nil {
@@ -274,6 +292,10 @@ func (r *Reconciler) reconcileAll(ctx context.Context, force bool) error {
 	}
 	order := p.order
 	run := func(key objKey) error {
+		if r.sched.busy(key) {
+			r.log.Debug("still running from an earlier pass, skipped", "kind", key.Kind, "object", key.NamespacedName.String())
+			return nil
+		}
 		due, why := r.due(ctx, p, key)
 		if !due {
 			if !p.deleted(key) {
@@ -296,7 +318,11 @@ func (r *Reconciler) reconcileAll(ctx context.Context, force bool) error {
 			errs = append(errs, err)
 		}
 	}
-	errs = append(errs, runOrdered(r.workers, rest, func(key objKey) []objKey { return dependenciesOf(p.objects[key]) }, run)...)
+	detach := r.detach
+	if force {
+		detach = 0
+	}
+	errs = append(errs, r.sched.run(rest, func(key objKey) []objKey { return dependenciesOf(p.objects[key]) }, detach, run)...)
 	return errors.Join(errs...)
 }
 
