@@ -96,6 +96,36 @@ type Config struct {
 	InstallCRDs bool `json:"installCRDs"`
 	// LeaderElection makes replicas safe: only the leader imports and reconciles.
 	LeaderElection LeaderElectionConfig `json:"leaderElection"`
+	// Tenancy locks a cluster shared by tenants down (docs/tenancy.md).
+	Tenancy TenancyConfig `json:"tenancy"`
+}
+
+// TenancyConfig are the lockdown settings (reconcile.Tenancy), all on with MultiTenant.
+type TenancyConfig struct {
+	// MultiTenant turns lockdown on: a Kustomization or HelmRelease that names no
+	// ServiceAccount, and is not of the bundle's signed cluster item, is applied as
+	// DefaultServiceAccount of its own namespace; references across namespaces are refused;
+	// tenants' Helm hooks are off.
+	MultiTenant bool `json:"multiTenant"`
+	// DefaultServiceAccount is that ServiceAccount (default "default").
+	DefaultServiceAccount string `json:"defaultServiceAccount,omitempty"`
+	// AllowCrossNamespaceRefs lets sourceRef, dependsOn, healthChecks and chart references
+	// name other namespaces.
+	AllowCrossNamespaceRefs bool `json:"allowCrossNamespaceRefs,omitempty"`
+	// AllowHelmHooks lets tenants' HelmReleases run their charts' hooks.
+	AllowHelmHooks bool `json:"allowHelmHooks,omitempty"`
+}
+
+// Reconcile returns the settings as the reconciler takes them: nil without MultiTenant.
+func (t TenancyConfig) Reconcile() *reconcile.Tenancy {
+	if !t.MultiTenant {
+		return nil
+	}
+	sa := t.DefaultServiceAccount
+	if sa == "" {
+		sa = "default"
+	}
+	return &reconcile.Tenancy{DefaultServiceAccount: sa, NoCrossNamespaceRefs: !t.AllowCrossNamespaceRefs, AllowHelmHooks: t.AllowHelmHooks}
 }
 
 // KeyConfig is one pinned public key and when its signatures are accepted (see
@@ -434,6 +464,14 @@ func (c *Config) validate(source string) error {
 	}
 	if c.Threshold < 1 || (len(c.Keys) > 0 && c.Threshold > len(c.Keys)) {
 		add("threshold: %d, want between 1 and the number of keys (%d)", c.Threshold, len(c.Keys))
+	}
+	if t := c.Tenancy; !t.MultiTenant && (t.DefaultServiceAccount != "" || t.AllowCrossNamespaceRefs || t.AllowHelmHooks) {
+		add("tenancy: defaultServiceAccount, allowCrossNamespaceRefs and allowHelmHooks apply only with multiTenant: true")
+	}
+	if sa := c.Tenancy.DefaultServiceAccount; sa != "" {
+		if errs := validation.IsDNS1123Subdomain(sa); len(errs) > 0 {
+			add("tenancy.defaultServiceAccount %q: %s", sa, strings.Join(errs, "; "))
+		}
 	}
 	if c.Concurrent < 0 {
 		add("concurrent: %d, want 1 or more (0: the default, %d)", c.Concurrent, reconcile.DefaultConcurrent)

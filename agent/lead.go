@@ -166,7 +166,7 @@ func (l *leaderRun) reconcileLoop(ctx context.Context) {
 			crds = true
 		}
 		if r == nil {
-			if r, err = reconcile.New(a.restCfg, a.cfg.Cache, reconcile.Options{Logger: a.log, OnResult: a.metrics.onResult, Namespace: a.namespace, Cache: l.c, Concurrent: a.cfg.Concurrent}); err != nil {
+			if r, err = reconcile.New(a.restCfg, a.cfg.Cache, reconcile.Options{Logger: a.log, OnResult: a.metrics.onResult, Namespace: a.namespace, Cache: l.c, Concurrent: a.cfg.Concurrent, Tenancy: a.cfg.Tenancy.Reconcile()}); err != nil {
 				a.log.Error("cannot make the reconciler; retrying at the next interval", "err", err)
 				notReady("cannot make the reconciler: " + err.Error())
 				r = nil

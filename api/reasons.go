@@ -26,6 +26,10 @@ const (
 	// UnsupportedReason: a field asks for something sync does not do (a Bucket source, SOPS
 	// decryption, a remote kubeConfig); the message names the field.
 	UnsupportedReason = "Unsupported"
+	// AccessDeniedReason: a lockdown setting refuses what the object asks (a reference across
+	// namespaces, Helm hooks of a tenant's chart); the message names the setting. As Flux's
+	// acl.AccessDeniedReason.
+	AccessDeniedReason = "AccessDenied"
 )
 
 // Finalizer is the finalizer sync puts on every object it reconciles, Flux's own: a deleted

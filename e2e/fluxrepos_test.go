@@ -22,6 +22,7 @@ import (
 	chart "helm.sh/helm/v4/pkg/chart/v2"
 	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
 
+	"github.com/ferry-gitops/ferry/agent"
 	"github.com/ferry-gitops/ferry/discover"
 	"github.com/ferry-gitops/ferry/internal/testenv"
 	"github.com/ferry-gitops/ferry/reconcile"
@@ -249,6 +250,8 @@ type fluxWorld struct {
 	reg       *testenv.Registry
 	upstreams []string // "prefix mirror"
 	log       string   // the reconciler's log of the last packAndReconcile
+	// tenancy, when set, is the lockdown packAndReconcile's reconciler runs with.
+	tenancy *reconcile.Tenancy
 }
 
 func newFluxWorld(t *testing.T) *fluxWorld {
@@ -430,7 +433,7 @@ func (w *fluxWorld) packAndReconcile(spec string) (*testenv.Cluster, []string) {
 		w.t.Fatal(err)
 	}
 	w.log = logf.Name()
-	r, err := reconcile.New(cluster.Config, cacheDir, reconcile.Options{Logger: slog.New(slog.NewTextHandler(logf, nil))})
+	r, err := reconcile.New(cluster.Config, cacheDir, reconcile.Options{Logger: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelDebug})), Tenancy: w.tenancy})
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -526,7 +529,7 @@ func TestFluxRepoMultiTenancy(t *testing.T) {
 	devTeam := map[string]string{
 		"base/podinfo/kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: apps\nresources: [repository.yaml, release.yaml]\n",
 		"base/podinfo/repository.yaml":    "apiVersion: source.toolkit.fluxcd.io/v1\nkind: HelmRepository\nmetadata:\n  name: podinfo\nspec:\n  interval: 5m\n  url: https://stefanprodan.github.io/podinfo\n",
-		"base/podinfo/release.yaml":       "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: podinfo\nspec:\n  interval: 5m\n  chart:\n    spec:\n      chart: podinfo\n      version: \">=6.0.0\"\n      sourceRef: {kind: HelmRepository, name: podinfo}\n  values:\n    replicaCount: 1\n",
+		"base/podinfo/release.yaml":       "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: podinfo\nspec:\n  serviceAccountName: dev-team\n  interval: 5m\n  chart:\n    spec:\n      chart: podinfo\n      version: \">=6.0.0\"\n      sourceRef: {kind: HelmRepository, name: podinfo}\n  values:\n    replicaCount: 1\n",
 		"staging/kustomization.yaml":      "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../base/podinfo]\n",
 		"production/kustomization.yaml":   "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../base/podinfo]\n",
 	}
@@ -558,6 +561,12 @@ func TestFluxRepoMultiTenancy(t *testing.T) {
 	for _, cl := range []string{"staging", "production"} {
 		t.Run(cl, func(t *testing.T) {
 			w.t = t
+			// staging with lockdown on (docs/tenancy.md), as the repository's own
+			// clusters/*/flux-system patches lock Flux's controllers down.
+			w.tenancy = nil
+			if cl == "staging" {
+				w.tenancy = agent.TenancyConfig{MultiTenant: true}.Reconcile()
+			}
 			spec := w.spec(url, "clusters/"+cl)
 			res := w.explain(spec)
 			expectArtifact(t, res, "git", url+"@branch:main", "ferry.yaml flux[0]")
@@ -589,6 +598,21 @@ func TestFluxRepoMultiTenancy(t *testing.T) {
 			image := jsonpath(t, w.dir, kube, "deployment", "podinfo", "-n", "apps", "-o", "jsonpath={.spec.template.spec.containers[0].image}")
 			if image != podinfo.Source {
 				t.Fatalf("podinfo's Deployment runs %s, want %s", image, podinfo.Source)
+			}
+			// The tenant's objects were applied, and its release made, as its ServiceAccount;
+			// the platform's as Flux's kustomize-controller account.
+			log, err := os.ReadFile(w.log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{
+				`msg=applying kustomization=apps/dev-team as=system:serviceaccount:apps:dev-team`,
+				`msg=releasing helmrelease=apps/podinfo as=system:serviceaccount:apps:dev-team`,
+				`msg=applying kustomization=flux-system/tenants as=system:serviceaccount:flux-system:kustomize-controller`,
+			} {
+				if !strings.Contains(string(log), want) {
+					t.Fatalf("the reconcile log does not say %q:\n%s", want, tail(w.log))
+				}
 			}
 			// flux bootstrap's controllers are not applied: sync reconciles in their place.
 			if res := run(t, w.dir, nil, "kubectl", append(kube, "get", "deployment", "kustomize-controller", "-n", "flux-system")...); res.Err == nil {

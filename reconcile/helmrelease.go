@@ -105,9 +105,9 @@ func helmTimeout(h *helmv2.HelmRelease) time.Duration {
 
 // helmConfig returns a Helm action configuration for the release namespace relNS, storing
 // releases as Secrets there, talking to the cluster as h's ServiceAccount when it names one.
-func (r *Reconciler) helmConfig(t *target, h *helmv2.HelmRelease, relNS string, log *slog.Logger) (*action.Configuration, error) {
+func (r *Reconciler) helmConfig(t *target, h *helmv2.HelmRelease, sa, relNS string, log *slog.Logger) (*action.Configuration, error) {
 	cfg := action.NewConfiguration(action.ConfigurationSetLogger(log.Handler()))
-	getter := newRESTGetter(restConfigAs(t, h.Namespace, h.Spec.ServiceAccountName), relNS)
+	getter := newRESTGetter(restConfigAs(t, h.Namespace, sa), relNS)
 	if err := cfg.Init(getter, relNS, "secret"); err != nil {
 		return nil, fmt.Errorf("helm configuration: %w", err)
 	}
@@ -158,6 +158,11 @@ func (hr helmRelease) reconcile(ctx context.Context, r *Reconciler, a attempt) o
 	if msg := unsupportedHelmRelease(h); msg != "" {
 		return outcome{reason: api.UnsupportedReason, message: msg}.terminal()
 	}
+	if out, ok := r.crossNamespace(h.Namespace, helmReleaseRefs(h)); !ok {
+		return out
+	}
+	sa := r.actor(ctx, p, keyOf(hr), h.Spec.ServiceAccountName)
+	noHooks := r.noHooks(ctx, p, keyOf(hr))
 	h.Status.HelmChart = helmChartName(h)
 	res, err := p.resolveReleaseChart(ctx, r, h)
 	if err != nil {
@@ -171,7 +176,7 @@ func (hr helmRelease) reconcile(ctx context.Context, r *Reconciler, a attempt) o
 	if err != nil {
 		return outcome{reason: helmv2.InstallFailedReason, message: fmt.Sprintf("chart %s %s: nothing released: %v", item.name, item.version, err)}
 	}
-	if out, ok := r.serviceAccountFound(ctx, tgt, h.Namespace, h.Spec.ServiceAccountName, helmv2.InstallFailedReason); !ok {
+	if out, ok := r.serviceAccountFound(ctx, tgt, h.Namespace, sa, helmv2.InstallFailedReason); !ok {
 		return out
 	}
 
@@ -184,7 +189,16 @@ func (hr helmRelease) reconcile(ctx context.Context, r *Reconciler, a attempt) o
 	if err != nil {
 		return outcome{reason: meta.ArtifactFailedReason, message: fmt.Sprintf("chart %s %s: %v", item.name, item.version, err)}
 	}
-	vals, err := r.helmValues(ctx, h)
+	if noHooks {
+		if out, ok := hooksRefused(h, ch, sa); !ok {
+			return out
+		}
+	}
+	reader, err := r.readerAs(tgt, h.Namespace, sa)
+	if err != nil {
+		return outcome{reason: api.ValuesFailedReason, message: err.Error()}
+	}
+	vals, err := r.helmValues(ctx, reader, h)
 	if err != nil {
 		return failure(api.ValuesFailedReason, err.Error(), err)
 	}
@@ -194,7 +208,10 @@ func (hr helmRelease) reconcile(ctx context.Context, r *Reconciler, a attempt) o
 	}
 
 	relName, relNS := releaseNames(h)
-	cfg, err := r.helmConfig(tgt, h, relNS, log)
+	if sa != "" {
+		log.Debug("releasing", "as", serviceAccountUser(h.Namespace, sa))
+	}
+	cfg, err := r.helmConfig(tgt, h, sa, relNS, log)
 	if err != nil {
 		return outcome{reason: helmv2.InstallFailedReason, message: err.Error()}
 	}
@@ -244,17 +261,18 @@ func (hr helmRelease) reconcile(ctx context.Context, r *Reconciler, a attempt) o
 		in.WaitStrategy = installWait
 		in.ServerSideApply = true
 		in.Replace = uninstalled
+		in.DisableHooks = noHooks || h.Spec.Install != nil && h.Spec.Install.DisableHooks
 		if _, err := in.RunWithContext(ctx, ch, vals); err != nil {
 			h.Status.InstallFailures++
 			msg := fmt.Sprintf("%s: install chart %s %s: %v", what, ch.Name(), item.version, err)
-			msg += uninstallFailed(cfg, relName, timeout)
+			msg += uninstallFailed(cfg, relName, timeout, noHooks)
 			return outcome{reason: helmv2.InstallFailedReason, message: msg}
 		}
 		tested, msg := r.runTests(outer, cfg, h, relName, relNS, log)
 		if msg != "" {
 			h.Status.InstallFailures++
 			msg = fmt.Sprintf("%s: chart %s %s installed, but %s", what, ch.Name(), item.version, msg)
-			msg += uninstallFailed(cfg, relName, timeout)
+			msg += uninstallFailed(cfg, relName, timeout, noHooks)
 			return outcome{reason: helmv2.TestFailedReason, message: msg}
 		}
 		h.Status.InstallFailures, h.Status.UpgradeFailures = 0, 0
@@ -272,7 +290,7 @@ func (hr helmRelease) reconcile(ctx context.Context, r *Reconciler, a attempt) o
 				// Until the chart version or the values change.
 				return outcome{reason: helmv2.TestFailedReason, message: at + ": " + failed}.terminal()
 			}
-			return r.checkDrift(ctx, tgt, h, lastRel, at, log)
+			return r.checkDrift(ctx, tgt, h, sa, lastRel, at, log)
 		}
 	}
 
@@ -303,11 +321,12 @@ func (hr helmRelease) reconcile(ctx context.Context, r *Reconciler, a attempt) o
 	up.ServerSideApply = "true"
 	up.ResetValues = true
 	up.MaxHistory = helmMaxHistory
+	up.DisableHooks = noHooks || h.Spec.Upgrade != nil && h.Spec.Upgrade.DisableHooks
 	if _, err := up.RunWithContext(ctx, relName, ch, vals); err != nil {
 		h.Status.UpgradeFailures++
 		msg := fmt.Sprintf("%s: upgrade to chart %s %s: %v", what, ch.Name(), item.version, err)
 		if h.Status.UpgradeFailures <= retries || remediateLast {
-			msg += "; " + r.rollback(cfg, h, relName, previous, timeout, rollbackWait)
+			msg += "; " + r.rollback(cfg, h, relName, previous, timeout, rollbackWait, noHooks)
 		}
 		return outcome{reason: helmv2.UpgradeFailedReason, message: msg}
 	}
@@ -316,7 +335,7 @@ func (hr helmRelease) reconcile(ctx context.Context, r *Reconciler, a attempt) o
 		h.Status.UpgradeFailures++
 		msg = fmt.Sprintf("%s: upgraded to chart %s %s, but %s", what, ch.Name(), item.version, msg)
 		if h.Status.UpgradeFailures <= retries || remediateLast {
-			msg += "; " + r.rollback(cfg, h, relName, previous, timeout, rollbackWait)
+			msg += "; " + r.rollback(cfg, h, relName, previous, timeout, rollbackWait, noHooks)
 		}
 		return outcome{reason: helmv2.TestFailedReason, message: msg}
 	}
@@ -342,13 +361,14 @@ func (hr helmRelease) finalize(ctx context.Context, r *Reconciler, a attempt) cl
 		return cleanup{failed: true, reason: helmv2.UninstallFailedReason, note: err.Error()}
 	}
 	what += tgt.in()
-	if out, ok := r.serviceAccountFound(ctx, tgt, h.Namespace, h.Spec.ServiceAccountName, helmv2.UninstallFailedReason); !ok {
+	sa := r.actor(ctx, a.pass, keyOf(hr), h.Spec.ServiceAccountName)
+	if out, ok := r.serviceAccountFound(ctx, tgt, h.Namespace, sa, helmv2.UninstallFailedReason); !ok {
 		if out.reason != api.ServiceAccountNotFoundReason {
 			return cleanup{failed: true, reason: out.reason, note: out.message}
 		}
 		return cleanup{warning: true, reason: out.reason, note: fmt.Sprintf("%s: %s left installed", out.message, what)}
 	}
-	cfg, err := r.helmConfig(tgt, h, relNS, a.log)
+	cfg, err := r.helmConfig(tgt, h, sa, relNS, a.log)
 	if err != nil {
 		return cleanup{failed: true, reason: helmv2.UninstallFailedReason, note: err.Error()}
 	}
@@ -364,6 +384,7 @@ func (hr helmRelease) finalize(ctx context.Context, r *Reconciler, a attempt) cl
 		un.KeepHistory = u.KeepHistory
 		un.DisableHooks = u.DisableHooks
 	}
+	un.DisableHooks = un.DisableHooks || r.noHooks(ctx, a.pass, keyOf(hr))
 	resp, err := un.Run(relName)
 	if err != nil {
 		return cleanup{failed: true, reason: helmv2.UninstallFailedReason, note: fmt.Sprintf("uninstall %s of the deleted helmrelease: %v", what, err)}
@@ -383,8 +404,9 @@ func (hr helmRelease) finalize(ctx context.Context, r *Reconciler, a attempt) cl
 // uninstallFailed uninstalls a release whose install failed, so the next pass can install
 // afresh, and returns what to append to the failure's message: "; uninstalled", or why the
 // uninstall failed too.
-func uninstallFailed(cfg *action.Configuration, relName string, timeout time.Duration) string {
+func uninstallFailed(cfg *action.Configuration, relName string, timeout time.Duration, noHooks bool) string {
 	un := action.NewUninstall(cfg)
+	un.DisableHooks = noHooks
 	un.IgnoreNotFound = true
 	un.WaitStrategy = kube.HookOnlyStrategy
 	un.Timeout = timeout
@@ -395,7 +417,7 @@ func uninstallFailed(cfg *action.Configuration, relName string, timeout time.Dur
 }
 
 // rollback rolls the release back to revision (0: the one before the last) and says how it went.
-func (r *Reconciler) rollback(cfg *action.Configuration, h *helmv2.HelmRelease, relName string, revision int, timeout time.Duration, ws kube.WaitStrategy) string {
+func (r *Reconciler) rollback(cfg *action.Configuration, h *helmv2.HelmRelease, relName string, revision int, timeout time.Duration, ws kube.WaitStrategy, noHooks bool) string {
 	rb := action.NewRollback(cfg)
 	rb.Version = revision
 	rb.Timeout = timeout
@@ -409,6 +431,7 @@ func (r *Reconciler) rollback(cfg *action.Configuration, h *helmv2.HelmRelease, 
 		rb.DisableHooks = s.DisableHooks
 		rb.CleanupOnFail = s.CleanupOnFail
 	}
+	rb.DisableHooks = rb.DisableHooks || noHooks
 	target := "the previous revision"
 	if revision > 0 {
 		target = fmt.Sprintf("revision %d", revision)
@@ -456,7 +479,7 @@ func (r *Reconciler) recordHistory(cfg *action.Configuration, h *helmv2.HelmRele
 }
 
 // helmValues merges the values of valuesFrom, in order, then the inline values.
-func (r *Reconciler) helmValues(ctx context.Context, h *helmv2.HelmRelease) (map[string]any, error) {
+func (r *Reconciler) helmValues(ctx context.Context, c client.Reader, h *helmv2.HelmRelease) (map[string]any, error) {
 	vals := map[string]any{}
 	for _, ref := range h.Spec.ValuesFrom {
 		key := ref.ValuesKey
@@ -464,7 +487,7 @@ func (r *Reconciler) helmValues(ctx context.Context, h *helmv2.HelmRelease) (map
 			key = defaultValuesKey
 		}
 		where := fmt.Sprintf("valuesFrom %s %s/%s key %s", ref.Kind, h.Namespace, ref.Name, key)
-		d, ok, err := r.lookupRef(ctx, h.Namespace, ref.Kind, ref.Name, ref.Optional)
+		d, ok, err := lookupRef(ctx, c, h.Namespace, ref.Kind, ref.Name, ref.Optional)
 		switch {
 		case errors.Is(err, errRefKind):
 			return nil, terminalError{fmt.Errorf("%s: kind %q is not supported (ConfigMap or Secret)", where, ref.Kind)}

@@ -95,7 +95,7 @@ func releaseObjects(t *target, rel *release.Release) ([]*unstructured.Unstructur
 // manager: Helm's), as h's ServiceAccount when it names one. With mode enabled, objects that
 // differ or are missing are applied again, and counted in the outcome's drift; with warn, they
 // are reported in the message, a log line and a Warning Event, and left alone.
-func (r *Reconciler) checkDrift(ctx context.Context, t *target, h *helmv2.HelmRelease, rel *release.Release, at string, log *slog.Logger) outcome {
+func (r *Reconciler) checkDrift(ctx context.Context, t *target, h *helmv2.HelmRelease, sa string, rel *release.Release, at string, log *slog.Logger) outcome {
 	ok := outcome{ready: true, reason: meta.ReconciliationSucceededReason, message: at}
 	mode := driftMode(h)
 	if mode == helmv2.DriftDetectionDisabled {
@@ -111,7 +111,7 @@ func (r *Reconciler) checkDrift(ctx context.Context, t *target, h *helmv2.HelmRe
 	if len(objs) == 0 {
 		return ok
 	}
-	c, err := clientAs(t, h.Namespace, h.Spec.ServiceAccountName)
+	c, err := clientAs(t, h.Namespace, sa)
 	if err != nil {
 		return fail(err)
 	}

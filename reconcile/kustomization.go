@@ -82,6 +82,10 @@ func (k kustomization) reconcile(ctx context.Context, r *Reconciler, a attempt) 
 	if msg := unsupportedKustomization(k.Kustomization); msg != "" {
 		return outcome{reason: api.UnsupportedReason, message: msg}.terminal()
 	}
+	if out, ok := r.crossNamespace(k.Namespace, kustomizationRefs(k.Kustomization)); !ok {
+		return out
+	}
+	sa := r.actor(ctx, p, keyOf(k), k.Spec.ServiceAccountName)
 	kind, ns, name := k.sourceRef()
 	if kind != sourcev1.GitRepositoryKind && kind != sourcev1.OCIRepositoryKind && kind != sourcev1.ExternalArtifactKind {
 		return outcome{reason: api.UnsupportedReason, message: fmt.Sprintf("sourceRef kind %q is not supported: GitRepository, OCIRepository or ExternalArtifact", kind)}.terminal()
@@ -102,7 +106,7 @@ func (k kustomization) reconcile(ctx context.Context, r *Reconciler, a attempt) 
 	if err != nil {
 		return outcome{reason: meta.ReconciliationFailedReason, message: fmt.Sprintf("revision %s: nothing applied: %v", revision, err)}
 	}
-	if out, ok := r.serviceAccountFound(ctx, tgt, k.Namespace, k.Spec.ServiceAccountName, meta.ReconciliationFailedReason); !ok {
+	if out, ok := r.serviceAccountFound(ctx, tgt, k.Namespace, sa, meta.ReconciliationFailedReason); !ok {
 		return out
 	}
 
@@ -116,7 +120,11 @@ func (k kustomization) reconcile(ctx context.Context, r *Reconciler, a attempt) 
 	}
 	var vars map[string]string
 	if k.Spec.PostBuild != nil {
-		if vars, err = r.substitutionVars(ctx, k.Kustomization); err != nil {
+		reader, err := r.readerAs(tgt, k.Namespace, sa)
+		if err != nil {
+			return outcome{reason: meta.BuildFailedReason, message: fmt.Sprintf("revision %s: postBuild: %v", revision, err)}
+		}
+		if vars, err = r.substitutionVars(ctx, reader, k.Kustomization); err != nil {
 			return failure(meta.BuildFailedReason, fmt.Sprintf("revision %s: postBuild: %v", revision, err), err)
 		}
 	}
@@ -137,11 +145,14 @@ func (k kustomization) reconcile(ctx context.Context, r *Reconciler, a attempt) 
 	}
 	r.manager.SetOwnerLabels(objs, k.Name, k.Namespace)
 
-	mgr, err := managerAs(tgt, k.Namespace, k.Spec.ServiceAccountName)
+	if sa != "" {
+		log.Debug("applying", "as", serviceAccountUser(k.Namespace, sa))
+	}
+	mgr, err := managerAs(tgt, k.Namespace, sa)
 	if err != nil {
 		return outcome{reason: meta.ReconciliationFailedReason, message: fmt.Sprintf("revision %s: %v", revision, err)}
 	}
-	if err := dryRun(ctx, mgr.Client(), k.Kustomization, objs); err != nil {
+	if err := dryRun(ctx, mgr.Client(), k.Namespace, sa, objs); err != nil {
 		return outcome{reason: meta.ReconciliationFailedReason, message: fmt.Sprintf("revision %s: nothing applied: %v", revision, err)}
 	}
 
@@ -240,12 +251,13 @@ func (k kustomization) finalize(ctx context.Context, r *Reconciler, a attempt) c
 	if err != nil {
 		return cleanup{failed: true, reason: meta.PruneFailedReason, note: err.Error()}
 	}
-	if out, ok := r.serviceAccountFound(ctx, tgt, k.Namespace, k.Spec.ServiceAccountName, meta.ReconciliationFailedReason); !ok {
+	sa := r.actor(ctx, a.pass, keyOf(k), k.Spec.ServiceAccountName)
+	if out, ok := r.serviceAccountFound(ctx, tgt, k.Namespace, sa, meta.ReconciliationFailedReason); !ok {
 		// As Flux: without the ServiceAccount nothing can be deleted as it, and keeping the
 		// finalizer would block the deletion (of the namespace, often) for good.
 		return cleanup{warning: true, reason: out.reason, note: fmt.Sprintf("%s: %d objects of the inventory left in place", out.message, entries)}
 	}
-	deleted, err := k.pruneInventory(ctx, tgt, r, a)
+	deleted, err := k.pruneInventory(ctx, tgt, sa, a)
 	if err != nil {
 		return cleanup{failed: true, reason: meta.PruneFailedReason, note: fmt.Sprintf("delete the inventory of the deleted kustomization: %v", err)}
 	}
@@ -254,19 +266,19 @@ func (k kustomization) finalize(ctx context.Context, r *Reconciler, a attempt) c
 
 // pruneInventory deletes the objects of k's inventory that carry k's owner labels, as k's
 // ServiceAccount when it names one, within the timeout, and returns how many it deleted.
-func (k kustomization) pruneInventory(ctx context.Context, tgt *target, r *Reconciler, a attempt) (int, error) {
+func (k kustomization) pruneInventory(ctx context.Context, tgt *target, sa string, a attempt) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
 	objs, err := staleObjects(k.Status.Inventory, &kustomizev1.ResourceInventory{})
 	if err != nil {
 		return 0, err
 	}
-	mgr, err := managerAs(tgt, k.Namespace, k.Spec.ServiceAccountName)
+	mgr, err := managerAs(tgt, k.Namespace, sa)
 	if err != nil {
 		return 0, err
 	}
 	del := ssa.DefaultDeleteOptions()
-	del.Inclusions = r.manager.GetOwnerLabels(k.Name, k.Namespace)
+	del.Inclusions = tgt.manager.GetOwnerLabels(k.Name, k.Namespace)
 	cs, err := mgr.DeleteAll(ctx, objs, del)
 	deleted := 0
 	if cs != nil {

@@ -55,6 +55,8 @@ type Options struct {
 	// (Idle says when none is left). Default DefaultDetachAfter; negative: wait for each.
 	// ReconcileAllForce always waits.
 	DetachAfter time.Duration
+	// Tenancy, when set, locks a cluster shared by tenants down (docs/tenancy.md).
+	Tenancy *Tenancy
 	// Cache gives each reconciliation run a snapshot of the cache's current bundle, which the
 	// whole run reads (the bundle's objects, then every Kustomization and HelmRelease); a
 	// *cache.Cache does. Nil: the cache in New's cacheDir, opened read-only.
@@ -98,6 +100,7 @@ type Reconciler struct {
 	onResult func(Result)
 	bundleNS string // Options.Namespace
 	sched    *scheduler
+	tenancy  *Tenancy
 	detach   time.Duration // Options.DetachAfter
 	// broadcaster and events record an Event for each reconciliation's outcome.
 	broadcaster events.EventBroadcaster
@@ -165,6 +168,7 @@ func New(cfg *rest.Config, cacheDir string, o Options) (*Reconciler, error) {
 		onResult: o.OnResult,
 		bundleNS: o.Namespace,
 		sched:    newScheduler(workers),
+		tenancy:  o.Tenancy,
 		detach:   detach,
 
 		broadcaster: broadcaster,
@@ -191,7 +195,10 @@ type pass struct {
 	// force makes every object due; ran holds the objects reconciled so far in the pass.
 	force bool
 	ran   map[objKey]bool
-	// mu guards resolved, gits and ran: a pass reconciles several objects at once.
+	// platformKeys are the Kustomizations and HelmReleases of the bundle's cluster item
+	// (platform), read once.
+	platformKeys map[objKey]bool
+	// mu guards resolved, gits, ran and platformKeys: a pass reconciles several objects at once.
 	mu sync.Mutex
 }
 

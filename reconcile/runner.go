@@ -278,14 +278,14 @@ type refData struct {
 var errRefKind = errors.New("kind must be ConfigMap or Secret")
 
 // lookupRef reads the ConfigMap or Secret ns/name that a spec refers to (postBuild.substituteFrom,
-// valuesFrom), with the reconciler's own identity. found is false when it does not exist and
-// optional is set; any other kind is errRefKind.
-func (r *Reconciler) lookupRef(ctx context.Context, ns, kind, name string, optional bool) (d refData, found bool, err error) {
+// valuesFrom) through c (readerAs: as the object's ServiceAccount). found is false when it
+// does not exist and optional is set; any other kind is errRefKind.
+func lookupRef(ctx context.Context, c client.Reader, ns, kind, name string, optional bool) (d refData, found bool, err error) {
 	key := types.NamespacedName{Namespace: ns, Name: name}
 	switch kind {
 	case "ConfigMap":
 		var cm corev1.ConfigMap
-		if err = r.client.Get(ctx, key, &cm); err == nil {
+		if err = c.Get(ctx, key, &cm); err == nil {
 			d.data = make(map[string][]byte, len(cm.Data))
 			for k, v := range cm.Data {
 				d.data[k] = []byte(v)
@@ -294,7 +294,7 @@ func (r *Reconciler) lookupRef(ctx context.Context, ns, kind, name string, optio
 		}
 	case "Secret":
 		var s corev1.Secret
-		if err = r.client.Get(ctx, key, &s); err == nil {
+		if err = c.Get(ctx, key, &s); err == nil {
 			d.data = s.Data
 		}
 	default:

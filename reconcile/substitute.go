@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"context"
 	"errors"
 	"fmt"
@@ -22,7 +23,7 @@ const (
 // substitutionVars returns the variables of k's postBuild: the data of each substituteFrom
 // ConfigMap or Secret in order (a later one wins), then substitute over them. A missing object
 // that is not optional is an error naming it.
-func (r *Reconciler) substitutionVars(ctx context.Context, k *kustomizev1.Kustomization) (map[string]string, error) {
+func (r *Reconciler) substitutionVars(ctx context.Context, c client.Reader, k *kustomizev1.Kustomization) (map[string]string, error) {
 	vars := map[string]string{}
 	pb := k.Spec.PostBuild
 	if pb == nil {
@@ -30,7 +31,7 @@ func (r *Reconciler) substitutionVars(ctx context.Context, k *kustomizev1.Kustom
 	}
 	for _, ref := range pb.SubstituteFrom {
 		key := types.NamespacedName{Namespace: k.Namespace, Name: ref.Name}
-		d, ok, err := r.lookupRef(ctx, k.Namespace, ref.Kind, ref.Name, ref.Optional)
+		d, ok, err := lookupRef(ctx, c, k.Namespace, ref.Kind, ref.Name, ref.Optional)
 		switch {
 		case errors.Is(err, errRefKind):
 			return nil, terminalError{fmt.Errorf("substituteFrom %s %s: %w", ref.Kind, key, err)}

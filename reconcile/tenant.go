@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
-	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
 	"github.com/fluxcd/pkg/ssa"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -69,6 +68,18 @@ func clientAs(t *target, ns, name string) (client.Client, error) {
 	return c, nil
 }
 
+// readerAs returns the client an object of namespace ns acting as ServiceAccount sa reads
+// the ConfigMaps and Secrets its spec names with (substituteFrom, valuesFrom): impersonating
+// sa, so a tenant reads only what its RBAC lets it read. Those objects are in the cluster
+// sync runs in; when the object targets another cluster (where sa lives), they are read as
+// sync.
+func (r *Reconciler) readerAs(t *target, ns, sa string) (client.Reader, error) {
+	if t.remote() {
+		return r.client, nil
+	}
+	return clientAs(t, ns, sa)
+}
+
 // managerAs returns the resource manager objects are applied, pruned and waited for with in
 // t: t's own, or, when name is not empty, one whose client impersonates the ServiceAccount
 // ns/name (sharing t's REST mapper), so what it does is bound by the ServiceAccount's RBAC.
@@ -89,7 +100,7 @@ func managerAs(t *target, ns, name string) (*ssa.ResourceManager, error) {
 // and why. Two refusals are expected and let through, because the apply stages them: a
 // namespaced object whose namespace is not found but is a Namespace of objs, and an object
 // whose kind is not served but is defined by a CustomResourceDefinition of objs.
-func dryRun(ctx context.Context, c client.Client, k *kustomizev1.Kustomization, objs []*unstructured.Unstructured) error {
+func dryRun(ctx context.Context, c client.Client, ns, sa string, objs []*unstructured.Unstructured) error {
 	namespaces := map[string]bool{}
 	kinds := map[schema.GroupKind]bool{}
 	for _, o := range objs {
@@ -121,7 +132,7 @@ func dryRun(ctx context.Context, c client.Client, k *kustomizev1.Kustomization, 
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 			return fmt.Errorf("dry-run %s: %w", objectName(o), err)
 		}
-		refused = append(refused, objectName(o)+": "+refusal(c, k, o, err))
+		refused = append(refused, objectName(o)+": "+refusal(c, ns, sa, o, err))
 	}
 	if len(refused) > 0 {
 		return fmt.Errorf("dry-run refused %s", strings.Join(refused, "; "))
@@ -132,12 +143,12 @@ func dryRun(ctx context.Context, c client.Client, k *kustomizev1.Kustomization, 
 // refusal says why the API server refused o: the reason in lower case ("forbidden",
 // "invalid") and the server's message; a refusal of a ServiceAccount's request says which
 // ServiceAccount may not apply what where.
-func refusal(c client.Client, k *kustomizev1.Kustomization, o *unstructured.Unstructured, err error) string {
+func refusal(c client.Client, ns, sa string, o *unstructured.Unstructured, err error) string {
 	reason := strings.ToLower(string(apierrors.ReasonForError(err)))
 	if reason == "" {
 		return err.Error()
 	}
-	if apierrors.IsForbidden(err) && k.Spec.ServiceAccountName != "" {
+	if apierrors.IsForbidden(err) && sa != "" {
 		resource := strings.ToLower(o.GetKind())
 		gvk := o.GroupVersionKind()
 		if m, merr := c.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); merr == nil {
@@ -147,7 +158,7 @@ func refusal(c client.Client, k *kustomizev1.Kustomization, o *unstructured.Unst
 		if o.GetNamespace() != "" {
 			where = "in namespace " + o.GetNamespace()
 		}
-		return fmt.Sprintf("%s: serviceaccount %s/%s cannot apply %s %s (%s)", reason, k.Namespace, k.Spec.ServiceAccountName, resource, where, err.Error())
+		return fmt.Sprintf("%s: serviceaccount %s/%s cannot apply %s %s (%s)", reason, ns, sa, resource, where, err.Error())
 	}
 	return reason + ": " + err.Error()
 }

@@ -8,6 +8,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/ferry-gitops/ferry/agent"
 	"github.com/ferry-gitops/ferry/reconcile"
 )
 
@@ -15,6 +16,7 @@ func reconcileCommand() *cobra.Command {
 	var dir, kubeconfig string
 	var installCRDs bool
 	var concurrent int
+	var tenancy agent.TenancyConfig
 	cmd := &cobra.Command{
 		Use:   "reconcile",
 		Short: "Reconcile the cluster's Kustomizations and HelmReleases once, from the cache",
@@ -40,7 +42,7 @@ It uses the in-cluster credentials, or --kubeconfig.`,
 			if concurrent < 0 {
 				return fmt.Errorf("--concurrent %d: want 1 or more (0: %d)", concurrent, reconcile.DefaultConcurrent)
 			}
-			r, err := reconcile.New(cfg, dir, reconcile.Options{Logger: log, Concurrent: concurrent})
+			r, err := reconcile.New(cfg, dir, reconcile.Options{Logger: log, Concurrent: concurrent, Tenancy: tenancy.Reconcile()})
 			if err != nil {
 				return err
 			}
@@ -51,6 +53,8 @@ It uses the in-cluster credentials, or --kubeconfig.`,
 	addCacheFlag(cmd, &dir)
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster credentials)")
 	cmd.Flags().BoolVar(&installCRDs, "install-crds", false, "install or update the Flux CRDs (Kustomization, HelmRelease, the sources) first")
+	cmd.Flags().BoolVar(&tenancy.MultiTenant, "multi-tenant", false, "lock the cluster down for tenants: objects naming no ServiceAccount run as their namespace's default one, no references across namespaces, no Helm hooks for tenants (docs/tenancy.md)")
+	cmd.Flags().StringVar(&tenancy.DefaultServiceAccount, "default-service-account", "", "with --multi-tenant, the ServiceAccount objects naming none run as (default: default)")
 	cmd.Flags().IntVar(&concurrent, "concurrent", 0, "Kustomizations and HelmReleases worked on at once, each after its dependsOn (0: 4)")
 	return cmd
 }

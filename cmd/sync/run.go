@@ -73,6 +73,8 @@ var configFields = []configField{
 	field("health-listen", "address /healthz, /readyz and /metrics listen on", func(c *agent.Config) *string { return &c.Health.Listen }, stringFlag),
 	field("leader-elect", "elect a leader with a Lease, so that several replicas are safe", func(c *agent.Config) *bool { return &c.LeaderElection.Enabled }, boolFlag),
 	field("install-crds", "install or update the Flux CRDs (Kustomization, HelmRelease, the sources) before the first reconciliation", func(c *agent.Config) *bool { return &c.InstallCRDs }, boolFlag),
+	field("multi-tenant", "lock the cluster down for tenants: objects naming no ServiceAccount run as their namespace's default one, no references across namespaces, no Helm hooks for tenants (docs/tenancy.md)", func(c *agent.Config) *bool { return &c.Tenancy.MultiTenant }, boolFlag),
+	field("default-service-account", "with --multi-tenant, the ServiceAccount objects naming none run as (default: default)", func(c *agent.Config) *string { return &c.Tenancy.DefaultServiceAccount }, stringFlag),
 	field("concurrent", "Kustomizations and HelmReleases a pass works on at once, each after its dependsOn (0: 4)", func(c *agent.Config) *int { return &c.Concurrent }, intFlag),
 }
 

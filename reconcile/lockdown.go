@@ -1,0 +1,205 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	helmv2 "github.com/fluxcd/helm-controller/api/v2"
+	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/ferry-gitops/ferry/api"
+	"github.com/ferry-gitops/ferry/bundle"
+)
+
+// Tenancy are the lockdown settings of a cluster shared by tenants (docs/tenancy.md), Flux's
+// controller flags by other names. Nil Options.Tenancy: a cluster of one team, where an object
+// that names no ServiceAccount runs as sync itself.
+type Tenancy struct {
+	// DefaultServiceAccount is the ServiceAccount, in the object's own namespace, that a
+	// Kustomization or HelmRelease naming none is applied as (Flux's
+	// --default-service-account). The objects of the bundle's signed cluster item are the
+	// platform's: they run as sync when they name none. Empty: those naming none run as sync.
+	DefaultServiceAccount string
+	// NoCrossNamespaceRefs refuses a sourceRef, chart sourceRef, chartRef, dependsOn or
+	// health check in another namespace than the object's (Flux's --no-cross-namespace-refs).
+	NoCrossNamespaceRefs bool
+	// AllowHelmHooks lets a tenant's HelmRelease run its chart's hooks; otherwise a chart with
+	// hooks installs only when the HelmRelease disables them (install, upgrade and rollback
+	// disableHooks) and runs no tests. The platform's HelmReleases run hooks as Flux does.
+	AllowHelmHooks bool
+}
+
+// noHooks reports whether Helm hooks are off for the object named key: a tenant's, while
+// Tenancy.AllowHelmHooks is not set.
+func (r *Reconciler) noHooks(ctx context.Context, p *pass, key objKey) bool {
+	return r.tenant(ctx, p, key) && !r.tenancy.AllowHelmHooks
+}
+
+// platform returns the Kustomizations and HelmReleases of the pass's bundle's cluster item
+// (the platform's signed desired state), once per pass; none when the bundle carries no
+// cluster item or it cannot be read (applyBundleObjects reports that).
+func (p *pass) platform(ctx context.Context) map[objKey]bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.platformKeys != nil {
+		return p.platformKeys
+	}
+	p.platformKeys = map[objKey]bool{}
+	if p.record == nil {
+		return p.platformKeys
+	}
+	for i := range p.record.Items {
+		it := &p.record.Items[i]
+		if it.Kind != bundle.KindCluster {
+			continue
+		}
+		data, _, err := readClusterLayer(ctx, p.cache, it)
+		if err != nil {
+			return p.platformKeys
+		}
+		objs, err := decodeClusterManifests(data)
+		if err != nil {
+			return p.platformKeys
+		}
+		for _, o := range objs {
+			gvk := o.obj.GroupVersionKind()
+			if gvk.Group == kustomizev1.GroupVersion.Group && gvk.Kind == kustomizev1.KustomizationKind ||
+				gvk.Group == helmv2.GroupVersion.Group && gvk.Kind == helmv2.HelmReleaseKind {
+				p.platformKeys[objKey{Kind: gvk.Kind, NamespacedName: types.NamespacedName{Namespace: o.obj.GetNamespace(), Name: o.obj.GetName()}}] = true
+			}
+		}
+	}
+	return p.platformKeys
+}
+
+// tenant reports whether the object named key is a tenant's under lockdown: Options.Tenancy
+// is set and the object is not of the bundle's cluster item.
+func (r *Reconciler) tenant(ctx context.Context, p *pass, key objKey) bool {
+	return r.tenancy != nil && (p == nil || !p.platform(ctx)[key])
+}
+
+// actor returns the ServiceAccount (in the object's namespace) the object named key acts as:
+// the one it names, else, for a tenant's object, Tenancy.DefaultServiceAccount; "" is sync
+// itself.
+func (r *Reconciler) actor(ctx context.Context, p *pass, key objKey, named string) string {
+	if named != "" || !r.tenant(ctx, p, key) {
+		return named
+	}
+	return r.tenancy.DefaultServiceAccount
+}
+
+// crossNamespace returns the outcome of an object of namespace ns whose references refs
+// (what, namespace) leave it while Tenancy.NoCrossNamespaceRefs is set; ok when none does.
+func (r *Reconciler) crossNamespace(ns string, refs [][2]string) (outcome, bool) {
+	if r.tenancy == nil || !r.tenancy.NoCrossNamespaceRefs {
+		return outcome{}, true
+	}
+	var out []string
+	for _, ref := range refs {
+		if ref[1] != "" && ref[1] != ns {
+			out = append(out, ref[0]+" in namespace "+ref[1])
+		}
+	}
+	if len(out) == 0 {
+		return outcome{}, true
+	}
+	return outcome{reason: api.AccessDeniedReason, message: fmt.Sprintf("cross-namespace references are not allowed (tenancy.noCrossNamespaceRefs): %s; reference objects of namespace %s only", strings.Join(out, ", "), ns)}.terminal(), false
+}
+
+// kustomizationRefs are the references of k that may name another namespace.
+func kustomizationRefs(k *kustomizev1.Kustomization) [][2]string {
+	refs := [][2]string{{fmt.Sprintf("sourceRef %s/%s", k.Spec.SourceRef.Kind, k.Spec.SourceRef.Name), k.Spec.SourceRef.Namespace}}
+	for _, d := range k.Spec.DependsOn {
+		refs = append(refs, [2]string{"dependsOn " + d.Name, d.Namespace})
+	}
+	for _, hc := range k.Spec.HealthChecks {
+		refs = append(refs, [2]string{fmt.Sprintf("healthChecks %s %s", hc.Kind, hc.Name), hc.Namespace})
+	}
+	return refs
+}
+
+// helmReleaseRefs are the references of h that may name another namespace.
+func helmReleaseRefs(h *helmv2.HelmRelease) [][2]string {
+	var refs [][2]string
+	if h.Spec.Chart != nil {
+		s := h.Spec.Chart.Spec.SourceRef
+		refs = append(refs, [2]string{fmt.Sprintf("chart sourceRef %s/%s", s.Kind, s.Name), s.Namespace})
+	}
+	if c := h.Spec.ChartRef; c != nil {
+		refs = append(refs, [2]string{fmt.Sprintf("chartRef %s/%s", c.Kind, c.Name), c.Namespace})
+	}
+	for _, d := range h.GetDependsOn() {
+		refs = append(refs, [2]string{"dependsOn " + d.Name, d.Namespace})
+	}
+	return refs
+}
+
+// hookKinds matches a Helm hook annotation and its kinds.
+var hookKinds = regexp.MustCompile(`helm\.sh/hook["']?\s*:\s*["']?([a-z0-9,\- ]+)`)
+
+// chartHooks returns the templates of c and its subcharts that declare Helm hooks, with the
+// hook kinds: test hooks apart from the others.
+func chartHooks(c *chart.Chart) (hooks, tests []string) {
+	var walk func(c *chart.Chart, prefix string)
+	walk = func(c *chart.Chart, prefix string) {
+		for _, t := range c.Templates {
+			for _, m := range hookKinds.FindAllStringSubmatch(string(t.Data), -1) {
+				for _, k := range strings.Split(m[1], ",") {
+					k = strings.TrimSpace(k)
+					switch {
+					case k == "":
+					case strings.HasPrefix(k, "test"):
+						tests = append(tests, prefix+t.Name)
+					default:
+						hooks = append(hooks, prefix+t.Name+" ("+k+")")
+					}
+				}
+			}
+		}
+		for _, d := range c.Dependencies() {
+			walk(d, prefix+"charts/"+d.Name()+"/")
+		}
+	}
+	walk(c, "")
+	sort.Strings(hooks)
+	sort.Strings(tests)
+	return compactStrings(hooks), compactStrings(tests)
+}
+
+func compactStrings(s []string) []string {
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// hooksRefused returns the outcome of a tenant's HelmRelease h whose chart c has hooks while
+// they are off (sync then runs every Helm action of h without hooks): the HelmRelease must say
+// spec.install.disableHooks, so a chart whose hooks it needs is not installed broken without
+// notice, and may not enable tests; ok when neither holds.
+func hooksRefused(h *helmv2.HelmRelease, c *chart.Chart, sa string) (outcome, bool) {
+	hooks, tests := chartHooks(c)
+	var why []string
+	if len(hooks) > 0 && (h.Spec.Install == nil || !h.Spec.Install.DisableHooks) {
+		why = append(why, "the chart has hooks ("+strings.Join(hooks, ", ")+"): they would not run; set spec.install.disableHooks: true to release it without them")
+	}
+	if len(tests) > 0 && h.Spec.Test != nil && h.Spec.Test.Enable {
+		why = append(why, "spec.test.enable runs the chart's test hooks ("+strings.Join(tests, ", ")+")")
+	}
+	if len(why) == 0 {
+		return outcome{}, true
+	}
+	as := "sync"
+	if sa != "" {
+		as = "serviceaccount " + h.Namespace + "/" + sa
+	}
+	return outcome{reason: api.AccessDeniedReason, message: fmt.Sprintf("nothing released: Helm hooks are off for tenants (tenancy.allowHelmHooks), the release runs as %s: %s", as, strings.Join(why, "; "))}.terminal(), false
+}
