@@ -1,11 +1,12 @@
 package reconcile
 
 import (
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
 	"k8s.io/apimachinery/pkg/types"
