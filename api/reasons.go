@@ -30,6 +30,9 @@ const (
 	// namespaces, Helm hooks of a tenant's chart); the message names the setting. As Flux's
 	// acl.AccessDeniedReason.
 	AccessDeniedReason = "AccessDenied"
+	// ReleaseNotOwnedReason: the Helm release a HelmRelease names exists and was made by
+	// another HelmRelease, or by hand: it is neither upgraded nor, on deletion, uninstalled.
+	ReleaseNotOwnedReason = "ReleaseNotOwned"
 )
 
 // Finalizer is the finalizer sync puts on every object it reconciles, Flux's own: a deleted

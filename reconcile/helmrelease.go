@@ -215,6 +215,9 @@ func (hr helmRelease) reconcile(ctx context.Context, r *Reconciler, a attempt) o
 	if err != nil {
 		return outcome{reason: helmv2.InstallFailedReason, message: err.Error()}
 	}
+	if who, ok := releaseOwner(cfg, h, relName); !ok {
+		return outcome{reason: api.ReleaseNotOwnedReason, message: fmt.Sprintf("release %s/%s%s exists and belongs to %s: not adopted, upgraded or uninstalled; give this HelmRelease another spec.releaseName or spec.targetNamespace", relNS, relName, tgt.in(), who)}
+	}
 	defer r.recordHistory(cfg, h, relName, log)
 
 	changed := h.Status.LastAttemptedRevision != item.version || h.Status.LastAttemptedConfigDigest != sum
@@ -262,6 +265,7 @@ func (hr helmRelease) reconcile(ctx context.Context, r *Reconciler, a attempt) o
 		in.ServerSideApply = true
 		in.Replace = uninstalled
 		in.DisableHooks = noHooks || h.Spec.Install != nil && h.Spec.Install.DisableHooks
+		in.Labels = ownerLabels(h)
 		if _, err := in.RunWithContext(ctx, ch, vals); err != nil {
 			h.Status.InstallFailures++
 			msg := fmt.Sprintf("%s: install chart %s %s: %v", what, ch.Name(), item.version, err)
@@ -322,6 +326,7 @@ func (hr helmRelease) reconcile(ctx context.Context, r *Reconciler, a attempt) o
 	up.ResetValues = true
 	up.MaxHistory = helmMaxHistory
 	up.DisableHooks = noHooks || h.Spec.Upgrade != nil && h.Spec.Upgrade.DisableHooks
+	up.Labels = ownerLabels(h)
 	if _, err := up.RunWithContext(ctx, relName, ch, vals); err != nil {
 		h.Status.UpgradeFailures++
 		msg := fmt.Sprintf("%s: upgrade to chart %s %s: %v", what, ch.Name(), item.version, err)
@@ -371,6 +376,9 @@ func (hr helmRelease) finalize(ctx context.Context, r *Reconciler, a attempt) cl
 	cfg, err := r.helmConfig(tgt, h, sa, relNS, a.log)
 	if err != nil {
 		return cleanup{failed: true, reason: helmv2.UninstallFailedReason, note: err.Error()}
+	}
+	if who, ok := releaseOwner(cfg, h, relName); !ok {
+		return cleanup{warning: true, reason: api.ReleaseNotOwnedReason, note: fmt.Sprintf("%s belongs to %s: left installed", what, who)}
 	}
 	un := action.NewUninstall(cfg)
 	un.IgnoreNotFound = true
@@ -589,4 +597,43 @@ func releaseDigest(rel *release.Release) string {
 	}
 	sum.Write([]byte(rel.Manifest))
 	return "sha256:" + hex.EncodeToString(sum.Sum(nil))
+}
+
+// Labels a release carries (on its storage Secrets) naming the HelmRelease that made it, as
+// Flux's helm-controller names it.
+const (
+	releaseOwnerName      = "helm.toolkit.fluxcd.io/name"
+	releaseOwnerNamespace = "helm.toolkit.fluxcd.io/namespace"
+)
+
+// ownerLabels are the labels of releases h makes.
+func ownerLabels(h *helmv2.HelmRelease) map[string]string {
+	return map[string]string{releaseOwnerName: h.Name, releaseOwnerNamespace: h.Namespace}
+}
+
+// releaseOwner reports whether the release relName, if there is one, is h's: it carries h's
+// owner labels, or (made before releases were labelled) it carries none and h's history
+// records it. Otherwise who names its owner: another HelmRelease, or none.
+func releaseOwner(cfg *action.Configuration, h *helmv2.HelmRelease, relName string) (who string, ok bool) {
+	last, err := cfg.Releases.Last(relName)
+	if err != nil {
+		return "", true // none (or unreadable: the action that follows says why)
+	}
+	rel, _ := last.(*release.Release)
+	if rel == nil {
+		return "", true
+	}
+	name, ns := rel.Labels[releaseOwnerName], rel.Labels[releaseOwnerNamespace]
+	switch {
+	case name == h.Name && ns == h.Namespace:
+		return "", true
+	case name != "" || ns != "":
+		return fmt.Sprintf("HelmRelease %s/%s", ns, name), false
+	}
+	for _, s := range h.Status.History {
+		if s.Name == rel.Name && s.Namespace == rel.Namespace {
+			return "", true
+		}
+	}
+	return "no HelmRelease (made by hand, or by another tool)", false
 }
