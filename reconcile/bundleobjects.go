@@ -209,6 +209,7 @@ func (b *bundleObjects) run(ctx context.Context, c *cache.Snapshot) error {
 		if objs, err = decodeClusterManifests(data); err != nil {
 			return b.fail(meta.BuildFailedReason, "revision %s: %v", rev, err)
 		}
+		objs = withoutTenants(objs) // declarations sync reads, not objects of the cluster
 		if err := r.normalizeScopes(objs, b.cm.Namespace); err != nil {
 			return b.fail(meta.ReconciliationFailedReason, "revision %s: nothing applied: %v", rev, err)
 		}

@@ -10,6 +10,7 @@ import (
 	helmv2 "github.com/fluxcd/helm-controller/api/v2"
 	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/ferry-gitops/ferry/api"
@@ -68,8 +69,16 @@ func (p *pass) platform(ctx context.Context) map[objKey]bool {
 		}
 		for _, o := range objs {
 			gvk := o.obj.GroupVersionKind()
-			if gvk.Group == kustomizev1.GroupVersion.Group && gvk.Kind == kustomizev1.KustomizationKind ||
-				gvk.Group == helmv2.GroupVersion.Group && gvk.Kind == helmv2.HelmReleaseKind {
+			if isTenant(o.obj) {
+				g, err := parseTenant(o)
+				if err != nil {
+					p.tenantsErr = err
+					continue
+				}
+				p.tenants = append(p.tenants, g)
+				continue
+			}
+			if strings.HasSuffix(gvk.Group, ".toolkit.fluxcd.io") {
 				p.platformKeys[objKey{Kind: gvk.Kind, NamespacedName: types.NamespacedName{Namespace: o.obj.GetNamespace(), Name: o.obj.GetName()}}] = true
 			}
 		}
@@ -202,4 +211,122 @@ func hooksRefused(h *helmv2.HelmRelease, c *chart.Chart, sa string) (outcome, bo
 		as = "serviceaccount " + h.Namespace + "/" + sa
 	}
 	return outcome{reason: api.AccessDeniedReason, message: fmt.Sprintf("nothing released: Helm hooks are off for tenants (tenancy.allowHelmHooks), the release runs as %s: %s", as, strings.Join(why, "; "))}.terminal(), false
+}
+
+// TenantKind is the kind (apiVersion ferry.dev/v1alpha1) of a cluster item document that
+// declares a tenant and the bundle items its sources may resolve to (docs/tenancy.md). sync
+// reads it and does not apply it.
+const TenantKind = "Tenant"
+
+// TenantAPIVersion is a Tenant declaration's apiVersion.
+const TenantAPIVersion = "ferry.dev/v1alpha1"
+
+// tenantGrant is one Tenant declaration: a namespace and the items granted to it.
+type tenantGrant struct {
+	name, namespace string
+	items           map[string]bool
+}
+
+// isTenant reports whether o is a Tenant declaration.
+func isTenant(o *unstructured.Unstructured) bool {
+	return o.GetAPIVersion() == TenantAPIVersion && o.GetKind() == TenantKind
+}
+
+// withoutTenants drops the Tenant declarations of a cluster item's objects.
+func withoutTenants(objs []clusterObject) []clusterObject {
+	out := objs[:0]
+	for _, o := range objs {
+		if !isTenant(o.obj) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// parseTenant reads a Tenant declaration strictly: metadata.name, spec.namespace (default
+// the name) and spec.items (item names), nothing else.
+func parseTenant(o clusterObject) (tenantGrant, error) {
+	bad := func(format string, args ...any) (tenantGrant, error) {
+		return tenantGrant{}, fmt.Errorf("%s: %s", o.where(), fmt.Sprintf(format, args...))
+	}
+	for k := range o.obj.Object {
+		if k != "apiVersion" && k != "kind" && k != "metadata" && k != "spec" {
+			return bad("unknown field %q: a Tenant has metadata and spec {namespace, items}", k)
+		}
+	}
+	g := tenantGrant{name: o.obj.GetName(), items: map[string]bool{}}
+	if g.name == "" {
+		return bad("metadata.name is required")
+	}
+	spec, ok := o.obj.Object["spec"].(map[string]any)
+	if !ok {
+		return bad("spec {namespace, items} is required")
+	}
+	for k, v := range spec {
+		switch k {
+		case "namespace":
+			s, ok := v.(string)
+			if !ok {
+				return bad("spec.namespace: want a string")
+			}
+			g.namespace = s
+		case "items":
+			l, ok := v.([]any)
+			if !ok {
+				return bad("spec.items: want a list of item names")
+			}
+			for _, it := range l {
+				s, ok := it.(string)
+				if !ok || s == "" {
+					return bad("spec.items: want item names")
+				}
+				g.items[s] = true
+			}
+		default:
+			return bad("spec.%s: unknown field; known: namespace, items", k)
+		}
+	}
+	if g.namespace == "" {
+		g.namespace = g.name
+	}
+	return g, nil
+}
+
+// granted checks, for a tenant's source object named key, that the item its resolution res
+// chose may be used in its namespace: an item granted to some tenants is theirs alone (and
+// the platform's), and a tenant declared with items may use only those. It returns res, or an
+// AccessDenied error naming the item, the tenants it is granted to, and the Tenant.
+func (r *Reconciler) granted(ctx context.Context, p *pass, key objKey, res *resolved, err error) (*resolved, error) {
+	if err != nil || res == nil || res.item == nil || !r.tenant(ctx, p, key) {
+		return res, err
+	}
+	p.platform(ctx) // reads the declarations
+	p.mu.Lock()
+	tenants, terr := p.tenants, p.tenantsErr
+	p.mu.Unlock()
+	deny := func(format string, args ...any) (*resolved, error) {
+		return nil, &sourceError{reason: api.AccessDeniedReason, msg: fmt.Sprintf("%s '%s' resolves to item %q: %s", key.Kind, key.NamespacedName, res.item.Name, fmt.Sprintf(format, args...))}
+	}
+	if terr != nil {
+		return deny("the cluster item's Tenant declarations cannot be read, so no tenant's source resolves: %v", terr)
+	}
+	ns, item := key.Namespace, res.item.Name
+	var owners []string
+	for _, g := range tenants {
+		if g.items[item] {
+			if g.namespace == ns {
+				return res, nil
+			}
+			owners = append(owners, g.name+" (namespace "+g.namespace+")")
+		}
+	}
+	if len(owners) > 0 {
+		return deny("the item is granted to tenant %s only (the cluster item's Tenant declarations)", strings.Join(owners, ", "))
+	}
+	for _, g := range tenants {
+		if g.namespace == ns {
+			return deny("tenant %s may use only the items its Tenant declaration grants: add %q to its spec.items", g.name, item)
+		}
+	}
+	return res, nil
 }

@@ -114,7 +114,19 @@ func TestLockdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	platformK := "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: platform\n  namespace: " + h.ns + "\nspec:\n  interval: 1m\n  prune: true\n  path: platform\n  targetNamespace: " + h.ns + "\n  sourceRef: {kind: GitRepository, name: platform}\n"
+	// Tenant B's own repository, granted to B alone by the cluster item's Tenant declarations.
+	if _, err := gitServer.CreateRepo(ctx, "lockdown-b", map[string]string{"plain/kustomization.yaml": kustomizationYAML("cm.yaml"), "plain/cm.yaml": configMapYAML("", "lock-stolen", "one")}); err != nil {
+		t.Fatal(err)
+	}
+	tenants := "apiVersion: ferry.dev/v1alpha1\nkind: Tenant\nmetadata: {name: " + a + "}\nspec: {items: [platform, app, hooked]}\n---\n" +
+		"apiVersion: ferry.dev/v1alpha1\nkind: Tenant\nmetadata: {name: " + b + "}\nspec: {namespace: " + b + ", items: [platform, team-b, app]}\n"
+	platformSrc := "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: platform\n  namespace: " + h.ns + "\nspec:\n  interval: 1m\n  url: " + gitServer.RepoURL(h.repo) + "\n  ref: {branch: main}\n"
 	dir, l, bnd := h.nextBundle()
+	teamB, err := fetch.Git(ctx, l, spec.Git{Name: "team-b", URL: gitServer.RepoURL("lockdown-b"), Ref: spec.GitRef{Branch: "main"}}, &fetch.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bnd.Items = append(bnd.Items, teamB)
 	for _, name := range []string{"app", "hooked"} {
 		ch, err := fetch.Chart(ctx, l, spec.Chart{Name: name, Repository: h.charts.URL, Version: "1.0.0"}, &fetch.Options{})
 		if err != nil {
@@ -122,10 +134,14 @@ func TestLockdown(t *testing.T) {
 		}
 		bnd.Items = append(bnd.Items, ch)
 	}
-	bnd.Items = append(bnd.Items, testbundle.ClusterItem(t, l, map[string]string{"platform.yaml": platformK}))
+	bnd.Items = append(bnd.Items, testbundle.ClusterItem(t, l, map[string]string{"platform.yaml": platformK + "---\n" + platformSrc, "tenants.yaml": tenants}))
 	h.signAndImport(dir, l, bnd)
 	lockdownTenant(t, h, a)
 	lockdownTenant(t, h, b)
+	if err := h.c.Create(ctx, &sourcev1.GitRepository{ObjectMeta: metav1.ObjectMeta{Namespace: a, Name: "stolen"}, Spec: sourcev1.GitRepositorySpec{
+		URL: gitServer.RepoURL("lockdown-b"), Reference: &sourcev1.GitRepositoryRef{Branch: "main"}, Interval: metav1.Duration{Duration: time.Minute}}}); err != nil {
+		t.Fatal(err)
+	}
 	cleanupKustomizations(t, h.c, a, b, "kube-system")
 
 	r, err := reconcile.New(cluster.Config, h.cacheDir, reconcile.Options{Tenancy: &reconcile.Tenancy{DefaultServiceAccount: "default", NoCrossNamespaceRefs: true}})
@@ -178,6 +194,8 @@ func TestLockdown(t *testing.T) {
 		}), api.AccessDeniedReason, []string{"healthChecks Deployment web in namespace " + b}, []types.NamespacedName{{Namespace: a, Name: "lock-plain"}}, cm},
 		{"B's GitRepository", ks("srcb", "plain", "cmonly", func(k *kustomizev1.Kustomization) { k.Spec.SourceRef.Namespace = b }),
 			api.AccessDeniedReason, []string{"sourceRef GitRepository/platform in namespace " + b}, []types.NamespacedName{{Namespace: a, Name: "lock-plain"}}, cm},
+		{"B's Git item, through a GitRepository of A's own", ks("stolen", "plain", "cmonly", func(k *kustomizev1.Kustomization) { k.Spec.SourceRef.Name = "stolen" }),
+			api.AccessDeniedReason, []string{`GitRepository '` + a + `/stolen' resolves to item "team-b"`, "granted to tenant " + b + " (namespace " + b + ") only"}, []types.NamespacedName{{Namespace: a, Name: "lock-stolen"}}, cm},
 		{"substituteFrom a Secret the tenant may not read", ks("subst", "subst", "cmonly", func(k *kustomizev1.Kustomization) {
 			k.Spec.PostBuild = &kustomizev1.PostBuild{SubstituteFrom: []kustomizev1.SubstituteReference{{Kind: "Secret", Name: "platform-only"}}}
 		}), meta.BuildFailedReason, []string{"substituteFrom Secret " + a + "/platform-only", "system:serviceaccount:" + a + ":cmonly", "forbidden"}, []types.NamespacedName{{Namespace: a, Name: "lock-subst"}}, cm},

@@ -198,6 +198,10 @@ type pass struct {
 	// platformKeys are the Kustomizations and HelmReleases of the bundle's cluster item
 	// (platform), read once.
 	platformKeys map[objKey]bool
+	// tenants are the cluster item's Tenant declarations (read with platformKeys), or
+	// tenantsErr why they could not be read.
+	tenants    []tenantGrant
+	tenantsErr error
 	// mu guards resolved, gits, ran and platformKeys: a pass reconciles several objects at once.
 	mu sync.Mutex
 }

@@ -80,6 +80,7 @@ func (p *pass) resolveRef(ctx context.Context, r *Reconciler, kind, ns, name str
 		return res.res, res.err
 	}
 	res, err := p.resolveKey(ctx, r, key)
+	res, err = r.granted(ctx, p, key, res, err)
 	p.keep(key, resolution{res, err})
 	return res, err
 }
@@ -501,7 +502,7 @@ func (p *pass) resolveChart(ctx context.Context, r *Reconciler, repoNS, repoName
 	if err != nil {
 		return nil, err
 	}
-	return &resolved{revision: best.Revision, digest: string(ch.layer.Digest), size: ch.layer.Size, item: best, chart: ch}, nil
+	return r.granted(ctx, p, repoKey, &resolved{revision: best.Revision, digest: string(ch.layer.Digest), size: ch.layer.Size, item: best, chart: ch}, nil)
 }
 
 // resolveHelmChart resolves a HelmChart: a chart of a HelmRepository.
