@@ -141,17 +141,7 @@ func TestFluxRepoHubSpoke(t *testing.T) {
 	// podinfo's release installs on each spoke as flux-restricted, with the carried image;
 	// without a kubelet its Pods never run, so the release and the apps Kustomization wait.
 	for name, spoke := range spokes {
-		deadline := time.Now().Add(180 * time.Second)
-		for {
-			res := run(t, w.dir, nil, "kubectl", append(spoke, "get", "deployment", "podinfo", "-n", "podinfo", "-o", "jsonpath={.spec.template.spec.containers[0].image}")...)
-			if res.Err == nil && strings.TrimSpace(res.Stdout) == podinfo.Source {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: podinfo's Deployment not applied with %s: %v %s%s\n%s\nreconcile log:\n%s", name, podinfo.Source, res.Err, res.Stdout, res.Stderr, fluxGetAll(t, w.dir, kube), tail(w.log))
-			}
-			time.Sleep(time.Second)
-		}
+		w.waitPodinfo(kube, spoke, podinfo.Source, 180*time.Second)
 		host := jsonpath(t, w.dir, spoke, "ingress", "podinfo", "-n", "podinfo", "-o", "jsonpath={.spec.rules[0].host}")
 		if host != "podinfo."+name {
 			t.Fatalf("%s: podinfo's Ingress host %q, want podinfo.%s (clusters/%s/apps/podinfo-values.yaml)", name, host, name, name)

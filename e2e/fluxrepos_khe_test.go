@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"strings"
 	"testing"
 	"time"
 )
@@ -70,17 +69,7 @@ func TestFluxRepoKustomizeHelmExample(t *testing.T) {
 			}
 			// podinfo's release is installed (its Deployment runs the carried image); without a
 			// kubelet its Pods never run, so it and the apps Kustomization wait for them.
-			deadline := time.Now().Add(120 * time.Second)
-			for {
-				res := run(t, w.dir, nil, "kubectl", append(kube, "get", "deployment", "podinfo", "-n", "podinfo", "-o", "jsonpath={.spec.template.spec.containers[0].image}")...)
-				if res.Err == nil && strings.TrimSpace(res.Stdout) == podinfo.Source {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("podinfo's Deployment not applied with %s: %v %s%s\n%s", podinfo.Source, res.Err, res.Stdout, res.Stderr, fluxGetAll(t, w.dir, kube))
-				}
-				time.Sleep(time.Second)
-			}
+			w.waitPodinfo(kube, kube, podinfo.Source, 120*time.Second)
 			// The release's values reach the chart: redis is on, at the image they name.
 			if img := jsonpath(t, w.dir, kube, "deployment", "podinfo-redis", "-n", "podinfo", "-o", "jsonpath={.spec.template.spec.containers[0].image}"); img != "public.ecr.aws/docker/library/redis:8.6.2" {
 				t.Fatalf("podinfo's redis runs %s, want public.ecr.aws/docker/library/redis:8.6.2 (the HelmRelease's values)", img)

@@ -475,6 +475,23 @@ func (w *fluxWorld) waitReady(kube []string, ns string, objs ...string) {
 	}
 }
 
+// waitPodinfo waits, up to within, until podinfo's Deployment (namespace podinfo) in the
+// cluster of onto runs image; kube is the cluster whose Flux objects the failure shows.
+func (w *fluxWorld) waitPodinfo(kube, onto []string, image string, within time.Duration) {
+	w.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		res := run(w.t, w.dir, nil, "kubectl", append(onto, "get", "deployment", "podinfo", "-n", "podinfo", "-o", "jsonpath={.spec.template.spec.containers[0].image}")...)
+		if res.Err == nil && strings.TrimSpace(res.Stdout) == image {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("podinfo's Deployment (%s) not applied with %s: %v %s%s\n%s\nreconcile log:\n%s", strings.Join(onto, " "), image, res.Err, res.Stdout, res.Stderr, fluxGetAll(w.t, w.dir, kube), tail(w.log))
+		}
+		time.Sleep(time.Second)
+	}
+}
+
 // fluxGetAll runs flux get all -A and returns its output.
 func fluxGetAll(t *testing.T, dir string, kube []string) string {
 	t.Helper()

@@ -98,6 +98,8 @@ type bundleObjects struct {
 	item     *cache.RecordItem // nil when the bundle carries none
 	cm       *corev1.ConfigMap // the inventory
 	revision string
+	// decoded is handed the cluster item's objects once decoded (Tenant declarations too).
+	decoded func([]clusterObject)
 }
 
 // fail records a failure: it logs it, records a Warning Event on the inventory ConfigMap (when
@@ -122,13 +124,15 @@ func (b *bundleObjects) fail(reason, format string, args ...any) error {
 // applied that this one lacks (only those still carrying the owner labels), and records the
 // inventory, the bundle sequence and the item revision in the inventory ConfigMap. Every pass
 // applies again, which corrects drift; ssa writes nothing for an object that has not changed.
+// decoded is handed the decoded objects, Tenant declarations (read, never applied) included, so
+// the pass need not read the item again.
 // Without a bundle, or without a cluster item and without an inventory, it does nothing.
-func (r *Reconciler) applyBundleObjects(ctx context.Context, c *cache.Snapshot) error {
+func (r *Reconciler) applyBundleObjects(ctx context.Context, c *cache.Snapshot, decoded func([]clusterObject)) error {
 	rec := c.Record()
 	if rec == nil {
 		return nil
 	}
-	b := &bundleObjects{r: r, rec: rec, log: r.log.With("bundle", rec.Sequence, "item", bundle.ClusterItemName)}
+	b := &bundleObjects{r: r, rec: rec, log: r.log.With("bundle", rec.Sequence, "item", bundle.ClusterItemName), decoded: decoded}
 	for i := range rec.Items {
 		if it := &rec.Items[i]; it.Kind == bundle.KindCluster {
 			if b.item != nil {
@@ -209,6 +213,7 @@ func (b *bundleObjects) run(ctx context.Context, c *cache.Snapshot) error {
 		if objs, err = decodeClusterManifests(data); err != nil {
 			return b.fail(meta.BuildFailedReason, "revision %s: %v", rev, err)
 		}
+		b.decoded(objs)
 		objs = withoutTenants(objs) // declarations sync reads, not objects of the cluster
 		if err := r.normalizeScopes(objs, b.cm.Namespace); err != nil {
 			return b.fail(meta.ReconciliationFailedReason, "revision %s: nothing applied: %v", rev, err)

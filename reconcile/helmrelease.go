@@ -215,7 +215,9 @@ func (hr helmRelease) reconcile(ctx context.Context, r *Reconciler, a attempt) o
 	if err != nil {
 		return outcome{reason: helmv2.InstallFailedReason, message: err.Error()}
 	}
-	if who, ok := releaseOwner(cfg, h, relName); !ok {
+	last, lastErr := cfg.Releases.Last(relName)
+	lastRel, _ := last.(*release.Release)
+	if who, ok := releaseOwner(h, lastRel); !ok {
 		return outcome{reason: api.ReleaseNotOwnedReason, message: fmt.Sprintf("release %s/%s%s exists and belongs to %s: not adopted, upgraded or uninstalled; give this HelmRelease another spec.releaseName or spec.targetNamespace", relNS, relName, tgt.in(), who)}
 	}
 	defer r.recordHistory(cfg, h, relName, log)
@@ -240,15 +242,13 @@ func (hr helmRelease) reconcile(ctx context.Context, r *Reconciler, a attempt) o
 	rollbackWait := waitFor(h.Spec.Rollback != nil && h.Spec.Rollback.DisableWait)
 	what := fmt.Sprintf("release %s/%s", relNS, relName) + tgt.in()
 
-	last, err := cfg.Releases.Last(relName)
-	if err != nil && !errors.Is(err, driver.ErrReleaseNotFound) {
-		return outcome{reason: helmv2.InstallFailedReason, message: fmt.Sprintf("%s: read release history: %v", what, err)}
+	if lastErr != nil && !errors.Is(lastErr, driver.ErrReleaseNotFound) {
+		return outcome{reason: helmv2.InstallFailedReason, message: fmt.Sprintf("%s: read release history: %v", what, lastErr)}
 	}
-	lastRel, _ := last.(*release.Release)
 	// An uninstalled release whose history was kept (uninstall.keepHistory) is installed
 	// again, replacing it.
-	uninstalled := err == nil && lastRel != nil && lastRel.Info != nil && lastRel.Info.Status == rcommon.StatusUninstalled
-	if err != nil || uninstalled { // no release yet: install
+	uninstalled := lastErr == nil && lastRel != nil && lastRel.Info != nil && lastRel.Info.Status == rcommon.StatusUninstalled
+	if lastErr != nil || uninstalled { // no release yet: install
 		retries := int64(0)
 		if h.Spec.Install != nil && h.Spec.Install.Remediation != nil {
 			retries = int64(h.Spec.Install.Remediation.Retries)
@@ -377,7 +377,9 @@ func (hr helmRelease) finalize(ctx context.Context, r *Reconciler, a attempt) cl
 	if err != nil {
 		return cleanup{failed: true, reason: helmv2.UninstallFailedReason, note: err.Error()}
 	}
-	if who, ok := releaseOwner(cfg, h, relName); !ok {
+	last, _ := cfg.Releases.Last(relName) // none, or unreadable: the uninstall says why
+	lastRel, _ := last.(*release.Release)
+	if who, ok := releaseOwner(h, lastRel); !ok {
 		return cleanup{warning: true, reason: api.ReleaseNotOwnedReason, note: fmt.Sprintf("%s belongs to %s: left installed", what, who)}
 	}
 	un := action.NewUninstall(cfg)
@@ -611,15 +613,10 @@ func ownerLabels(h *helmv2.HelmRelease) map[string]string {
 	return map[string]string{releaseOwnerName: h.Name, releaseOwnerNamespace: h.Namespace}
 }
 
-// releaseOwner reports whether the release relName, if there is one, is h's: it carries h's
-// owner labels, or (made before releases were labelled) it carries none and h's history
-// records it. Otherwise who names its owner: another HelmRelease, or none.
-func releaseOwner(cfg *action.Configuration, h *helmv2.HelmRelease, relName string) (who string, ok bool) {
-	last, err := cfg.Releases.Last(relName)
-	if err != nil {
-		return "", true // none (or unreadable: the action that follows says why)
-	}
-	rel, _ := last.(*release.Release)
+// releaseOwner reports whether rel, the latest revision of h's release (nil: none), is h's:
+// it carries h's owner labels, or (made before releases were labelled) it carries none and
+// h's history records it. Otherwise who names its owner: another HelmRelease, or none.
+func releaseOwner(h *helmv2.HelmRelease, rel *release.Release) (who string, ok bool) {
 	if rel == nil {
 		return "", true
 	}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	helmv2 "github.com/fluxcd/helm-controller/api/v2"
@@ -41,18 +41,47 @@ func (r *Reconciler) noHooks(ctx context.Context, p *pass, key objKey) bool {
 	return r.tenant(ctx, p, key) && !r.tenancy.AllowHelmHooks
 }
 
-// platform returns the Kustomizations and HelmReleases of the pass's bundle's cluster item
-// (the platform's signed desired state), once per pass; none when the bundle carries no
-// cluster item or it cannot be read (applyBundleObjects reports that).
-func (p *pass) platform(ctx context.Context) map[objKey]bool {
+// clusterDecls is what the bundle's cluster item (the platform's signed desired state) says
+// of who is who: the Flux objects it holds are the platform's, its Tenant declarations grant
+// items to tenants.
+type clusterDecls struct {
+	platform map[objKey]bool
+	tenants  []tenantGrant
+	err      error // why a Tenant declaration could not be read
+}
+
+// declarationsOf reads the declarations of a cluster item's objects.
+func declarationsOf(objs []clusterObject) *clusterDecls {
+	d := &clusterDecls{platform: map[objKey]bool{}}
+	for _, o := range objs {
+		if isTenant(o.obj) {
+			g, err := parseTenant(o)
+			if err != nil {
+				d.err = err
+				continue
+			}
+			d.tenants = append(d.tenants, g)
+			continue
+		}
+		if gvk := o.obj.GroupVersionKind(); strings.HasSuffix(gvk.Group, ".toolkit.fluxcd.io") {
+			d.platform[objKey{Kind: gvk.Kind, NamespacedName: types.NamespacedName{Namespace: o.obj.GetNamespace(), Name: o.obj.GetName()}}] = true
+		}
+	}
+	return d
+}
+
+// declarations returns the declarations of the pass's bundle's cluster item: those ReconcileAll
+// read while applying it, else read once per pass; none when the bundle carries no cluster
+// item or it cannot be read (applyBundleObjects reports that).
+func (p *pass) declarations(ctx context.Context) *clusterDecls {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.platformKeys != nil {
-		return p.platformKeys
+	if p.decls != nil {
+		return p.decls
 	}
-	p.platformKeys = map[objKey]bool{}
+	p.decls = declarationsOf(nil)
 	if p.record == nil {
-		return p.platformKeys
+		return p.decls
 	}
 	for i := range p.record.Items {
 		it := &p.record.Items[i]
@@ -61,35 +90,21 @@ func (p *pass) platform(ctx context.Context) map[objKey]bool {
 		}
 		data, _, err := readClusterLayer(ctx, p.cache, it)
 		if err != nil {
-			return p.platformKeys
+			return p.decls
 		}
 		objs, err := decodeClusterManifests(data)
 		if err != nil {
-			return p.platformKeys
+			return p.decls
 		}
-		for _, o := range objs {
-			gvk := o.obj.GroupVersionKind()
-			if isTenant(o.obj) {
-				g, err := parseTenant(o)
-				if err != nil {
-					p.tenantsErr = err
-					continue
-				}
-				p.tenants = append(p.tenants, g)
-				continue
-			}
-			if strings.HasSuffix(gvk.Group, ".toolkit.fluxcd.io") {
-				p.platformKeys[objKey{Kind: gvk.Kind, NamespacedName: types.NamespacedName{Namespace: o.obj.GetNamespace(), Name: o.obj.GetName()}}] = true
-			}
-		}
+		p.decls = declarationsOf(objs)
 	}
-	return p.platformKeys
+	return p.decls
 }
 
 // tenant reports whether the object named key is a tenant's under lockdown: Options.Tenancy
 // is set and the object is not of the bundle's cluster item.
 func (r *Reconciler) tenant(ctx context.Context, p *pass, key objKey) bool {
-	return r.tenancy != nil && (p == nil || !p.platform(ctx)[key])
+	return r.tenancy != nil && (p == nil || !p.declarations(ctx).platform[key])
 }
 
 // actor returns the ServiceAccount (in the object's namespace) the object named key acts as:
@@ -175,19 +190,9 @@ func chartHooks(c *chart.Chart) (hooks, tests []string) {
 		}
 	}
 	walk(c, "")
-	sort.Strings(hooks)
-	sort.Strings(tests)
-	return compactStrings(hooks), compactStrings(tests)
-}
-
-func compactStrings(s []string) []string {
-	out := s[:0]
-	for i, v := range s {
-		if i == 0 || v != s[i-1] {
-			out = append(out, v)
-		}
-	}
-	return out
+	slices.Sort(hooks)
+	slices.Sort(tests)
+	return slices.Compact(hooks), slices.Compact(tests)
 }
 
 // hooksRefused returns the outcome of a tenant's HelmRelease h whose chart c has hooks while
@@ -300,10 +305,8 @@ func (r *Reconciler) granted(ctx context.Context, p *pass, key objKey, res *reso
 	if err != nil || res == nil || res.item == nil || !r.tenant(ctx, p, key) {
 		return res, err
 	}
-	p.platform(ctx) // reads the declarations
-	p.mu.Lock()
-	tenants, terr := p.tenants, p.tenantsErr
-	p.mu.Unlock()
+	d := p.declarations(ctx)
+	tenants, terr := d.tenants, d.err
 	deny := func(format string, args ...any) (*resolved, error) {
 		return nil, &sourceError{reason: api.AccessDeniedReason, msg: fmt.Sprintf("%s '%s' resolves to item %q: %s", key.Kind, key.NamespacedName, res.item.Name, fmt.Sprintf(format, args...))}
 	}

@@ -195,14 +195,9 @@ type pass struct {
 	// force makes every object due; ran holds the objects reconciled so far in the pass.
 	force bool
 	ran   map[objKey]bool
-	// platformKeys are the Kustomizations and HelmReleases of the bundle's cluster item
-	// (platform), read once.
-	platformKeys map[objKey]bool
-	// tenants are the cluster item's Tenant declarations (read with platformKeys), or
-	// tenantsErr why they could not be read.
-	tenants    []tenantGrant
-	tenantsErr error
-	// mu guards resolved, gits, ran and platformKeys: a pass reconciles several objects at once.
+	// decls are the cluster item's declarations (declarations), read once.
+	decls *clusterDecls
+	// mu guards resolved, gits, ran and decls: a pass reconciles several objects at once.
 	mu sync.Mutex
 }
 
@@ -282,13 +277,15 @@ func (r *Reconciler) reconcileAll(ctx context.Context, force bool) error {
 	if err != nil {
 		return err
 	}
-	if err := r.applyBundleObjects(ctx, snap); err != nil {
+	var decls *clusterDecls
+	if err := r.applyBundleObjects(ctx, snap, func(objs []clusterObject) { decls = declarationsOf(objs) }); err != nil {
 		return err
 	}
 	p, err := r.newPassOf(ctx, snap)
 	if err != nil {
 		return err
 	}
+	p.decls = decls
 	p.force = force
 	var errs []error
 	// Deleted objects first, dependents before their dependencies.
